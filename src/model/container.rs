@@ -1,0 +1,202 @@
+//! The container record: pure metadata that pins what a task needs (containerd's
+//! `containers.Container`), and the rules for each of its one-line fields.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{validate_image_name, Labels, Timestamp, ValidationError};
+
+/// Snapshotter used when none is written (containerd's default on Linux).
+pub const DEFAULT_SNAPSHOTTER: &str = "overlayfs";
+/// Runtime used when none is written.
+pub const DEFAULT_RUNTIME: &str = "runc";
+/// The largest spec accepted.
+pub const MAX_SPEC_BYTES: usize = 4 << 20;
+
+/// A container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    /// Required, immutable: the identifier (directory name under `containers/`).
+    pub id: String,
+    /// Optional, mutable (`spec`): the OCI runtime spec; a JSON object when set.
+    pub spec: Option<Value>,
+    /// Optional, mutable (`image`): the image name it was made from; empty when none.
+    pub image: String,
+    /// Required, mutable (`snapshotter`): defaults to `overlayfs`.
+    pub snapshotter: String,
+    /// Optional, mutable (`snapshot`): the snapshot key of its root filesystem.
+    pub snapshot: String,
+    /// Required, mutable (`runtime`): defaults to `runc`.
+    pub runtime: String,
+    /// Optional, mutable (`labels`, `user.*` xattrs).
+    pub labels: Labels,
+    /// Set once when the record is created.
+    pub created_at: Timestamp,
+    /// Set on every committed change.
+    pub updated_at: Timestamp,
+}
+
+/// The container fields that are one-line text files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerField {
+    /// `image`
+    Image,
+    /// `snapshotter`
+    Snapshotter,
+    /// `snapshot`
+    Snapshot,
+    /// `runtime`
+    Runtime,
+}
+
+impl ContainerField {
+    /// The file name showing this field.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::Image => "image",
+            Self::Snapshotter => "snapshotter",
+            Self::Snapshot => "snapshot",
+            Self::Runtime => "runtime",
+        }
+    }
+
+    /// Checks a value (already stripped of its trailing newline) for this field.
+    pub fn validate(self, value: &str) -> Result<(), ValidationError> {
+        let field = self.file_name();
+        let refuse = |reason: &str| Err(ValidationError::InvalidField { field, reason: reason.into() });
+        if value.contains('\n') {
+            return refuse("must be a single line");
+        }
+        if value.chars().any(char::is_control) {
+            return refuse("must not hold control characters");
+        }
+        match self {
+            Self::Image if value.is_empty() => Ok(()),
+            Self::Image => validate_image_name(value),
+            Self::Snapshotter | Self::Runtime if value.is_empty() => refuse("must not be empty"),
+            Self::Snapshotter if value.contains('/') => refuse("must not hold '/'"),
+            Self::Snapshotter | Self::Runtime if value.len() > 255 => refuse("is longer than 255 bytes"),
+            Self::Snapshot if value.len() > 4096 => refuse("is longer than 4096 bytes"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Container {
+    /// A new container with containerd's defaults, created now.
+    pub fn new(id: String, now: Timestamp) -> Self {
+        Self {
+            id,
+            spec: None,
+            image: String::new(),
+            snapshotter: DEFAULT_SNAPSHOTTER.into(),
+            snapshot: String::new(),
+            runtime: DEFAULT_RUNTIME.into(),
+            labels: Labels::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The current value of a one-line field.
+    pub fn field(&self, field: ContainerField) -> &str {
+        match field {
+            ContainerField::Image => &self.image,
+            ContainerField::Snapshotter => &self.snapshotter,
+            ContainerField::Snapshot => &self.snapshot,
+            ContainerField::Runtime => &self.runtime,
+        }
+    }
+
+    /// Replaces a one-line field after validating the value.
+    pub fn set_field(&mut self, field: ContainerField, value: &str) -> Result<(), ValidationError> {
+        field.validate(value)?;
+        let slot = match field {
+            ContainerField::Image => &mut self.image,
+            ContainerField::Snapshotter => &mut self.snapshotter,
+            ContainerField::Snapshot => &mut self.snapshot,
+            ContainerField::Runtime => &mut self.runtime,
+        };
+        *slot = value.to_owned();
+        Ok(())
+    }
+
+    /// The `spec` file: pretty JSON and a newline, or nothing when unset.
+    pub fn render_spec(&self) -> String {
+        match &self.spec {
+            None => String::new(),
+            Some(spec) => {
+                let mut text = serde_json::to_string_pretty(spec).expect("a JSON value always serializes");
+                text.push('\n');
+                text
+            }
+        }
+    }
+
+    /// The read-only `info.json` document.
+    pub fn info_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("a container always serializes");
+        text.push('\n');
+        text
+    }
+}
+
+/// Checks that a complete JSON value can be a runtime spec. The full OCI schema is the
+/// runtime's business at task start; here only the shape that every consumer relies on.
+pub fn validate_spec(value: &Value) -> Result<(), ValidationError> {
+    let invalid = |reason: &str| Err(ValidationError::InvalidSpec { reason: reason.into() });
+    let Some(object) = value.as_object() else {
+        return invalid("a spec must be a JSON object");
+    };
+    if object.get("ociVersion").is_some_and(|v| !v.is_string()) {
+        return invalid("ociVersion must be a string");
+    }
+    for field in ["process", "root", "linux", "annotations"] {
+        if object.get(field).is_some_and(|v| !v.is_object()) {
+            return invalid("process, root, linux and annotations must be objects");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fields_have_their_own_rules() {
+        let rows: &[(ContainerField, &str, bool)] = &[
+            (ContainerField::Image, "", true),
+            (ContainerField::Image, "docker.io/library/busybox:1.36", true),
+            (ContainerField::Image, "a//b", false),
+            (ContainerField::Snapshotter, "overlayfs", true),
+            (ContainerField::Snapshotter, "", false),
+            (ContainerField::Snapshotter, "a/b", false),
+            (ContainerField::Runtime, "io.containerd.runc.v2", true),
+            (ContainerField::Runtime, "", false),
+            (ContainerField::Snapshot, "", true),
+            (ContainerField::Snapshot, "a\nb", false),
+            (ContainerField::Snapshot, "tab\there", false),
+        ];
+        for (field, value, ok) in rows {
+            assert_eq!(field.validate(value).is_ok(), *ok, "{field:?} {value:?}");
+        }
+    }
+
+    #[test]
+    fn spec_must_be_an_object() {
+        assert!(validate_spec(&json!({"ociVersion": "1.0.2", "process": {"args": ["sh"]}})).is_ok());
+        assert!(validate_spec(&json!([])).is_err());
+        assert!(validate_spec(&json!({"process": 1})).is_err());
+        assert!(validate_spec(&json!({"ociVersion": 1})).is_err());
+    }
+
+    #[test]
+    fn new_container_has_containerd_defaults() {
+        let c = Container::new("web".into(), Timestamp::from_nanos(0));
+        assert_eq!(c.field(ContainerField::Snapshotter), "overlayfs");
+        assert_eq!(c.field(ContainerField::Runtime), "runc");
+        assert_eq!(c.render_spec(), "");
+    }
+}

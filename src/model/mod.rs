@@ -1,0 +1,24 @@
+//! The domain model: images, containers, their names, labels and descriptors, and every
+//! validation rule that applies to them.
+//!
+//! Pure data and pure functions: no I/O, no LMDB, no FUSE. Everything a user can write is
+//! parsed and judged here, so the store and the filesystem never hold an invalid value.
+
+mod container;
+mod descriptor;
+mod error;
+mod image;
+mod labels;
+mod name;
+mod time;
+
+pub use container::{validate_spec, Container, ContainerField, DEFAULT_RUNTIME, DEFAULT_SNAPSHOTTER, MAX_SPEC_BYTES};
+pub use descriptor::Descriptor;
+pub use error::ValidationError;
+pub use image::Image;
+pub use labels::{parse_document as parse_labels, validate_label, LabelEdit, Labels, MAX_LABEL_BYTES};
+pub use name::{validate_component, validate_identifier, validate_image_name, MAX_COMPONENT_BYTES, MAX_IDENTIFIER_BYTES};
+pub use time::Timestamp;
+
+/// The largest document any attribute file other than `spec` accepts.
+pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;

@@ -1,0 +1,43 @@
+//! Container records: create, update, delete. Each call validates first, then writes,
+//! inside the caller's one transaction.
+
+use super::nodes::{Node, NodeId, NodeKind};
+use super::{schema, Result, StoreError, StoreRead, Writer};
+use crate::model::{validate_identifier, Container, Timestamp, ValidationError};
+
+impl Writer<'_> {
+    /// `mkdir containers/ID`: a container with containerd's defaults.
+    pub fn create_container(&mut self, id: &str) -> Result<(Node, Container)> {
+        validate_identifier(id)?;
+        let now = Timestamp::now();
+        let node = self.insert_node(schema::CONTAINERS, id, NodeKind::Container, now)?;
+        let container = Container::new(id.to_owned(), now);
+        self.dbs.containers.put(&mut self.txn, &node.id.0, &container)?;
+        Ok((node, container))
+    }
+
+    /// Applies `change` to a container and stamps `updated_at`.
+    pub fn update_container(
+        &mut self,
+        node: NodeId,
+        change: impl FnOnce(&mut Container) -> Result<(), ValidationError>,
+    ) -> Result<Container> {
+        let mut container = self
+            .container(node)?
+            .ok_or_else(|| StoreError::NotFound { kind: "container", key: format!("node {}", node.0) })?;
+        change(&mut container)?;
+        container.updated_at = Timestamp::now();
+        self.dbs.containers.put(&mut self.txn, &node.0, &container)?;
+        Ok(container)
+    }
+
+    /// `rmdir containers/ID`: deletes the record and its directory.
+    pub fn delete_container(&mut self, id: &str) -> Result<Node> {
+        let node = self
+            .lookup(schema::CONTAINERS, id)?
+            .ok_or_else(|| StoreError::NotFound { kind: "container", key: id.into() })?;
+        self.remove_node(&node, Timestamp::now())?;
+        self.dbs.containers.delete(&mut self.txn, &node.id.0)?;
+        Ok(node)
+    }
+}

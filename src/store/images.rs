@@ -1,0 +1,109 @@
+//! Image directories and image records: create, put target, update, delete.
+//! Each call validates first, then writes, inside the caller's one transaction.
+
+use super::nodes::{Node, NodeId, NodeKind};
+use super::{schema, Result, StoreError, StoreRead, Writer};
+use crate::model::{validate_component, Descriptor, Image, Timestamp, ValidationError};
+
+impl Writer<'_> {
+    /// `mkdir images/.../name`: a new image directory (a name prefix until it has a target).
+    pub fn create_image_dir(&mut self, parent: NodeId, name: &str) -> Result<Node> {
+        validate_component(name)?;
+        let parent_node = self.node(parent)?.ok_or_else(|| not_found("directory", parent))?;
+        if !matches!(parent_node.kind, NodeKind::ImagesDir | NodeKind::ImageDir) {
+            return Err(StoreError::NotPermitted(format!("{:?} cannot hold image directories", parent_node.name)));
+        }
+        self.insert_node(parent, name, NodeKind::ImageDir, Timestamp::now())
+    }
+
+    /// Writes an image's target: creates the record on first write (containerd's Put),
+    /// replaces the target afterwards.
+    pub fn put_image_target(&mut self, dir: NodeId, target: Descriptor) -> Result<Image> {
+        target.validate()?;
+        let node = self.image_dir(dir)?;
+        let now = Timestamp::now();
+        let image = match self.image(dir)? {
+            Some(mut image) => {
+                image.target = target;
+                image.updated_at = now;
+                image
+            }
+            None => Image::new(self.image_name(&node)?, target, now),
+        };
+        self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+        Ok(image)
+    }
+
+    /// Applies `change` to an existing image record and stamps `updated_at`.
+    pub fn update_image(
+        &mut self,
+        dir: NodeId,
+        change: impl FnOnce(&mut Image) -> Result<(), ValidationError>,
+    ) -> Result<Image> {
+        let mut image = self.image(dir)?.ok_or_else(|| not_found("image", dir))?;
+        change(&mut image)?;
+        image.target.validate()?;
+        image.updated_at = Timestamp::now();
+        self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+        Ok(image)
+    }
+
+    /// `rmdir images/.../name`: deletes the directory and its record; refuses while it
+    /// has child directories.
+    pub fn delete_image_dir(&mut self, parent: NodeId, name: &str) -> Result<Node> {
+        let node = self
+            .lookup(parent, name)?
+            .filter(|n| n.kind == NodeKind::ImageDir)
+            .ok_or_else(|| StoreError::NotFound { kind: "image", key: name.into() })?;
+        self.remove_node(&node, Timestamp::now())?;
+        self.dbs.images.delete(&mut self.txn, &node.id.0)?;
+        Ok(node)
+    }
+
+    fn image_dir(&self, dir: NodeId) -> Result<Node> {
+        self.node(dir)?.filter(|n| n.kind == NodeKind::ImageDir).ok_or_else(|| not_found("image directory", dir))
+    }
+}
+
+/// Resolves an image name (`a/b/c`) to its directory node, walking one point read per
+/// component.
+pub fn resolve_image_dir(reader: &impl StoreRead, name: &str) -> Result<Option<Node>> {
+    let mut current = schema::IMAGES;
+    let mut found = None;
+    for component in name.split('/') {
+        match reader.lookup(current, component)? {
+            Some(node) if node.kind == NodeKind::ImageDir => {
+                current = node.id;
+                found = Some(node);
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(found)
+}
+
+trait ImageNames {
+    fn image_name(&self, node: &Node) -> Result<String>;
+}
+
+impl<R: StoreRead> ImageNames for R {
+    /// The full name of an image directory: its path below `images/`.
+    fn image_name(&self, node: &Node) -> Result<String> {
+        let mut components = vec![node.name.clone()];
+        let mut parent = node.parent;
+        while parent != schema::IMAGES {
+            let p = self.node(parent)?.ok_or_else(|| not_found("image directory", parent))?;
+            if p.kind != NodeKind::ImageDir {
+                return Err(StoreError::Corrupt(format!("image directory {} under a {:?}", node.id.0, p.kind)));
+            }
+            components.push(p.name);
+            parent = p.parent;
+        }
+        components.reverse();
+        Ok(components.join("/"))
+    }
+}
+
+fn not_found(kind: &'static str, id: NodeId) -> StoreError {
+    StoreError::NotFound { kind, key: format!("node {}", id.0) }
+}

@@ -1,0 +1,341 @@
+//! The LMDB store: every durable record of ctrfs, kept with heed.
+//!
+//! No FUSE type appears here; the filesystem asks in terms of node ids, names and model
+//! records. Every change is one write transaction, validated before it writes and committed
+//! (and synced: no `NO_SYNC`) before the caller acknowledges anything.
+//!
+//! # Schema (version 1)
+//!
+//! ```text
+//! env (STATE_DIR/db/)
+//! ├── meta        Str                      → bytes
+//! │   ├── "schema_version"                 → u32 BE          layout version (1)
+//! │   └── "next_node_id"                   → u64 BE          never reused; starts at 16
+//! ├── nodes       u64 BE node id           → JSON Node       {parent, name, kind, created_at, updated_at}
+//! │                                                          1 root, 2 images/, 3 containers/, 4 tasks/
+//! ├── dirents     u64 BE parent ‖ name     → u64 BE child    lookup: one point read per component
+//! ├── children    u64 BE parent ‖ u64 BE child → kind u8 ‖ name
+//! │                                                          readdir: creation order, cookie = child id
+//! ├── images      u64 BE node id           → JSON Image      only for image directories with a target
+//! └── containers  u64 BE node id           → JSON Container
+//! ```
+//!
+//! An image name `a/b/c` is the chain of `ImageDir` nodes `images/ → a → b → c`; prefix
+//! directories are nodes without an `images` record. `nodes`, `dirents` and `children`
+//! always change together, in the same transaction as the record they index.
+
+mod containers;
+mod error;
+mod images;
+mod migrate;
+mod nodes;
+pub mod schema;
+#[cfg(test)]
+pub(crate) mod testing;
+
+use std::path::Path;
+
+use heed::types::{Bytes, SerdeJson, Str, U64};
+use heed::{byteorder::BigEndian, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
+
+use crate::model::{Container, Image};
+
+pub use error::{Result, StoreError};
+pub use images::resolve_image_dir;
+pub use nodes::{Node, NodeId, NodeKind};
+
+type NodeDb = Database<U64<BigEndian>, SerdeJson<nodes::NodeRecord>>;
+
+/// The typed databases of one environment (opaque outside the store).
+pub struct Dbs {
+    /// Schema version and id counter.
+    meta: Database<Str, Bytes>,
+    /// Node id → node record.
+    nodes: NodeDb,
+    /// Parent ‖ name → child id.
+    dirents: Database<Bytes, U64<BigEndian>>,
+    /// Parent ‖ child id → kind ‖ name.
+    children: Database<Bytes, Bytes>,
+    /// Image node id → image record.
+    images: Database<U64<BigEndian>, SerdeJson<Image>>,
+    /// Container node id → container record.
+    containers: Database<U64<BigEndian>, SerdeJson<Container>>,
+}
+
+/// An open store.
+pub struct Store {
+    env: Env<WithoutTls>,
+    dbs: Dbs,
+}
+
+/// Sizing of the environment.
+const MAP_SIZE: usize = 64 << 30; // virtual address space only; the file grows as needed
+const MAX_READERS: u32 = 1024; // FUSE workers + background threads, with a wide margin
+const MAX_DBS: u32 = 16;
+
+impl Store {
+    /// Opens (creating when absent) the environment in `dir`, checks the schema version and
+    /// migrates an older layout. A newer layout is refused with `SchemaTooNew`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
+        options.map_size(MAP_SIZE).max_readers(MAX_READERS).max_dbs(MAX_DBS);
+        // SAFETY: heed's conditions for `open`: the environment is opened once per process
+        // (the daemon holds an exclusive lock on its state directory, and tests use one
+        // temporary directory per store), it lives on a local filesystem, and no transaction
+        // outlives a request, so the map is never remapped under a live reader.
+        let env = unsafe { options.open(dir) }.map_err(StoreError::from)?;
+        let mut wtxn = env.write_txn()?;
+        let dbs = Dbs {
+            meta: env.create_database(&mut wtxn, Some(schema::DB_META))?,
+            nodes: env.create_database(&mut wtxn, Some(schema::DB_NODES))?,
+            dirents: env.create_database(&mut wtxn, Some(schema::DB_DIRENTS))?,
+            children: env.create_database(&mut wtxn, Some(schema::DB_CHILDREN))?,
+            images: env.create_database(&mut wtxn, Some(schema::DB_IMAGES))?,
+            containers: env.create_database(&mut wtxn, Some(schema::DB_CONTAINERS))?,
+        };
+        match read_u32(&dbs, &wtxn, schema::META_SCHEMA_VERSION)? {
+            None => nodes::initialize(&dbs, &mut wtxn)?,
+            Some(found) => migrate::migrate(&dbs, &mut wtxn, found)?,
+        }
+        wtxn.commit()?;
+        Ok(Store { env, dbs })
+    }
+
+    /// A consistent read view; keep it for one request only.
+    pub fn read(&self) -> Result<Reader<'_>> {
+        Ok(Reader { dbs: &self.dbs, txn: self.env.read_txn()? })
+    }
+
+    /// Runs `change` in one write transaction and commits it (durably) when it returns
+    /// `Ok`; on `Err` nothing is written. This is the only write path, so batching
+    /// concurrent writers into shared commits can later replace this body alone.
+    pub fn write<T>(&self, change: impl FnOnce(&mut Writer<'_>) -> Result<T>) -> Result<T> {
+        let mut writer = Writer { dbs: &self.dbs, txn: self.env.write_txn()? };
+        let value = change(&mut writer)?;
+        writer.txn.commit()?;
+        Ok(value)
+    }
+
+    /// The schema version recorded in the database.
+    pub fn schema_version(&self) -> Result<u32> {
+        let rtxn = self.env.read_txn()?;
+        read_u32(&self.dbs, &rtxn, schema::META_SCHEMA_VERSION)?
+            .ok_or_else(|| StoreError::Corrupt("no schema version".into()))
+    }
+}
+
+mod sealed {
+    /// What a transaction gives the read methods; private so no other layer sees heed types.
+    pub trait Access {
+        /// The databases.
+        fn dbs(&self) -> &super::Dbs;
+        /// The transaction to read through.
+        fn ro(&self) -> &super::RoTxn<'_>;
+    }
+}
+use sealed::Access;
+
+/// Read access shared by read and write transactions.
+pub trait StoreRead: Access {
+    /// The node with this id.
+    fn node(&self, id: NodeId) -> Result<Option<Node>> {
+        nodes::node(self.dbs(), self.ro(), id)
+    }
+
+    /// The child of `parent` called `name`.
+    fn lookup(&self, parent: NodeId, name: &str) -> Result<Option<Node>> {
+        nodes::lookup(self.dbs(), self.ro(), parent, name)
+    }
+
+    /// Calls `visit(child_id, kind, name)` for the children of `parent` with ids greater
+    /// than `after`, in id order, until it returns `false`. Streams from a cursor.
+    fn for_each_child(
+        &self,
+        parent: NodeId,
+        after: u64,
+        visit: &mut dyn FnMut(NodeId, NodeKind, &str) -> bool,
+    ) -> Result<()> {
+        nodes::for_each_child(self.dbs(), self.ro(), parent, after, visit)
+    }
+
+    /// Whether `parent` has any child.
+    fn has_children(&self, parent: NodeId) -> Result<bool> {
+        let mut any = false;
+        self.for_each_child(parent, 0, &mut |_, _, _| {
+            any = true;
+            false
+        })?;
+        Ok(any)
+    }
+
+    /// The image record of an image directory, if it has a target.
+    fn image(&self, id: NodeId) -> Result<Option<Image>> {
+        Ok(self.dbs().images.get(self.ro(), &id.0)?)
+    }
+
+    /// The container record of a container node.
+    fn container(&self, id: NodeId) -> Result<Option<Container>> {
+        Ok(self.dbs().containers.get(self.ro(), &id.0)?)
+    }
+}
+
+/// A read transaction.
+pub struct Reader<'s> {
+    dbs: &'s Dbs,
+    txn: RoTxn<'s, WithoutTls>,
+}
+
+impl StoreRead for Reader<'_> {}
+impl Access for Reader<'_> {
+    fn dbs(&self) -> &Dbs {
+        self.dbs
+    }
+    fn ro(&self) -> &RoTxn<'_> {
+        &self.txn
+    }
+}
+
+/// A write transaction, handed to the closure of [`Store::write`].
+pub struct Writer<'s> {
+    dbs: &'s Dbs,
+    txn: RwTxn<'s>,
+}
+
+impl StoreRead for Writer<'_> {}
+impl Access for Writer<'_> {
+    fn dbs(&self) -> &Dbs {
+        self.dbs
+    }
+    fn ro(&self) -> &RoTxn<'_> {
+        &self.txn
+    }
+}
+
+fn read_u32(dbs: &Dbs, txn: &RoTxn, key: &str) -> Result<Option<u32>> {
+    match dbs.meta.get(txn, key)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let array: [u8; 4] =
+                bytes.try_into().map_err(|_| StoreError::Corrupt(format!("meta {key} is not a u32")))?;
+            Ok(Some(u32::from_be_bytes(array)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{dump, temp_store};
+    use super::*;
+    use crate::model::{ContainerField, Descriptor, ValidationError};
+
+    fn descriptor(fill: char) -> Descriptor {
+        Descriptor::from_json(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{}", fill.to_string().repeat(64)),
+            "size": 10
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn fresh_store_has_the_fixed_tree() {
+        let (_dir, store) = temp_store();
+        assert_eq!(store.schema_version().unwrap(), schema::SCHEMA_VERSION);
+        assert_eq!(
+            dump(&store),
+            "node 1 parent=1 name=\"\" kind=Root\n\
+             node 2 parent=1 name=\"images\" kind=ImagesDir\n\
+             node 3 parent=1 name=\"containers\" kind=ContainersDir\n\
+             node 4 parent=1 name=\"tasks\" kind=TasksDir\n"
+        );
+    }
+
+    #[test]
+    fn images_are_chains_of_directories_with_a_record_at_the_leaf() {
+        let (_dir, store) = temp_store();
+        let leaf = store
+            .write(|w| {
+                let a = w.create_image_dir(schema::IMAGES, "docker.io")?;
+                let b = w.create_image_dir(a.id, "busybox:1.36")?;
+                w.put_image_target(b.id, descriptor('a'))?;
+                w.update_image(b.id, |i| i.labels.set("env", "prod"))?;
+                Ok(b)
+            })
+            .unwrap();
+        let reader = store.read().unwrap();
+        let image = reader.image(leaf.id).unwrap().unwrap();
+        assert_eq!(image.name, "docker.io/busybox:1.36");
+        assert_eq!(resolve_image_dir(&reader, "docker.io/busybox:1.36").unwrap().unwrap().id, leaf.id);
+        assert!(resolve_image_dir(&reader, "docker.io/nope").unwrap().is_none());
+        drop(reader);
+        let refused = store.write(|w| w.delete_image_dir(schema::IMAGES, "docker.io"));
+        assert!(matches!(refused, Err(StoreError::NotEmpty { .. })));
+        store.write(|w| w.delete_image_dir(leaf.parent, "busybox:1.36")).unwrap();
+        store.write(|w| w.delete_image_dir(schema::IMAGES, "docker.io")).unwrap();
+        assert!(!dump(&store).contains("image "), "{}", dump(&store));
+    }
+
+    #[test]
+    fn a_failed_change_writes_nothing() {
+        let (_dir, store) = temp_store();
+        store.write(|w| w.create_container("web").map(|_| ())).unwrap();
+        let before = dump(&store);
+        let err = store.write(|w| {
+            let node = w.lookup(schema::CONTAINERS, "web")?.unwrap();
+            w.update_container(node.id, |c| c.labels.set("a", "1"))?;
+            w.update_container(node.id, |c| c.set_field(ContainerField::Runtime, ""))
+        });
+        assert!(matches!(err, Err(StoreError::Invalid(ValidationError::InvalidField { .. }))));
+        assert_eq!(dump(&store), before);
+        let dup = store.write(|w| w.create_container("web"));
+        assert!(matches!(dup, Err(StoreError::AlreadyExists { .. })));
+        let bad = store.write(|w| w.create_container("-bad"));
+        assert!(matches!(bad, Err(StoreError::Invalid(ValidationError::InvalidIdentifier { .. }))));
+        assert_eq!(dump(&store), before);
+    }
+
+    #[test]
+    fn node_ids_are_never_reused_and_children_stream_after_a_cookie() {
+        let (_dir, store) = temp_store();
+        let ids: Vec<u64> = (0..5)
+            .map(|i| store.write(|w| w.create_container(&format!("c{i}"))).unwrap().0.id.0)
+            .collect();
+        assert_eq!(ids, vec![16, 17, 18, 19, 20]);
+        store.write(|w| w.delete_container("c4")).unwrap();
+        let again = store.write(|w| w.create_container("c4")).unwrap().0.id.0;
+        assert_eq!(again, 21);
+        store.write(|w| w.delete_container("c1")).unwrap();
+        let reader = store.read().unwrap();
+        let mut seen = Vec::new();
+        reader
+            .for_each_child(schema::CONTAINERS, 17, &mut |id, _, name| {
+                seen.push((id.0, name.to_owned()));
+                true
+            })
+            .unwrap();
+        assert_eq!(seen, vec![(18, "c2".into()), (19, "c3".into()), (21, "c4".into())]);
+    }
+
+    #[test]
+    fn reopening_keeps_everything_and_a_newer_schema_is_refused() {
+        let (dir, store) = temp_store();
+        store.write(|w| w.create_container("web").map(|_| ())).unwrap();
+        let before = dump(&store);
+        drop(store);
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        assert_eq!(dump(&store), before);
+        store
+            .write(|w| {
+                w.dbs.meta.put(&mut w.txn, schema::META_SCHEMA_VERSION, &99u32.to_be_bytes())?;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        match Store::open(&dir.path().join("db")) {
+            Err(StoreError::SchemaTooNew { found: 99, supported }) => assert_eq!(supported, schema::SCHEMA_VERSION),
+            Err(other) => panic!("expected SchemaTooNew, got {other}"),
+            Ok(_) => panic!("expected SchemaTooNew, got an open store"),
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Nodes: the directory tree every object hangs in. Ids are allocated from a counter in
+//! `meta` inside the creating transaction and never reused, so an id names one object for
+//! ever (the filesystem derives stable inode numbers from it).
+
+use heed::{RoTxn, RwTxn};
+use serde::{Deserialize, Serialize};
+
+use super::schema::{self, child_key, child_of_key, dirent_key};
+use super::{read_u32, Dbs, Result, StoreError, StoreRead, Writer};
+use crate::model::Timestamp;
+
+/// A persistent node id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub u64);
+
+/// What a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeKind {
+    /// The mount's root.
+    Root,
+    /// `images/`.
+    ImagesDir,
+    /// `containers/`.
+    ContainersDir,
+    /// `tasks/`.
+    TasksDir,
+    /// A directory under `images/`: an image when it has a target, else a name prefix.
+    ImageDir,
+    /// A container directory.
+    Container,
+}
+
+impl NodeKind {
+    fn code(self) -> u8 {
+        match self {
+            NodeKind::Root => 0,
+            NodeKind::ImagesDir => 1,
+            NodeKind::ContainersDir => 2,
+            NodeKind::TasksDir => 3,
+            NodeKind::ImageDir => 4,
+            NodeKind::Container => 5,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => NodeKind::Root,
+            1 => NodeKind::ImagesDir,
+            2 => NodeKind::ContainersDir,
+            3 => NodeKind::TasksDir,
+            4 => NodeKind::ImageDir,
+            5 => NodeKind::Container,
+            _ => return None,
+        })
+    }
+}
+
+/// The stored part of a node (its id is the key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NodeRecord {
+    parent: NodeId,
+    name: String,
+    kind: NodeKind,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+/// A node as read from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Its id.
+    pub id: NodeId,
+    /// Its parent directory (the root is its own parent).
+    pub parent: NodeId,
+    /// Its name in the parent.
+    pub name: String,
+    /// What it is.
+    pub kind: NodeKind,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it or its list of entries last changed.
+    pub updated_at: Timestamp,
+}
+
+impl Node {
+    fn from_record(id: NodeId, r: NodeRecord) -> Self {
+        Node { id, parent: r.parent, name: r.name, kind: r.kind, created_at: r.created_at, updated_at: r.updated_at }
+    }
+
+    fn record(&self) -> NodeRecord {
+        NodeRecord {
+            parent: self.parent,
+            name: self.name.clone(),
+            kind: self.kind,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// Writes the fixed nodes of a new database and its schema version.
+pub(super) fn initialize(dbs: &Dbs, wtxn: &mut RwTxn) -> Result<()> {
+    let now = Timestamp::now();
+    let root = Node {
+        id: schema::ROOT,
+        parent: schema::ROOT,
+        name: String::new(),
+        kind: NodeKind::Root,
+        created_at: now,
+        updated_at: now,
+    };
+    dbs.nodes.put(wtxn, &root.id.0, &root.record())?;
+    for (id, name, kind) in [
+        (schema::IMAGES, "images", NodeKind::ImagesDir),
+        (schema::CONTAINERS, "containers", NodeKind::ContainersDir),
+        (schema::TASKS, "tasks", NodeKind::TasksDir),
+    ] {
+        let node = Node { id, parent: schema::ROOT, name: name.into(), kind, created_at: now, updated_at: now };
+        link(dbs, wtxn, &node)?;
+    }
+    dbs.meta.put(wtxn, schema::META_SCHEMA_VERSION, &schema::SCHEMA_VERSION.to_be_bytes())?;
+    dbs.meta.put(wtxn, schema::META_NEXT_NODE_ID, &schema::FIRST_DYNAMIC_NODE.0.to_be_bytes())?;
+    debug_assert_eq!(read_u32(dbs, wtxn, schema::META_SCHEMA_VERSION)?, Some(schema::SCHEMA_VERSION));
+    Ok(())
+}
+
+/// Puts a node and both directory indexes.
+fn link(dbs: &Dbs, wtxn: &mut RwTxn, node: &Node) -> Result<()> {
+    dbs.nodes.put(wtxn, &node.id.0, &node.record())?;
+    dbs.dirents.put(wtxn, &dirent_key(node.parent, &node.name), &node.id.0)?;
+    let mut entry = Vec::with_capacity(1 + node.name.len());
+    entry.push(node.kind.code());
+    entry.extend_from_slice(node.name.as_bytes());
+    dbs.children.put(wtxn, &child_key(node.parent, node.id), &entry)?;
+    Ok(())
+}
+
+pub(super) fn node(dbs: &Dbs, txn: &RoTxn, id: NodeId) -> Result<Option<Node>> {
+    Ok(dbs.nodes.get(txn, &id.0)?.map(|r| Node::from_record(id, r)))
+}
+
+pub(super) fn lookup(dbs: &Dbs, txn: &RoTxn, parent: NodeId, name: &str) -> Result<Option<Node>> {
+    match dbs.dirents.get(txn, &dirent_key(parent, name))? {
+        None => Ok(None),
+        Some(child) => {
+            let found = node(dbs, txn, NodeId(child))?;
+            found.map(Some).ok_or_else(|| StoreError::Corrupt(format!("dirent {name:?} points at missing node {child}")))
+        }
+    }
+}
+
+pub(super) fn for_each_child(
+    dbs: &Dbs,
+    txn: &RoTxn,
+    parent: NodeId,
+    after: u64,
+    visit: &mut dyn FnMut(NodeId, NodeKind, &str) -> bool,
+) -> Result<()> {
+    let Some(first) = after.checked_add(1) else { return Ok(()) };
+    let lower = child_key(parent, NodeId(first));
+    let upper = child_key(parent, NodeId(u64::MAX));
+    let range = (std::ops::Bound::Included(&lower[..]), std::ops::Bound::Included(&upper[..]));
+    for item in dbs.children.range(txn, &range)? {
+        let (key, entry) = item?;
+        let corrupt = || StoreError::Corrupt(format!("children entry under node {}", parent.0));
+        let child = child_of_key(key).ok_or_else(corrupt)?;
+        let (&code, name) = entry.split_first().ok_or_else(corrupt)?;
+        let kind = NodeKind::from_code(code).ok_or_else(corrupt)?;
+        let name = std::str::from_utf8(name).map_err(|_| corrupt())?;
+        if !visit(child, kind, name) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+impl Writer<'_> {
+    /// Hands out the next node id (in this transaction, so it is never handed out twice).
+    fn allocate_node_id(&mut self) -> Result<NodeId> {
+        let next = match self.dbs.meta.get(&self.txn, schema::META_NEXT_NODE_ID)? {
+            Some(bytes) => u64::from_be_bytes(
+                bytes.try_into().map_err(|_| StoreError::Corrupt("next_node_id is not a u64".into()))?,
+            ),
+            None => return Err(StoreError::Corrupt("no next_node_id".into())),
+        };
+        self.dbs.meta.put(&mut self.txn, schema::META_NEXT_NODE_ID, &(next + 1).to_be_bytes())?;
+        Ok(NodeId(next))
+    }
+
+    /// Creates `parent/name`, refusing a taken name, and touches the parent.
+    pub(super) fn insert_node(&mut self, parent: NodeId, name: &str, kind: NodeKind, now: Timestamp) -> Result<Node> {
+        if self.lookup(parent, name)?.is_some() {
+            return Err(StoreError::AlreadyExists { kind: kind_label(kind), key: name.into() });
+        }
+        let id = self.allocate_node_id()?;
+        let node = Node { id, parent, name: name.into(), kind, created_at: now, updated_at: now };
+        link(self.dbs, &mut self.txn, &node)?;
+        self.touch_node(parent, now)?;
+        Ok(node)
+    }
+
+    /// Removes a node that has no children from both indexes, and touches its parent.
+    pub(super) fn remove_node(&mut self, node: &Node, now: Timestamp) -> Result<()> {
+        if self.has_children(node.id)? {
+            return Err(StoreError::NotEmpty { what: node.name.clone() });
+        }
+        self.dbs.nodes.delete(&mut self.txn, &node.id.0)?;
+        self.dbs.dirents.delete(&mut self.txn, &dirent_key(node.parent, &node.name))?;
+        self.dbs.children.delete(&mut self.txn, &child_key(node.parent, node.id))?;
+        self.touch_node(node.parent, now)
+    }
+
+    /// Sets a node's `updated_at` (its directory's mtime).
+    pub(super) fn touch_node(&mut self, id: NodeId, now: Timestamp) -> Result<()> {
+        let mut record = self
+            .dbs
+            .nodes
+            .get(&self.txn, &id.0)?
+            .ok_or_else(|| StoreError::Corrupt(format!("touching missing node {}", id.0)))?;
+        record.updated_at = now;
+        self.dbs.nodes.put(&mut self.txn, &id.0, &record)?;
+        Ok(())
+    }
+}
+
+/// The word used for a node kind in messages.
+pub(super) fn kind_label(kind: NodeKind) -> &'static str {
+    match kind {
+        NodeKind::ImageDir | NodeKind::ImagesDir => "image",
+        NodeKind::Container | NodeKind::ContainersDir => "container",
+        NodeKind::TasksDir => "task",
+        NodeKind::Root => "directory",
+    }
+}

@@ -1,0 +1,59 @@
+//! Database names, fixed node ids, key encodings and the schema version.
+
+use super::NodeId;
+
+/// The layout version written in `meta`. Bump it, redraw the tree in `store/mod.rs` and add
+/// a step to `migrate.rs` whenever the layout changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `meta` key holding the schema version (u32, big-endian).
+pub const META_SCHEMA_VERSION: &str = "schema_version";
+/// `meta` key holding the next node id to hand out (u64, big-endian).
+pub const META_NEXT_NODE_ID: &str = "next_node_id";
+
+/// Database names.
+pub const DB_META: &str = "meta";
+/// Node records.
+pub const DB_NODES: &str = "nodes";
+/// Name → child lookup index.
+pub const DB_DIRENTS: &str = "dirents";
+/// Ordered children index for readdir.
+pub const DB_CHILDREN: &str = "children";
+/// Image records.
+pub const DB_IMAGES: &str = "images";
+/// Container records.
+pub const DB_CONTAINERS: &str = "containers";
+
+/// The root directory.
+pub const ROOT: NodeId = NodeId(1);
+/// `images/`.
+pub const IMAGES: NodeId = NodeId(2);
+/// `containers/`.
+pub const CONTAINERS: NodeId = NodeId(3);
+/// `tasks/`.
+pub const TASKS: NodeId = NodeId(4);
+/// The first id handed to a created object; everything below is reserved.
+pub const FIRST_DYNAMIC_NODE: NodeId = NodeId(16);
+
+/// `dirents` key: parent id (big-endian) followed by the entry's name.
+pub fn dirent_key(parent: NodeId, name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + name.len());
+    key.extend_from_slice(&parent.0.to_be_bytes());
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// `children` key: parent id then child id, both big-endian, so a cursor over one parent
+/// walks its children in creation order.
+pub fn child_key(parent: NodeId, child: NodeId) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&parent.0.to_be_bytes());
+    key[8..].copy_from_slice(&child.0.to_be_bytes());
+    key
+}
+
+/// Splits a `children` key back into the child id.
+pub fn child_of_key(key: &[u8]) -> Option<NodeId> {
+    let bytes: [u8; 8] = key.get(8..16)?.try_into().ok()?;
+    Some(NodeId(u64::from_be_bytes(bytes)))
+}
