@@ -110,10 +110,14 @@ impl Store {
     /// Runs `change` in one write transaction and commits it (durably) when it returns
     /// `Ok`; on `Err` nothing is written. This is the only write path, so batching
     /// concurrent writers into shared commits can later replace this body alone.
-    pub fn write<T>(&self, change: impl FnOnce(&mut Writer<'_>) -> Result<T>) -> Result<T> {
-        let mut writer = Writer { dbs: &self.dbs, txn: self.env.write_txn()? };
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        change: impl FnOnce(&mut Writer<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let txn = self.env.write_txn().map_err(StoreError::from)?;
+        let mut writer = Writer { dbs: &self.dbs, txn };
         let value = change(&mut writer)?;
-        writer.txn.commit()?;
+        writer.txn.commit().map_err(StoreError::from)?;
         Ok(value)
     }
 
@@ -255,7 +259,7 @@ mod tests {
     fn images_are_chains_of_directories_with_a_record_at_the_leaf() {
         let (_dir, store) = temp_store();
         let leaf = store
-            .write(|w| {
+            .write(|w| -> Result<_> {
                 let a = w.create_image_dir(schema::IMAGES, "docker.io")?;
                 let b = w.create_image_dir(a.id, "busybox:1.36")?;
                 w.put_image_target(b.id, descriptor('a'))?;
@@ -326,7 +330,7 @@ mod tests {
         let store = Store::open(&dir.path().join("db")).unwrap();
         assert_eq!(dump(&store), before);
         store
-            .write(|w| {
+            .write(|w| -> Result<()> {
                 w.dbs.meta.put(&mut w.txn, schema::META_SCHEMA_VERSION, &99u32.to_be_bytes())?;
                 Ok(())
             })

@@ -1,0 +1,69 @@
+//! Command-line interface: argument parsing and the process's exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::daemon;
+
+/// ctrfs: containerd's images and containers as a filesystem, stored in LMDB.
+#[derive(Debug, Parser)]
+#[command(name = "ctrfs", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mount the filesystem; returns once the mount is live (unless --foreground).
+    Mount(MountArgs),
+}
+
+/// Arguments of `ctrfs mount`.
+#[derive(Debug, Clone, Args)]
+pub struct MountArgs {
+    /// Where to mount.
+    pub mountpoint: PathBuf,
+    /// State directory holding the LMDB environment and the daemon log.
+    #[arg(long, value_name = "STATE_DIR", default_value = "/var/lib/ctrfs")]
+    pub root: PathBuf,
+    /// Number of FUSE worker threads.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+    /// Let users other than root see the mount (FUSE allow_other).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Stay in the foreground and log to stderr.
+    #[arg(long)]
+    pub foreground: bool,
+}
+
+/// Parses the command line, runs it and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Mount(args) if args.foreground => {
+            init_logging();
+            daemon::run_foreground(&args)
+        }
+        Command::Mount(args) => daemon::spawn_background(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("ctrfs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,fuser=error"))
+        .format_timestamp_micros()
+        .init();
+}

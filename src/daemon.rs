@@ -1,0 +1,201 @@
+//! The mount's lifecycle: lock the state directory, open the store, mount, serve on
+//! several threads, and unmount cleanly on SIGTERM/SIGINT/SIGHUP or an external `umount`.
+//!
+//! Without `--foreground` the command re-runs itself in the foreground in a new session,
+//! with its log in `STATE_DIR/ctrfs.log`, and returns once the child says the mount is live.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::cli::MountArgs;
+use crate::fs::fuse::FuseAdapter;
+use crate::fs::FsCore;
+use crate::store::Store;
+
+/// Startup failures, with the context a user needs.
+pub type DaemonError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Set in the environment of the background child: print this line on stdout once mounted.
+const READY_ENV: &str = "CTRFS_READY_LINE";
+const READY_LINE: &str = "ctrfs-ready";
+
+/// Runs the daemon in this process until the filesystem is unmounted.
+pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(&args.root).map_err(|e| format!("cannot create {}: {e}", args.root.display()))?;
+    let _lock = lock_state_dir(&args.root)?;
+    let store = Store::open(&args.root.join("db")).map_err(|e| format!("cannot open the store: {e}"))?;
+    let core = Arc::new(FsCore::new(Arc::new(store)));
+
+    // Block the stop signals before any thread exists, so every thread inherits the mask
+    // and only the waiter below receives them.
+    let stop_signals = stop_signal_set();
+    stop_signals.thread_block()?;
+
+    detach_stale_mount(&args.mountpoint);
+    let mut session = Session::new(FuseAdapter::new(core), &args.mountpoint, &mount_config(args))
+        .map_err(|e| format!("cannot mount {}: {e}", args.mountpoint.display()))?;
+    log::info!("mounted {} (state {}, {} threads)", args.mountpoint.display(), args.root.display(), args.threads);
+    announce_ready();
+
+    let mut unmounter = session.unmount_callable();
+    let mountpoint = args.mountpoint.clone();
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Ok(signal) = stop_signals.wait() {
+            log::info!("{signal}: unmounting {}", mountpoint.display());
+            if let Err(e) = unmounter.unmount() {
+                log::error!("unmount of {} failed: {e}", mountpoint.display());
+            }
+        }
+    })?;
+    session.run()?;
+    log::info!("unmounted {}", args.mountpoint.display());
+    Ok(())
+}
+
+/// Starts the daemon as a child in its own session and waits until it has mounted.
+pub fn spawn_background(args: &MountArgs) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(&args.root).map_err(|e| format!("cannot create {}: {e}", args.root.display()))?;
+    let log_path = args.root.join("ctrfs.log");
+    let log = OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg("mount")
+        .arg(&args.mountpoint)
+        .arg("--root")
+        .arg(&args.root)
+        .arg("--threads")
+        .arg(args.threads.to_string())
+        .arg("--foreground")
+        .env(READY_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    if args.allow_other {
+        command.arg("--allow-other");
+    }
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
+    }
+    let mut child = command.spawn()?;
+    let stdout = child.stdout.take().ok_or("no pipe to the daemon")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    if line.trim_end() == READY_LINE {
+        println!("ctrfs: mounted {} (daemon pid {}, log {})", args.mountpoint.display(), child.id(), log_path.display());
+        return Ok(());
+    }
+    let status = child.wait()?;
+    Err(format!("the daemon did not start ({status}); its log:\n{}", log_tail(&log_path)).into())
+}
+
+fn mount_config(args: &MountArgs) -> Config {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("ctrfs".into()),
+        MountOption::Subtype("ctrfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    config.acl = if args.allow_other { SessionACL::All } else { SessionACL::Owner };
+    config.n_threads = Some(usize::from(args.threads));
+    config.clone_fd = true;
+    config
+}
+
+fn stop_signal_set() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGHUP);
+    set
+}
+
+/// One daemon per state directory: LMDB would allow two processes, but two mounts of
+/// one store would each hold stale views of the other's changes.
+fn lock_state_dir(root: &Path) -> Result<File, DaemonError> {
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(root.join("lock"))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(format!("state directory {} is in use by another ctrfs", root.display()).into());
+    }
+    Ok(file)
+}
+
+/// A daemon killed with SIGKILL leaves its mount behind, answering ENOTCONN. Mounting
+/// again over it must work, so detach such a dead ctrfs mount first.
+fn detach_stale_mount(mountpoint: &Path) {
+    let dead = matches!(std::fs::metadata(mountpoint), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN));
+    if dead && is_ctrfs_mount(mountpoint) {
+        log::warn!("{} is a dead ctrfs mount (daemon killed?); detaching it", mountpoint.display());
+        if let Err(e) = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH) {
+            log::error!("cannot detach {}: {e}", mountpoint.display());
+        }
+    }
+}
+
+fn is_ctrfs_mount(mountpoint: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let wanted = absolute(mountpoint);
+    table.lines().any(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let fstype = fields.iter().skip_while(|f| **f != "-").nth(1);
+        fields.get(4).map(|p| unescape_mountinfo(p)) == Some(wanted.clone()) && fstype == Some(&"fuse.ctrfs")
+    })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape_mountinfo(field: &str) -> PathBuf {
+    let mut out = Vec::new();
+    let bytes = field.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            let code = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            out.push(code);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
+}
+
+/// Tells the waiting parent (if any) that the mount is live, then lets go of stdout.
+fn announce_ready() {
+    if std::env::var_os(READY_ENV).is_none() {
+        return;
+    }
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{READY_LINE}");
+    let _ = stdout.flush();
+    if let Ok(null) = File::open("/dev/null") {
+        // SAFETY: dup2 onto stdout; both descriptors are valid for the duration of the call.
+        unsafe { libc::dup2(null.as_raw_fd(), libc::STDOUT_FILENO) };
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}

@@ -1,0 +1,72 @@
+//! File attributes and the caching policy the kernel is told.
+//!
+//! Sizes are exact (the content is rendered to measure it), so `stat` never lies, and
+//! every file is opened with direct I/O so a stale page cache can never hide new content.
+
+use std::time::{Duration, SystemTime};
+
+use super::ino::Ino;
+
+/// How long the kernel may trust a name → inode mapping. Names change only through this
+/// mount (which updates the kernel's dentries itself), so a short positive TTL is safe.
+pub const ENTRY_TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may trust a directory's attributes.
+pub const DIR_ATTR_TTL: Duration = Duration::from_secs(1);
+/// Files' attributes are never cached: labels change through xattrs on the directory and
+/// info.json through every other file, without a write to the inode itself.
+pub const FILE_ATTR_TTL: Duration = Duration::ZERO;
+
+/// Permission bits of a writable file.
+pub const FILE_MODE: u16 = 0o644;
+/// Permission bits of a read-only file.
+pub const READ_ONLY_FILE_MODE: u16 = 0o444;
+/// Permission bits of a directory.
+pub const DIR_MODE: u16 = 0o755;
+
+/// Directory or regular file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+}
+
+/// The attributes of one inode, in this layer's own terms (the adapter converts them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: u64,
+    /// Directory or file.
+    pub kind: Kind,
+    /// Exact size in bytes (0 for directories).
+    pub size: u64,
+    /// Permission bits.
+    pub perm: u16,
+    /// Link count; 0 once the object was deleted while the kernel still holds it.
+    pub nlink: u32,
+    /// Creation time of the record.
+    pub crtime: SystemTime,
+    /// Last change of the content.
+    pub mtime: SystemTime,
+}
+
+impl Attr {
+    /// A directory's attributes.
+    pub fn dir(ino: Ino, crtime: SystemTime, mtime: SystemTime) -> Self {
+        Attr { ino: ino.number(), kind: Kind::Dir, size: 0, perm: DIR_MODE, nlink: 2, crtime, mtime }
+    }
+
+    /// A file's attributes.
+    pub fn file(ino: Ino, size: usize, perm: u16, crtime: SystemTime, mtime: SystemTime) -> Self {
+        Attr { ino: ino.number(), kind: Kind::File, size: size as u64, perm, nlink: 1, crtime, mtime }
+    }
+
+    /// How long the kernel may cache these attributes.
+    pub fn ttl(&self) -> Duration {
+        match self.kind {
+            Kind::Dir => DIR_ATTR_TTL,
+            Kind::File => FILE_ATTR_TTL,
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! What each attribute file shows: the record rendered to bytes. The same rendering gives
+//! `st_size`, so sizes always equal what `cat` returns.
+
+use std::time::SystemTime;
+
+use super::ino::{AttrFile, CONTAINER_FILES, IMAGE_FILES};
+use crate::model::{Container, ContainerField, Image, Timestamp};
+use crate::store::{Node, NodeKind, Result, StoreRead};
+
+/// A directory node together with the record it shows.
+#[derive(Debug, Clone)]
+pub enum Object {
+    /// An image directory; `None` while it is only a name prefix.
+    Image(Option<Box<Image>>),
+    /// A container.
+    Container(Box<Container>),
+    /// A fixed directory (root, images/, containers/, tasks/).
+    Fixed,
+}
+
+/// A node and its record, read in one transaction.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The node.
+    pub node: Node,
+    /// Its record.
+    pub object: Object,
+}
+
+impl Loaded {
+    /// Reads a node and its record.
+    pub fn read(reader: &impl StoreRead, node: Node) -> Result<Loaded> {
+        let object = match node.kind {
+            NodeKind::ImageDir => Object::Image(reader.image(node.id)?.map(Box::new)),
+            NodeKind::Container => match reader.container(node.id)? {
+                Some(c) => Object::Container(Box::new(c)),
+                None => {
+                    return Err(crate::store::StoreError::Corrupt(format!("container node {} has no record", node.id.0)))
+                }
+            },
+            NodeKind::Root | NodeKind::ImagesDir | NodeKind::ContainersDir | NodeKind::TasksDir => Object::Fixed,
+        };
+        Ok(Loaded { node, object })
+    }
+
+    /// The attribute files this directory shows, in listing order.
+    pub fn files(&self) -> &'static [AttrFile] {
+        match &self.object {
+            Object::Image(Some(_)) => &IMAGE_FILES,
+            Object::Container(_) => &CONTAINER_FILES,
+            Object::Image(None) | Object::Fixed => &[],
+        }
+    }
+
+    /// Whether this directory has the attribute file `name`.
+    pub fn file_named(&self, name: &str) -> Option<AttrFile> {
+        self.files().iter().copied().find(|f| f.name() == name)
+    }
+
+    /// The content of one of its files, or `None` when it has no such file.
+    pub fn render(&self, file: AttrFile) -> Option<Vec<u8>> {
+        if !self.files().contains(&file) {
+            return None;
+        }
+        let text = match &self.object {
+            Object::Image(Some(image)) => match file {
+                AttrFile::Target => image.target.render(),
+                AttrFile::Labels => image.labels.render(),
+                AttrFile::Info => image.info_json(),
+                _ => return None,
+            },
+            Object::Container(c) => match file {
+                AttrFile::Spec => c.render_spec(),
+                AttrFile::Image => one_line(c.field(ContainerField::Image)),
+                AttrFile::Snapshotter => one_line(c.field(ContainerField::Snapshotter)),
+                AttrFile::Snapshot => one_line(c.field(ContainerField::Snapshot)),
+                AttrFile::Runtime => one_line(c.field(ContainerField::Runtime)),
+                AttrFile::Labels => c.labels.render(),
+                AttrFile::Info => c.info_json(),
+                AttrFile::Target => return None,
+            },
+            Object::Image(None) | Object::Fixed => return None,
+        };
+        Some(text.into_bytes())
+    }
+
+    /// When the record was created and last changed (the node's times for plain dirs).
+    pub fn record_times(&self) -> (Timestamp, Timestamp) {
+        match &self.object {
+            Object::Image(Some(i)) => (i.created_at, i.updated_at),
+            Object::Container(c) => (c.created_at, c.updated_at),
+            Object::Image(None) | Object::Fixed => (self.node.created_at, self.node.updated_at),
+        }
+    }
+
+    /// A directory's mtime: the later of its record's change and its entries' change.
+    pub fn dir_times(&self) -> (SystemTime, SystemTime) {
+        let (created, updated) = self.record_times();
+        (created.to_system_time(), updated.max(self.node.updated_at).to_system_time())
+    }
+
+    /// The labels of the record, if it has any kind of record.
+    pub fn labels(&self) -> Option<&crate::model::Labels> {
+        match &self.object {
+            Object::Image(Some(i)) => Some(&i.labels),
+            Object::Container(c) => Some(&c.labels),
+            Object::Image(None) | Object::Fixed => None,
+        }
+    }
+}
+
+fn one_line(value: &str) -> String {
+    if value.is_empty() {
+        String::new()
+    } else {
+        format!("{value}\n")
+    }
+}

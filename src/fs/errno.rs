@@ -1,0 +1,174 @@
+//! The filesystem layer's error type and the one place where any error becomes an errno.
+
+use thiserror::Error;
+
+use crate::model::ValidationError;
+use crate::store::StoreError;
+
+/// Why a filesystem request was refused or failed.
+#[derive(Debug, Error)]
+pub enum FsError {
+    /// From the store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A value the model refuses.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// No such inode or name.
+    #[error("no such file or directory")]
+    NotFound,
+    /// The operation does not exist in this tree (creating arbitrary files, renames...).
+    #[error("{0}")]
+    NotPermitted(String),
+    /// A read-only file opened for writing.
+    #[error("{0} is read-only")]
+    ReadOnly(&'static str),
+    /// A directory operation on a file.
+    #[error("not a directory")]
+    NotDir,
+    /// A file operation on a directory.
+    #[error("is a directory")]
+    IsDir,
+    /// The name exists already.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// An image file other than `target` used before the image has a target.
+    #[error("the image has no target yet; write target first")]
+    NoTarget,
+    /// A name that is not UTF-8.
+    #[error("names must be valid UTF-8")]
+    BadName,
+    /// A name over 255 bytes.
+    #[error("a name component is longer than 255 bytes")]
+    NameTooLong,
+    /// A label asked for as an extended attribute that is not set.
+    #[error("no label {0:?}")]
+    NoLabel(String),
+    /// An extended attribute outside `user.`.
+    #[error("extended attribute {0:?} is not supported; labels are user.<key>")]
+    XattrNotSupported(String),
+    /// The caller's buffer is too small for the value.
+    #[error("the value is larger than the buffer")]
+    Range,
+    /// An unknown file handle, or one not opened for this operation.
+    #[error("bad file handle")]
+    BadHandle,
+    /// A request that makes no sense for this file (e.g. truncating to a non-zero size).
+    #[error("{0}")]
+    InvalidRequest(String),
+}
+
+impl FsError {
+    /// The errno for this error: the only conversion of errors to errno in ctrfs.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::Store(e) => store_errno(e),
+            FsError::Invalid(e) => validation_errno(e),
+            FsError::NotFound => libc::ENOENT,
+            FsError::NotPermitted(_) => libc::EPERM,
+            FsError::ReadOnly(_) => libc::EACCES,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::Exists(_) => libc::EEXIST,
+            FsError::NoTarget => libc::EINVAL,
+            FsError::BadName => libc::EINVAL,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::NoLabel(_) => libc::ENODATA,
+            FsError::XattrNotSupported(_) => libc::ENOTSUP,
+            FsError::Range => libc::ERANGE,
+            FsError::BadHandle => libc::EBADF,
+            FsError::InvalidRequest(_) => libc::EINVAL,
+        }
+    }
+
+    /// True for failures of ctrfs itself (logged as errors), false for refusals of what a
+    /// user asked (logged as one informational line).
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            FsError::Store(StoreError::Corrupt(_) | StoreError::Lmdb(_) | StoreError::Io(_) | StoreError::SchemaTooNew { .. })
+        )
+    }
+}
+
+fn store_errno(e: &StoreError) -> i32 {
+    match e {
+        StoreError::NotFound { .. } => libc::ENOENT,
+        StoreError::AlreadyExists { .. } => libc::EEXIST,
+        StoreError::NotEmpty { .. } => libc::ENOTEMPTY,
+        StoreError::InUse { .. } => libc::EBUSY,
+        StoreError::NotPermitted(_) => libc::EPERM,
+        StoreError::Invalid(v) => validation_errno(v),
+        StoreError::Full => libc::ENOSPC,
+        StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. } | StoreError::Lmdb(_) | StoreError::Io(_) => libc::EIO,
+    }
+}
+
+fn validation_errno(e: &ValidationError) -> i32 {
+    match e {
+        ValidationError::TooLarge { .. } => libc::EFBIG,
+        ValidationError::InvalidIdentifier { .. }
+        | ValidationError::InvalidImageName { .. }
+        | ValidationError::InvalidLabel { .. }
+        | ValidationError::InvalidDescriptor { .. }
+        | ValidationError::InvalidSpec { .. }
+        | ValidationError::InvalidField { .. } => libc::EINVAL,
+    }
+}
+
+/// The symbolic name of an errno, for log lines.
+pub fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        libc::ENOENT => "ENOENT",
+        libc::EEXIST => "EEXIST",
+        libc::ENOTEMPTY => "ENOTEMPTY",
+        libc::EBUSY => "EBUSY",
+        libc::EPERM => "EPERM",
+        libc::EACCES => "EACCES",
+        libc::EINVAL => "EINVAL",
+        libc::EFBIG => "EFBIG",
+        libc::ENOSPC => "ENOSPC",
+        libc::EIO => "EIO",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENODATA => "ENODATA",
+        libc::ENOTSUP => "ENOTSUP",
+        libc::ERANGE => "ERANGE",
+        libc::EBADF => "EBADF",
+        libc::EINTR => "EINTR",
+        libc::ENOSYS => "ENOSYS",
+        _ => "errno",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_class_has_its_errno() {
+        let rows: Vec<(FsError, i32)> = vec![
+            (StoreError::NotFound { kind: "container", key: "x".into() }.into(), libc::ENOENT),
+            (StoreError::AlreadyExists { kind: "container", key: "x".into() }.into(), libc::EEXIST),
+            (StoreError::NotEmpty { what: "a".into() }.into(), libc::ENOTEMPTY),
+            (StoreError::InUse { what: "a".into(), by: "b".into() }.into(), libc::EBUSY),
+            (StoreError::Full.into(), libc::ENOSPC),
+            (StoreError::Corrupt("x".into()).into(), libc::EIO),
+            (ValidationError::TooLarge { what: "spec", limit: 1 }.into(), libc::EFBIG),
+            (ValidationError::InvalidSpec { reason: "x".into() }.into(), libc::EINVAL),
+            (StoreError::Invalid(ValidationError::InvalidLabel { key: "k".into(), reason: "r" }).into(), libc::EINVAL),
+            (FsError::ReadOnly("info.json"), libc::EACCES),
+            (FsError::NotPermitted("x".into()), libc::EPERM),
+            (FsError::NoLabel("k".into()), libc::ENODATA),
+            (FsError::XattrNotSupported("security.x".into()), libc::ENOTSUP),
+            (FsError::NoTarget, libc::EINVAL),
+        ];
+        for (error, errno) in rows {
+            assert_eq!(error.errno(), errno, "{error}");
+            assert_ne!(errno_name(errno), "errno");
+        }
+        assert!(FsError::Store(StoreError::Corrupt("x".into())).is_internal());
+        assert!(!FsError::NotFound.is_internal());
+    }
+}

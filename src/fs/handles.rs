@@ -1,0 +1,270 @@
+//! Open files: a snapshot for readers (a consistent document across read calls), a write
+//! buffer for writers, committed at flush.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::attr::{Attr, FILE_MODE};
+use super::errno::FsError;
+use super::ino::{AttrFile, Ino};
+use super::write::{WriteBuffer, WriteMode};
+use super::{component, load_node, FsCore, Result};
+use crate::model::Timestamp;
+use crate::store::{NodeId, NodeKind};
+
+/// One open file.
+#[derive(Debug)]
+pub struct Handle {
+    node: NodeId,
+    kind: NodeKind,
+    file: AttrFile,
+    state: HandleState,
+}
+
+#[derive(Debug)]
+enum HandleState {
+    Read(Vec<u8>),
+    Write(WriteBuffer),
+}
+
+/// The open files, by handle number.
+#[derive(Debug, Default)]
+pub struct HandleTable {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
+}
+
+impl HandleTable {
+    fn insert(&self, handle: Handle) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        lock(&self.open).insert(fh, Arc::new(Mutex::new(handle)));
+        fh
+    }
+
+    fn get(&self, fh: u64) -> Result<Arc<Mutex<Handle>>> {
+        lock(&self.open).get(&fh).cloned().ok_or(FsError::BadHandle)
+    }
+
+    /// Whether some handle is writing `file` of `node` (a `target` being created has no
+    /// record yet, but the kernel asks for its attributes before the first write).
+    pub fn is_writing(&self, node: NodeId, file: AttrFile) -> bool {
+        let open: Vec<Arc<Mutex<Handle>>> = lock(&self.open).values().cloned().collect();
+        open.iter().any(|h| {
+            let h = lock(h);
+            h.node == node && h.file == file && matches!(h.state, HandleState::Write(_))
+        })
+    }
+
+    fn remove(&self, fh: u64) -> Option<Arc<Mutex<Handle>>> {
+        lock(&self.open).remove(&fh)
+    }
+}
+
+/// Locks a mutex; a poisoned one (a request panicked while holding it) still holds
+/// consistent data here, since every update is a single assignment or push.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Which pending changes a commit takes.
+#[derive(Debug, Clone, Copy)]
+enum Commit {
+    /// Only bytes written (flush).
+    Written,
+    /// Bytes or a bare truncation (release).
+    Any,
+}
+
+fn mode_for(flags: i32) -> WriteMode {
+    if flags & libc::O_TRUNC != 0 {
+        WriteMode::Replace
+    } else if flags & libc::O_APPEND != 0 {
+        WriteMode::Append
+    } else {
+        WriteMode::Positional
+    }
+}
+
+fn is_write(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_RDONLY
+}
+
+impl FsCore {
+    /// `open` of an attribute file.
+    pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+        let (node, file) = match Ino::decode(ino).ok_or(FsError::NotFound)? {
+            Ino::File(node, file) => (node, file),
+            Ino::Dir(_) => return Err(FsError::IsDir),
+        };
+        let loaded = load_node(&self.store.read()?, node)?;
+        let content = loaded.render(file).ok_or(FsError::NotFound)?;
+        let state = if is_write(flags) {
+            if file == AttrFile::Info {
+                return Err(FsError::ReadOnly("info.json"));
+            }
+            HandleState::Write(WriteBuffer::new(mode_for(flags), content))
+        } else {
+            HandleState::Read(content)
+        };
+        Ok(self.handles.insert(Handle { node, kind: loaded.node.kind, file, state }))
+    }
+
+    /// `create`: the kernel found no such name. Only an image's `target` can come into
+    /// being this way (the image record is made when it is committed).
+    pub fn create(&self, parent: u64, name: &OsStr, flags: i32) -> Result<(Attr, u64)> {
+        let name = component(name)?;
+        let dir = self.directory(&self.store.read()?, parent)?;
+        if dir.file_named(name).is_some() {
+            return Err(FsError::Exists(name.into()));
+        }
+        match dir.node.kind {
+            NodeKind::ImageDir if name == AttrFile::Target.name() => {}
+            NodeKind::ImageDir if name == AttrFile::Labels.name() || name == AttrFile::Info.name() => {
+                return Err(FsError::NoTarget)
+            }
+            NodeKind::ImageDir => {
+                return Err(FsError::NotPermitted(
+                    "an image directory holds only target, labels and info.json; make images with mkdir".into(),
+                ))
+            }
+            NodeKind::Container => {
+                return Err(FsError::NotPermitted(
+                    "a container directory holds only spec, image, snapshotter, snapshot, runtime, labels and info.json"
+                        .into(),
+                ))
+            }
+            NodeKind::TasksDir => return Err(FsError::NotPermitted("tasks are not supported yet".into())),
+            NodeKind::Root | NodeKind::ImagesDir | NodeKind::ContainersDir => {
+                return Err(FsError::NotPermitted("make images and containers with mkdir".into()))
+            }
+        }
+        let mode = match mode_for(flags) {
+            WriteMode::Replace => WriteMode::Replace,
+            // A new file has no content to append to or edit in place.
+            WriteMode::Append | WriteMode::Positional => WriteMode::Positional,
+        };
+        let file = AttrFile::Target;
+        let handle = Handle { node: dir.node.id, kind: dir.node.kind, file, state: HandleState::Write(WriteBuffer::new(mode, Vec::new())) };
+        let fh = self.handles.insert(handle);
+        let now = Timestamp::now().to_system_time();
+        let attr = Attr::file(Ino::File(dir.node.id, file), 0, FILE_MODE, now, now);
+        self.inodes.remember(attr.ino);
+        Ok((attr, fh))
+    }
+
+    /// `read` through an open handle.
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let handle = self.handles.get(fh)?;
+        let handle = lock(&handle);
+        let visible;
+        let bytes: &[u8] = match &handle.state {
+            HandleState::Read(content) => content,
+            HandleState::Write(buffer) => {
+                visible = buffer.visible();
+                &visible
+            }
+        };
+        let start = (offset as usize).min(bytes.len());
+        let end = start.saturating_add(size as usize).min(bytes.len());
+        Ok(bytes[start..end].to_vec())
+    }
+
+    /// `write` through an open handle: buffered, judged, not yet committed.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        let handle = self.handles.get(fh)?;
+        let mut handle = lock(&handle);
+        let file = handle.file;
+        match &mut handle.state {
+            HandleState::Write(buffer) => Ok(buffer.write(file, offset, data)?),
+            HandleState::Read(_) => Err(FsError::BadHandle),
+        }
+    }
+
+    /// `flush` (every `close()` of a descriptor): commits what was written since the last
+    /// commit, in one transaction. A handle whose write was refused commits nothing.
+    ///
+    /// A truncation without bytes is not committed here: a shell's `>` opens the file,
+    /// moves the descriptor and closes the original before the command writes, and that
+    /// early flush must not replace the value with nothing (the previous value has to stay
+    /// if the write that follows is refused). It is committed at release instead.
+    pub fn flush(&self, fh: u64) -> Result<()> {
+        let handle = self.handles.get(fh)?;
+        let mut handle = lock(&handle);
+        self.commit(&mut handle, Commit::Written)
+    }
+
+    /// `release`: the last reference to the handle is gone. Anything still uncommitted
+    /// (a bare truncation, or bytes written through mmap) is committed now.
+    pub fn release(&self, fh: u64) -> Result<()> {
+        match self.handles.remove(fh) {
+            Some(handle) => self.commit(&mut lock(&handle), Commit::Any),
+            None => Err(FsError::BadHandle),
+        }
+    }
+
+    fn commit(&self, handle: &mut Handle, what: Commit) -> Result<()> {
+        let (node, kind, file) = (handle.node, handle.kind, handle.file);
+        let HandleState::Write(buffer) = &mut handle.state else { return Ok(()) };
+        let pending = match what {
+            Commit::Written => buffer.written,
+            Commit::Any => buffer.dirty,
+        };
+        if !pending || buffer.failed {
+            return Ok(());
+        }
+        buffer.dirty = false;
+        buffer.written = false;
+        let edit = buffer.edit(file)?;
+        self.store.write(|w| edit.apply(w, node, kind))?;
+        Ok(())
+    }
+
+    /// `setattr`. Size 0 without a handle (`truncate -s 0`) commits the empty value at
+    /// once; through a handle it edits the buffer. Times are accepted and ignored (they
+    /// follow the records), ownership and modes are fixed.
+    pub fn setattr(&self, ino: u64, size: Option<u64>, fh: Option<u64>, changes_owner_or_mode: bool) -> Result<Attr> {
+        if changes_owner_or_mode {
+            return Err(FsError::NotPermitted("owners and permissions in ctrfs are fixed".into()));
+        }
+        let Some(size) = size else { return self.getattr(ino) };
+        let (node, file) = match Ino::decode(ino).ok_or(FsError::NotFound)? {
+            Ino::File(node, file) => (node, file),
+            Ino::Dir(_) => return Err(FsError::IsDir),
+        };
+        if file == AttrFile::Info {
+            return Err(FsError::ReadOnly("info.json"));
+        }
+        if let Some(handle) = fh.map(|fh| self.handles.get(fh)).transpose()? {
+            let mut handle = lock(&handle);
+            if let HandleState::Write(buffer) = &mut handle.state {
+                buffer.truncate(size);
+                let mut attr = self.getattr(ino)?;
+                attr.size = buffer.visible().len() as u64;
+                return Ok(attr);
+            }
+        }
+        if size != 0 {
+            return Err(FsError::InvalidRequest("attribute files can only be truncated to size 0".into()));
+        }
+        let kind = load_node(&self.store.read()?, node)?.node.kind;
+        let edit = WriteBuffer::new(WriteMode::Replace, Vec::new()).edit(file)?;
+        self.store.write(|w| edit.apply(w, node, kind))?;
+        self.getattr(ino)
+    }
+
+    /// Whether `fh` is an open handle (for tests).
+    #[cfg(test)]
+    pub(crate) fn is_open(&self, fh: u64) -> bool {
+        self.handles.get(fh).is_ok()
+    }
+
+    /// The file content as a reader sees it now (tests and diagnostics).
+    pub fn content(&self, ino: u64) -> Result<Vec<u8>> {
+        let Some(Ino::File(node, file)) = Ino::decode(ino) else { return Err(FsError::IsDir) };
+        let reader = self.store.read()?;
+        let loaded = load_node(&reader, node)?;
+        loaded.render(file).ok_or(FsError::NotFound)
+    }
+}

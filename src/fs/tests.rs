@@ -1,0 +1,205 @@
+//! FsCore driven directly, without a mount: the semantics the adapter relies on.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+
+use super::attr::Kind;
+use super::errno::FsError;
+use super::ino::ROOT_INO;
+use super::FsCore;
+use crate::store::testing::temp_store;
+
+fn core() -> (tempfile::TempDir, FsCore) {
+    let (dir, store) = temp_store();
+    (dir, FsCore::new(Arc::new(store)))
+}
+
+fn ino_of(core: &FsCore, path: &str) -> u64 {
+    path.split('/').fold(ROOT_INO, |parent, name| core.lookup(parent, OsStr::new(name)).unwrap().ino)
+}
+
+fn listing(core: &FsCore, ino: u64, offset: u64) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    core.readdir(ino, offset, &mut |_, cookie, _, name| {
+        out.push((cookie, name.to_owned()));
+        false
+    })
+    .unwrap();
+    out
+}
+
+fn write_file(core: &FsCore, ino: u64, flags: i32, bytes: &[u8]) -> Result<(), FsError> {
+    let fh = core.open(ino, flags)?;
+    let written = core.write(fh, 0, bytes).map(drop);
+    let flushed = core.flush(fh);
+    core.release(fh)?;
+    written.and(flushed)
+}
+
+const TRUNC: i32 = libc::O_WRONLY | libc::O_TRUNC;
+const APPEND: i32 = libc::O_WRONLY | libc::O_APPEND;
+
+#[test]
+fn readdir_cookies_survive_deletions() {
+    let (_dir, core) = core();
+    let containers = ino_of(&core, "containers");
+    for i in 0..5 {
+        core.mkdir(containers, OsStr::new(&format!("c{i}"))).unwrap();
+    }
+    let all = listing(&core, containers, 0);
+    let names: Vec<&str> = all.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(names, [".", "..", "c0", "c1", "c2", "c3", "c4"]);
+    // Resume after c1 while c0 and c2 are deleted: nothing skipped, nothing repeated.
+    let cookie_c1 = all[3].0;
+    core.rmdir(containers, OsStr::new("c0")).unwrap();
+    core.rmdir(containers, OsStr::new("c2")).unwrap();
+    let rest: Vec<String> = listing(&core, containers, cookie_c1).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(rest, ["c3", "c4"]);
+}
+
+#[test]
+fn container_directories_list_their_files_then_nothing_else() {
+    let (_dir, core) = core();
+    let web = core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap().ino;
+    let names: Vec<String> = listing(&core, web, 0).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(names, [".", "..", "spec", "image", "snapshotter", "snapshot", "runtime", "labels", "info.json"]);
+    let after_runtime: Vec<String> = listing(&core, web, 7).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(after_runtime, ["labels", "info.json"]);
+}
+
+#[test]
+fn sizes_are_exact_and_writes_commit_at_flush() {
+    let (_dir, core) = core();
+    core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
+    let labels = ino_of(&core, "containers/web/labels");
+    write_file(&core, labels, TRUNC, b"b=2\na=1\n").unwrap();
+    write_file(&core, labels, APPEND, b"c=3\nb=\n").unwrap();
+    assert_eq!(core.content(labels).unwrap(), b"a=1\nc=3\n");
+    assert_eq!(core.getattr(labels).unwrap().size, 8);
+    let info = ino_of(&core, "containers/web/info.json");
+    assert_eq!(core.getattr(info).unwrap().size as usize, core.content(info).unwrap().len());
+}
+
+#[test]
+fn refused_writes_keep_the_previous_value() {
+    let (_dir, core) = core();
+    core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
+    let labels = ino_of(&core, "containers/web/labels");
+    write_file(&core, labels, TRUNC, b"keep=1\n").unwrap();
+    let err = write_file(&core, labels, TRUNC, b"no-equals-sign\n").unwrap_err();
+    assert_eq!(err.errno(), libc::EINVAL);
+    assert_eq!(core.content(labels).unwrap(), b"keep=1\n");
+    let spec = ino_of(&core, "containers/web/spec");
+    // Incomplete at every write, invalid only once complete: refused at flush.
+    let fh = core.open(spec, TRUNC).unwrap();
+    core.write(fh, 0, b"{\"process\":").unwrap();
+    assert_eq!(core.flush(fh).unwrap_err().errno(), libc::EINVAL);
+    core.release(fh).unwrap();
+    assert_eq!(core.content(spec).unwrap(), b"");
+}
+
+#[test]
+fn a_shells_early_close_does_not_commit_the_truncation() {
+    let (_dir, core) = core();
+    core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
+    let labels = ino_of(&core, "containers/web/labels");
+    write_file(&core, labels, TRUNC, b"keep=1\n").unwrap();
+    // `echo bad > labels`: open, flush of the moved descriptor, refused write, close.
+    let fh = core.open(labels, TRUNC).unwrap();
+    core.flush(fh).unwrap();
+    assert_eq!(core.content(labels).unwrap(), b"keep=1\n");
+    assert!(core.write(fh, 0, b"bad\n").is_err());
+    core.flush(fh).unwrap();
+    core.release(fh).unwrap();
+    assert_eq!(core.content(labels).unwrap(), b"keep=1\n");
+    // `: > labels`: the truncation alone commits at release.
+    let fh = core.open(labels, TRUNC).unwrap();
+    core.flush(fh).unwrap();
+    core.release(fh).unwrap();
+    assert_eq!(core.content(labels).unwrap(), b"");
+    assert!(!core.is_open(fh));
+}
+
+#[test]
+fn images_appear_when_their_target_is_written() {
+    let (_dir, core) = core();
+    let images = ino_of(&core, "images");
+    let prefix = core.mkdir(images, OsStr::new("docker.io")).unwrap().ino;
+    let leaf = core.mkdir(prefix, OsStr::new("busybox:1.36")).unwrap().ino;
+    assert_eq!(listing(&core, leaf, 0).len(), 2, "a prefix shows no files");
+    assert_eq!(core.create(leaf, OsStr::new("labels"), TRUNC).unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(core.create(leaf, OsStr::new("other"), TRUNC).unwrap_err().errno(), libc::EPERM);
+    let (attr, fh) = core.create(leaf, OsStr::new("target"), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC).unwrap();
+    assert_eq!(core.getattr(attr.ino).unwrap().size, 0, "a target being created answers getattr");
+    let doc = format!("{{\"mediaType\":\"m\",\"digest\":\"sha256:{}\",\"size\":1}}\n", "c".repeat(64));
+    core.write(fh, 0, doc.as_bytes()).unwrap();
+    core.flush(fh).unwrap();
+    core.release(fh).unwrap();
+    let names: Vec<String> = listing(&core, leaf, 0).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(names, [".", "..", "target", "labels", "info.json"]);
+    let info = String::from_utf8(core.content(ino_of(&core, "images/docker.io/busybox:1.36/info.json")).unwrap()).unwrap();
+    assert!(info.contains("\"name\": \"docker.io/busybox:1.36\""), "{info}");
+    assert_eq!(core.rmdir(images, OsStr::new("docker.io")).unwrap_err().errno(), libc::ENOTEMPTY);
+    assert_eq!(core.mkdir(prefix, OsStr::new("target")).unwrap_err().errno(), libc::EINVAL);
+}
+
+#[test]
+fn deleted_objects_answer_from_their_tombstone_until_forgotten() {
+    let (_dir, core) = core();
+    let containers = ino_of(&core, "containers");
+    let web = core.mkdir(containers, OsStr::new("web")).unwrap().ino;
+    let runtime = ino_of(&core, "containers/web/runtime");
+    core.rmdir(containers, OsStr::new("web")).unwrap();
+    let dir_attr = core.getattr(web).unwrap();
+    assert_eq!((dir_attr.kind, dir_attr.nlink), (Kind::Dir, 0));
+    assert_eq!(core.getattr(runtime).unwrap().nlink, 0);
+    core.forget(web, 2); // mkdir and the lookup on the way to runtime
+    core.forget(runtime, 1);
+    assert_eq!(core.getattr(web).unwrap_err().errno(), libc::ENOENT);
+    assert!(!core.inodes().is_known(web) && !core.inodes().is_known(runtime));
+    // A new container of the same name is a new object with a new inode.
+    let again = core.mkdir(containers, OsStr::new("web")).unwrap().ino;
+    assert_ne!(again, web);
+}
+
+#[test]
+fn refusals_have_their_errno() {
+    let (_dir, core) = core();
+    let containers = ino_of(&core, "containers");
+    let web = core.mkdir(containers, OsStr::new("web")).unwrap().ino;
+    let info = ino_of(&core, "containers/web/info.json");
+    let rows: Vec<(Result<(), FsError>, i32)> = vec![
+        (core.mkdir(containers, OsStr::new("web")).map(drop), libc::EEXIST),
+        (core.mkdir(containers, OsStr::new("bad name")).map(drop), libc::EINVAL),
+        (core.mkdir(web, OsStr::new("sub")).map(drop), libc::EPERM),
+        (core.mkdir(ROOT_INO, OsStr::new("extra")).map(drop), libc::EPERM),
+        (core.create(containers, OsStr::new("file"), TRUNC).map(drop), libc::EPERM),
+        (core.create(web, OsStr::new("notes"), TRUNC).map(drop), libc::EPERM),
+        (core.open(info, libc::O_WRONLY).map(drop), libc::EACCES),
+        (core.rmdir(containers, OsStr::new("nope")), libc::ENOENT),
+        (core.lookup(web, OsStr::new("nope")).map(drop), libc::ENOENT),
+        (core.unlink(containers, OsStr::new("web")), libc::EISDIR),
+        (core.getxattr(web, OsStr::new("user.none")).map(drop), libc::ENODATA),
+        (core.setxattr(web, OsStr::new("trusted.x"), b"v", 0), libc::ENOTSUP),
+        (core.setattr(info, Some(0), None, false).map(drop), libc::EACCES),
+        (core.setattr(web, None, None, true).map(drop), libc::EPERM),
+    ];
+    for (i, (result, errno)) in rows.into_iter().enumerate() {
+        assert_eq!(result.map_err(|e| e.errno()), Err(errno), "row {i}");
+    }
+    assert!(core.unlink(web, OsStr::new("labels")).is_ok(), "attribute files unlink as a no-op");
+}
+
+#[test]
+fn labels_as_xattrs_follow_the_flags() {
+    let (_dir, core) = core();
+    let web = core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap().ino;
+    core.setxattr(web, OsStr::new("user.env"), b"prod", 0).unwrap();
+    assert_eq!(core.setxattr(web, OsStr::new("user.env"), b"x", libc::XATTR_CREATE).unwrap_err().errno(), libc::EEXIST);
+    assert_eq!(core.setxattr(web, OsStr::new("user.new"), b"x", libc::XATTR_REPLACE).unwrap_err().errno(), libc::ENODATA);
+    assert_eq!(core.getxattr(web, OsStr::new("user.env")).unwrap(), b"prod");
+    assert_eq!(core.listxattr(web).unwrap(), b"user.env\0");
+    assert_eq!(core.content(ino_of(&core, "containers/web/labels")).unwrap(), b"env=prod\n");
+    core.removexattr(web, OsStr::new("user.env")).unwrap();
+    assert_eq!(core.removexattr(web, OsStr::new("user.env")).unwrap_err().errno(), libc::ENODATA);
+}

@@ -1,0 +1,120 @@
+//! Labels as extended attributes `user.<key>` on object directories, with the same rules
+//! as the `labels` file. Each change is one transaction that checks the create/replace
+//! flags against the committed labels.
+
+use std::ffi::OsStr;
+
+use super::content::{Loaded, Object};
+use super::errno::FsError;
+use super::ino::Ino;
+use super::{load_node, FsCore, Result};
+use crate::model::{validate_label, ValidationError};
+use crate::store::{NodeKind, StoreError, StoreRead};
+
+const USER_PREFIX: &str = "user.";
+
+fn label_key(name: &OsStr) -> Result<&str> {
+    let name = name.to_str().ok_or(FsError::BadName)?;
+    name.strip_prefix(USER_PREFIX).ok_or_else(|| FsError::XattrNotSupported(name.into()))
+}
+
+impl FsCore {
+    fn labelled(&self, ino: u64) -> Result<Option<Loaded>> {
+        match Ino::decode(ino).ok_or(FsError::NotFound)? {
+            Ino::Dir(node) => Ok(Some(load_node(&self.store.read()?, node)?)),
+            Ino::File(node, _) => {
+                load_node(&self.store.read()?, node)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// `getxattr`: the value of label `key` for `user.<key>`.
+    pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>> {
+        let missing = || FsError::NoLabel(name.to_string_lossy().into_owned());
+        let Ok(key) = label_key(name) else { return Err(missing()) };
+        let loaded = self.labelled(ino)?.ok_or_else(missing)?;
+        let labels = loaded.labels().ok_or_else(missing)?;
+        labels.get(key).map(|v| v.as_bytes().to_vec()).ok_or_else(missing)
+    }
+
+    /// `listxattr`: `user.<key>\0` for every label.
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>> {
+        let mut list = Vec::new();
+        if let Some(labels) = self.labelled(ino)?.as_ref().and_then(Loaded::labels) {
+            for (key, _) in labels.iter() {
+                list.extend_from_slice(USER_PREFIX.as_bytes());
+                list.extend_from_slice(key.as_bytes());
+                list.push(0);
+            }
+        }
+        Ok(list)
+    }
+
+    /// `setxattr`: sets label `key` (an empty value removes it, as in the labels file).
+    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+        let key = label_key(name)?;
+        let value = std::str::from_utf8(value).map_err(|_| {
+            FsError::Invalid(ValidationError::InvalidLabel { key: key.into(), reason: "label values must be UTF-8" })
+        })?;
+        validate_label(key, value)?;
+        let loaded = self.labelled(ino)?.ok_or_else(|| FsError::XattrNotSupported(key.into()))?;
+        let node = loaded.node.id;
+        match (&loaded.object, loaded.node.kind) {
+            (Object::Image(None), _) => return Err(FsError::NoTarget),
+            (Object::Fixed, _) => return Err(FsError::XattrNotSupported(format!("{USER_PREFIX}{key}"))),
+            _ => {}
+        }
+        self.store.write(|w| -> Result<()> {
+            let current = Loaded::read(w, w.node(node)?.ok_or(FsError::NotFound)?)?;
+            let exists = current.labels().is_some_and(|l| l.get(key).is_some());
+            if flags & libc::XATTR_CREATE != 0 && exists {
+                return Err(FsError::Exists(format!("label {key}")));
+            }
+            if flags & libc::XATTR_REPLACE != 0 && !exists {
+                return Err(FsError::NoLabel(key.into()));
+            }
+            set_label(w, node, loaded.node.kind, key, Some(value))
+        })
+    }
+
+    /// `removexattr`: removes label `key`.
+    pub fn removexattr(&self, ino: u64, name: &OsStr) -> Result<()> {
+        let missing = || FsError::NoLabel(name.to_string_lossy().into_owned());
+        let Ok(key) = label_key(name) else { return Err(missing()) };
+        let loaded = self.labelled(ino)?.ok_or_else(missing)?;
+        if loaded.labels().is_none() {
+            return Err(missing());
+        }
+        let node = loaded.node.id;
+        self.store.write(|w| -> Result<()> {
+            let current = Loaded::read(w, w.node(node)?.ok_or(FsError::NotFound)?)?;
+            if current.labels().is_none_or(|l| l.get(key).is_none()) {
+                return Err(missing());
+            }
+            set_label(w, node, loaded.node.kind, key, None)
+        })
+    }
+}
+
+fn set_label(
+    w: &mut crate::store::Writer<'_>,
+    node: crate::store::NodeId,
+    kind: NodeKind,
+    key: &str,
+    value: Option<&str>,
+) -> Result<()> {
+    let change = |labels: &mut crate::model::Labels| match value {
+        Some(v) => labels.set(key, v),
+        None => {
+            labels.remove(key);
+            Ok(())
+        }
+    };
+    match kind {
+        NodeKind::ImageDir => w.update_image(node, |i| change(&mut i.labels)).map(drop)?,
+        NodeKind::Container => w.update_container(node, |c| change(&mut c.labels)).map(drop)?,
+        _ => return Err(StoreError::NotPermitted("only images and containers have labels".into()).into()),
+    }
+    Ok(())
+}
