@@ -21,4 +21,5 @@ pub mod cli;
 pub mod daemon;
 pub mod fs;
 pub mod model;
+pub mod runtime;
 pub mod store;

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use super::ino::{AttrFile, CONTAINER_FILES, IMAGE_FILES};
-use crate::model::{Container, ContainerField, Image, Timestamp};
+use crate::model::{Container, ContainerField, Image, Task, Timestamp};
 use crate::store::{Node, NodeKind, Result, StoreRead};
 
 /// A directory node together with the record it shows.
@@ -14,7 +14,9 @@ pub enum Object {
     Image(Option<Box<Image>>),
     /// A container.
     Container(Box<Container>),
-    /// A fixed directory (root, images/, containers/, tasks/).
+    /// A task (the file `tasks/<id>`).
+    Task(Box<Task>),
+    /// A fixed directory (root, images/, containers/, tasks/, logs/, wait/).
     Fixed,
 }
 
@@ -38,7 +40,16 @@ impl Loaded {
                     return Err(crate::store::StoreError::Corrupt(format!("container node {} has no record", node.id.0)))
                 }
             },
-            NodeKind::Root | NodeKind::ImagesDir | NodeKind::ContainersDir | NodeKind::TasksDir => Object::Fixed,
+            NodeKind::Task => match reader.task(node.id)? {
+                Some(t) => Object::Task(Box::new(t)),
+                None => return Err(crate::store::StoreError::Corrupt(format!("task node {} has no record", node.id.0))),
+            },
+            NodeKind::Root
+            | NodeKind::ImagesDir
+            | NodeKind::ContainersDir
+            | NodeKind::TasksDir
+            | NodeKind::LogsDir
+            | NodeKind::WaitDir => Object::Fixed,
         };
         Ok(Loaded { node, object })
     }
@@ -48,7 +59,7 @@ impl Loaded {
         match &self.object {
             Object::Image(Some(_)) => &IMAGE_FILES,
             Object::Container(_) => &CONTAINER_FILES,
-            Object::Image(None) | Object::Fixed => &[],
+            Object::Image(None) | Object::Task(_) | Object::Fixed => &[],
         }
     }
 
@@ -79,7 +90,7 @@ impl Loaded {
                 AttrFile::Info => c.info_json(),
                 AttrFile::Target => return None,
             },
-            Object::Image(None) | Object::Fixed => return None,
+            Object::Image(None) | Object::Task(_) | Object::Fixed => return None,
         };
         Some(text.into_bytes())
     }
@@ -89,6 +100,7 @@ impl Loaded {
         match &self.object {
             Object::Image(Some(i)) => (i.created_at, i.updated_at),
             Object::Container(c) => (c.created_at, c.updated_at),
+            Object::Task(t) => (t.created_at, t.updated_at),
             Object::Image(None) | Object::Fixed => (self.node.created_at, self.node.updated_at),
         }
     }
@@ -104,7 +116,15 @@ impl Loaded {
         match &self.object {
             Object::Image(Some(i)) => Some(&i.labels),
             Object::Container(c) => Some(&c.labels),
-            Object::Image(None) | Object::Fixed => None,
+            Object::Image(None) | Object::Task(_) | Object::Fixed => None,
+        }
+    }
+
+    /// The task record, for a task node.
+    pub fn task(&self) -> Option<&Task> {
+        match &self.object {
+            Object::Task(t) => Some(t),
+            _ => None,
         }
     }
 }

@@ -2,7 +2,8 @@
 
 use thiserror::Error;
 
-use crate::model::ValidationError;
+use crate::model::{TaskStatus, ValidationError};
+use crate::runtime::RuntimeError;
 use crate::store::StoreError;
 
 /// Why a filesystem request was refused or failed.
@@ -14,6 +15,24 @@ pub enum FsError {
     /// A value the model refuses.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// From the task runtime.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// A task asked for a container that does not exist.
+    #[error("there is no container {0:?}")]
+    NoContainer(String),
+    /// A signal to a task whose process is gone.
+    #[error("task {0} has no process (stopped)")]
+    NoProcess(String),
+    /// A task verb that does not apply in the task's state.
+    #[error("task {0} is {1:?}")]
+    IncorrectStatus(String, TaskStatus),
+    /// Another operation on the same task is under way.
+    #[error("another operation on task {0} is under way")]
+    TaskBusy(String),
+    /// A host file behind a view (a task log) could not be used.
+    #[error("{0}")]
+    Host(String),
     /// No such inode or name.
     #[error("no such file or directory")]
     NotFound,
@@ -64,6 +83,12 @@ impl FsError {
         match self {
             FsError::Store(e) => store_errno(e),
             FsError::Invalid(e) => validation_errno(e),
+            FsError::Runtime(e) => runtime_errno(e),
+            FsError::NoContainer(_) => libc::ENOENT,
+            FsError::NoProcess(_) => libc::ESRCH,
+            FsError::IncorrectStatus(..) => libc::EBUSY,
+            FsError::TaskBusy(_) => libc::EBUSY,
+            FsError::Host(_) => libc::EIO,
             FsError::NotFound => libc::ENOENT,
             FsError::NotPermitted(_) => libc::EPERM,
             FsError::ReadOnly(_) => libc::EACCES,
@@ -87,7 +112,8 @@ impl FsError {
         matches!(
             self,
             FsError::Store(StoreError::Corrupt(_) | StoreError::Lmdb(_) | StoreError::Io(_) | StoreError::SchemaTooNew { .. })
-        )
+                | FsError::Host(_)
+        ) || matches!(self, FsError::Runtime(e) if runtime_errno(e) == libc::EIO)
     }
 }
 
@@ -101,6 +127,15 @@ fn store_errno(e: &StoreError) -> i32 {
         StoreError::Invalid(v) => validation_errno(v),
         StoreError::Full => libc::ENOSPC,
         StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. } | StoreError::Lmdb(_) | StoreError::Io(_) => libc::EIO,
+    }
+}
+
+fn runtime_errno(e: &RuntimeError) -> i32 {
+    match e {
+        RuntimeError::BadSpec { .. } | RuntimeError::BadControl { .. } => libc::EINVAL,
+        RuntimeError::NoSuchTask { .. } => libc::ENOENT,
+        RuntimeError::IncorrectStatus { .. } => libc::EBUSY,
+        RuntimeError::Runc { .. } | RuntimeError::Supervisor { .. } | RuntimeError::Io(_) | RuntimeError::Nix(_) => libc::EIO,
     }
 }
 
@@ -137,6 +172,7 @@ pub fn errno_name(errno: i32) -> &'static str {
         libc::ERANGE => "ERANGE",
         libc::EBADF => "EBADF",
         libc::EINTR => "EINTR",
+        libc::ESRCH => "ESRCH",
         libc::ENOSYS => "ENOSYS",
         _ => "errno",
     }

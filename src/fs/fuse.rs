@@ -1,5 +1,5 @@
 //! The fuser adapter: decodes kernel requests into `FsCore` calls and encodes the answers.
-//! The only file of the filesystem layer that names fuser types. Every handler runs under
+//! With `wait.rs`, the only files of the filesystem layer that name fuser types. Every handler runs under
 //! `catch_unwind`, so a panic answers EIO (fuser replies EIO for a dropped reply) and the
 //! worker thread lives on; every refusal is logged here as one line with path and errno.
 
@@ -16,17 +16,27 @@ use fuser::{
 
 use super::attr::{Attr, Kind, ENTRY_TTL};
 use super::errno::{errno_name, FsError};
-use super::FsCore;
+use super::wait::WaitRegistry;
+use super::{FsCore, ReadOutcome, TaskEvent};
 
 /// The `fuser::Filesystem` over an `FsCore`.
 pub struct FuseAdapter {
     core: Arc<FsCore>,
+    waiters: Arc<WaitRegistry>,
 }
 
 impl FuseAdapter {
-    /// Wraps a core.
-    pub fn new(core: Arc<FsCore>) -> Self {
-        FuseAdapter { core }
+    /// Wraps a core; parked `wait/<id>` reads are answered when the core reports exits.
+    pub fn new(core: Arc<FsCore>) -> std::io::Result<Self> {
+        let waiters = Arc::new(WaitRegistry::default());
+        let registry = Arc::clone(&waiters);
+        core.on_task_event(move |event| {
+            if let TaskEvent::Exited { node, wait_text, .. } = event {
+                registry.wake(node.0, wait_text);
+            }
+        });
+        waiters.spawn_reaper()?;
+        Ok(FuseAdapter { core, waiters })
     }
 
     /// Logs a refusal or failure once and turns it into the reply's errno.
@@ -212,7 +222,7 @@ impl Filesystem for FuseAdapter {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -222,7 +232,11 @@ impl Filesystem for FuseAdapter {
         reply: ReplyData,
     ) {
         guarded("read", || match self.core.read(fh.0, offset, size) {
-            Ok(bytes) => reply.data(&bytes),
+            Ok(ReadOutcome::Data(bytes)) => reply.data(&bytes),
+            Ok(ReadOutcome::WaitForExit(node)) => {
+                let core = &self.core;
+                self.waiters.park(node.0, reply, req.pid(), offset, size, || core.wait_text_of(node).ok().flatten());
+            }
             Err(e) => reply.error(self.refuse("read", || self.core.path_of(ino.0), &e)),
         });
     }

@@ -10,7 +10,7 @@ use super::attr::{Attr, FILE_MODE};
 use super::errno::FsError;
 use super::ino::{AttrFile, Ino};
 use super::write::{WriteBuffer, WriteMode};
-use super::{component, load_node, FsCore, Result};
+use super::{component, load_node, node_attr, Dir, FsCore, Result};
 use crate::model::Timestamp;
 use crate::store::{NodeId, NodeKind};
 
@@ -19,14 +19,31 @@ use crate::store::{NodeId, NodeKind};
 pub struct Handle {
     node: NodeId,
     kind: NodeKind,
-    file: AttrFile,
     state: HandleState,
 }
 
 #[derive(Debug)]
 enum HandleState {
-    Read(Vec<u8>),
-    Write(WriteBuffer),
+    /// Generated content as it was at open: one consistent document across reads.
+    Snapshot(Vec<u8>),
+    /// An attribute file opened for writing.
+    Write { file: AttrFile, buffer: WriteBuffer },
+    /// `tasks/<id>` opened for writing: each write is a control word.
+    Control { snapshot: Vec<u8> },
+    /// A task's log, read straight from the host file.
+    Log(std::fs::File),
+    /// `wait/<id>`: reads block until the task stopped.
+    Wait,
+}
+
+/// What a read gives: bytes now, or a wait for a task's exit (the adapter parks the
+/// request instead of blocking a worker thread).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// The bytes read.
+    Data(Vec<u8>),
+    /// Nothing yet: answer when the task node stops.
+    WaitForExit(NodeId),
 }
 
 /// The open files, by handle number.
@@ -53,7 +70,7 @@ impl HandleTable {
         let open: Vec<Arc<Mutex<Handle>>> = lock(&self.open).values().cloned().collect();
         open.iter().any(|h| {
             let h = lock(h);
-            h.node == node && h.file == file && matches!(h.state, HandleState::Write(_))
+            h.node == node && matches!(h.state, HandleState::Write { file: f, .. } if f == file)
         })
     }
 
@@ -87,39 +104,67 @@ fn mode_for(flags: i32) -> WriteMode {
     }
 }
 
+fn slice(bytes: &[u8], offset: u64, size: u32) -> Vec<u8> {
+    let start = (offset as usize).min(bytes.len());
+    let end = start.saturating_add(size as usize).min(bytes.len());
+    bytes[start..end].to_vec()
+}
+
 fn is_write(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY
 }
 
 impl FsCore {
-    /// `open` of an attribute file.
+    /// `open` of a file: an attribute file, a task, a task's log or its wait file.
     pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
-        let (node, file) = match Ino::decode(ino).ok_or(FsError::NotFound)? {
-            Ino::File(node, file) => (node, file),
-            Ino::Dir(_) => return Err(FsError::IsDir),
-        };
-        let loaded = load_node(&self.store.read()?, node)?;
-        let content = loaded.render(file).ok_or(FsError::NotFound)?;
-        let state = if is_write(flags) {
-            if file == AttrFile::Info {
-                return Err(FsError::ReadOnly("info.json"));
+        let decoded = Ino::decode(ino).ok_or(FsError::NotFound)?;
+        let writing = is_write(flags);
+        let loaded = load_node(&self.store.read()?, decoded.node())?;
+        let state = match decoded {
+            Ino::Node(_) => {
+                let task = loaded.task().ok_or(FsError::IsDir)?;
+                let snapshot = task.status_json().into_bytes();
+                if writing {
+                    HandleState::Control { snapshot }
+                } else {
+                    HandleState::Snapshot(snapshot)
+                }
             }
-            HandleState::Write(WriteBuffer::new(mode_for(flags), content))
-        } else {
-            HandleState::Read(content)
+            Ino::File(_, file) => {
+                let content = loaded.render(file).ok_or(FsError::NotFound)?;
+                match (writing, file) {
+                    (true, AttrFile::Info) => return Err(FsError::ReadOnly("info.json")),
+                    (true, _) => HandleState::Write { file, buffer: WriteBuffer::new(mode_for(flags), content) },
+                    (false, _) => HandleState::Snapshot(content),
+                }
+            }
+            Ino::LogDir(_) => return Err(FsError::IsDir),
+            Ino::Log(..) | Ino::Wait(_) if writing => return Err(FsError::ReadOnly("a task view")),
+            Ino::Log(node, stream) => HandleState::Log(self.open_log(node, stream)?),
+            Ino::Wait(_) => HandleState::Wait,
         };
-        Ok(self.handles.insert(Handle { node, kind: loaded.node.kind, file, state }))
+        Ok(self.handles.insert(Handle { node: loaded.node.id, kind: loaded.node.kind, state }))
     }
 
-    /// `create`: the kernel found no such name. Only an image's `target` can come into
-    /// being this way (the image record is made when it is committed).
+    /// `create`: the kernel found no such name. A task starts this way; an image's
+    /// `target` comes into being this way (the record is made when it is committed).
     pub fn create(&self, parent: u64, name: &OsStr, flags: i32) -> Result<(Attr, u64)> {
         let name = component(name)?;
-        let dir = self.directory(&self.store.read()?, parent)?;
+        let Dir::Node(dir) = self.directory(&self.store.read()?, parent)? else {
+            return Err(FsError::NotPermitted("logs/<id>/ holds only stdout and stderr".into()));
+        };
         if dir.file_named(name).is_some() {
             return Err(FsError::Exists(name.into()));
         }
         match dir.node.kind {
+            NodeKind::TasksDir => {
+                let task = self.start_task(name)?;
+                let snapshot = task.task().map(|t| t.status_json().into_bytes()).unwrap_or_default();
+                let attr = node_attr(&task);
+                let fh = self.handles.insert(Handle { node: task.node.id, kind: NodeKind::Task, state: HandleState::Control { snapshot } });
+                self.inodes.remember(attr.ino);
+                return Ok((attr, fh));
+            }
             NodeKind::ImageDir if name == AttrFile::Target.name() => {}
             NodeKind::ImageDir if name == AttrFile::Labels.name() || name == AttrFile::Info.name() => {
                 return Err(FsError::NoTarget)
@@ -129,13 +174,15 @@ impl FsCore {
                     "an image directory holds only target, labels and info.json; make images with mkdir".into(),
                 ))
             }
-            NodeKind::Container => {
+            NodeKind::Container | NodeKind::Task => {
                 return Err(FsError::NotPermitted(
                     "a container directory holds only spec, image, snapshotter, snapshot, runtime, labels and info.json"
                         .into(),
                 ))
             }
-            NodeKind::TasksDir => return Err(FsError::NotPermitted("tasks are not supported yet".into())),
+            NodeKind::LogsDir | NodeKind::WaitDir => {
+                return Err(FsError::NotPermitted("logs/ and wait/ follow tasks/; start a task in tasks/".into()))
+            }
             NodeKind::Root | NodeKind::ImagesDir | NodeKind::ContainersDir => {
                 return Err(FsError::NotPermitted("make images and containers with mkdir".into()))
             }
@@ -146,8 +193,8 @@ impl FsCore {
             WriteMode::Append | WriteMode::Positional => WriteMode::Positional,
         };
         let file = AttrFile::Target;
-        let handle = Handle { node: dir.node.id, kind: dir.node.kind, file, state: HandleState::Write(WriteBuffer::new(mode, Vec::new())) };
-        let fh = self.handles.insert(handle);
+        let state = HandleState::Write { file, buffer: WriteBuffer::new(mode, Vec::new()) };
+        let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state });
         let now = Timestamp::now().to_system_time();
         let attr = Attr::file(Ino::File(dir.node.id, file), 0, FILE_MODE, now, now);
         self.inodes.remember(attr.ino);
@@ -155,30 +202,42 @@ impl FsCore {
     }
 
     /// `read` through an open handle.
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<ReadOutcome> {
         let handle = self.handles.get(fh)?;
         let handle = lock(&handle);
-        let visible;
-        let bytes: &[u8] = match &handle.state {
-            HandleState::Read(content) => content,
-            HandleState::Write(buffer) => {
-                visible = buffer.visible();
-                &visible
+        let bytes = match &handle.state {
+            HandleState::Snapshot(content) | HandleState::Control { snapshot: content } => content.clone(),
+            HandleState::Write { buffer, .. } => buffer.visible(),
+            HandleState::Log(file) => {
+                let mut buf = vec![0u8; size as usize];
+                let n = std::os::unix::fs::FileExt::read_at(file, &mut buf, offset)
+                    .map_err(|e| FsError::Host(format!("reading a task log: {e}")))?;
+                buf.truncate(n);
+                return Ok(ReadOutcome::Data(buf));
             }
+            HandleState::Wait => match self.wait_text(handle.node)? {
+                Some(text) => text.into_bytes(),
+                None => return Ok(ReadOutcome::WaitForExit(handle.node)),
+            },
         };
-        let start = (offset as usize).min(bytes.len());
-        let end = start.saturating_add(size as usize).min(bytes.len());
-        Ok(bytes[start..end].to_vec())
+        Ok(ReadOutcome::Data(slice(&bytes, offset, size)))
     }
 
-    /// `write` through an open handle: buffered, judged, not yet committed.
+    /// `write` through an open handle: attribute files are buffered and judged, not yet
+    /// committed; a task's control word acts at once, so its refusal reaches the writer.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
         let handle = self.handles.get(fh)?;
         let mut handle = lock(&handle);
-        let file = handle.file;
+        let node = handle.node;
         match &mut handle.state {
-            HandleState::Write(buffer) => Ok(buffer.write(file, offset, data)?),
-            HandleState::Read(_) => Err(FsError::BadHandle),
+            HandleState::Write { file, buffer } => Ok(buffer.write(*file, offset, data)?),
+            HandleState::Control { .. } => {
+                // Release the handle's lock: a control word can take as long as runc does.
+                drop(handle);
+                self.control_task(node, data)?;
+                Ok(data.len())
+            }
+            HandleState::Snapshot(_) | HandleState::Log(_) | HandleState::Wait => Err(FsError::BadHandle),
         }
     }
 
@@ -205,8 +264,9 @@ impl FsCore {
     }
 
     fn commit(&self, handle: &mut Handle, what: Commit) -> Result<()> {
-        let (node, kind, file) = (handle.node, handle.kind, handle.file);
-        let HandleState::Write(buffer) = &mut handle.state else { return Ok(()) };
+        let (node, kind) = (handle.node, handle.kind);
+        let HandleState::Write { file, buffer } = &mut handle.state else { return Ok(()) };
+        let file = *file;
         let pending = match what {
             Commit::Written => buffer.written,
             Commit::Any => buffer.dirty,
@@ -231,14 +291,17 @@ impl FsCore {
         let Some(size) = size else { return self.getattr(ino) };
         let (node, file) = match Ino::decode(ino).ok_or(FsError::NotFound)? {
             Ino::File(node, file) => (node, file),
-            Ino::Dir(_) => return Err(FsError::IsDir),
+            // `echo TERM > tasks/<id>` may truncate first; a task has nothing to truncate.
+            Ino::Node(node) if load_node(&self.store.read()?, node)?.task().is_some() => return self.getattr(ino),
+            Ino::Node(_) | Ino::LogDir(_) => return Err(FsError::IsDir),
+            Ino::Log(..) | Ino::Wait(_) => return Err(FsError::ReadOnly("a task view")),
         };
         if file == AttrFile::Info {
             return Err(FsError::ReadOnly("info.json"));
         }
         if let Some(handle) = fh.map(|fh| self.handles.get(fh)).transpose()? {
             let mut handle = lock(&handle);
-            if let HandleState::Write(buffer) = &mut handle.state {
+            if let HandleState::Write { buffer, .. } = &mut handle.state {
                 buffer.truncate(size);
                 let mut attr = self.getattr(ino)?;
                 attr.size = buffer.visible().len() as u64;

@@ -1,7 +1,7 @@
 //! Inode numbers: a pure function of the persistent node id and the file's slot.
 //!
-//! `ino = node_id << 4 | slot`, where slot 0 is the node's directory and slots 1..15 its
-//! attribute files; the root is the exception FUSE imposes (`ino 1`). Node ids are never
+//! `ino = node_id << 4 | slot`, where slot 0 is the node itself, slots 1..8 its attribute
+//! files and 9..12 a task's views (`logs/<id>/`, its two streams, `wait/<id>`); the root is the exception FUSE imposes (`ino 1`). Node ids are never
 //! reused, so an inode number names one object for ever, across remounts, and the FUSE
 //! generation can stay 0.
 
@@ -77,36 +77,75 @@ impl AttrFile {
     }
 }
 
+/// One of a task's output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// `logs/<id>/stdout`
+    Stdout,
+    /// `logs/<id>/stderr`
+    Stderr,
+}
+
+impl Stream {
+    /// Its file name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Slots of a task node's views (after the attribute files' slots).
+const SLOT_LOG_DIR: u64 = 9;
+const SLOT_STDOUT: u64 = 10;
+const SLOT_STDERR: u64 = 11;
+const SLOT_WAIT: u64 = 12;
+
 /// What an inode number designates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Ino {
-    /// A node's directory.
-    Dir(NodeId),
+    /// A node itself: a directory, or for a task the file `tasks/<id>`.
+    Node(NodeId),
     /// One attribute file of a node.
     File(NodeId, AttrFile),
+    /// `logs/<id>/` of a task node.
+    LogDir(NodeId),
+    /// `logs/<id>/stdout` or `stderr` of a task node.
+    Log(NodeId, Stream),
+    /// `wait/<id>` of a task node.
+    Wait(NodeId),
 }
 
 impl Ino {
     /// The inode number.
     pub fn number(self) -> u64 {
         match self {
-            Ino::Dir(node) if node == schema::ROOT => ROOT_INO,
-            Ino::Dir(node) => node.0 << SLOT_BITS,
+            Ino::Node(node) if node == schema::ROOT => ROOT_INO,
+            Ino::Node(node) => node.0 << SLOT_BITS,
             Ino::File(node, file) => node.0 << SLOT_BITS | file as u64,
+            Ino::LogDir(node) => node.0 << SLOT_BITS | SLOT_LOG_DIR,
+            Ino::Log(node, Stream::Stdout) => node.0 << SLOT_BITS | SLOT_STDOUT,
+            Ino::Log(node, Stream::Stderr) => node.0 << SLOT_BITS | SLOT_STDERR,
+            Ino::Wait(node) => node.0 << SLOT_BITS | SLOT_WAIT,
         }
     }
 
     /// Decodes an inode number; `None` for numbers this filesystem never hands out.
     pub fn decode(number: u64) -> Option<Ino> {
         if number == ROOT_INO {
-            return Some(Ino::Dir(schema::ROOT));
+            return Some(Ino::Node(schema::ROOT));
         }
         let node = NodeId(number >> SLOT_BITS);
         if node.0 <= schema::ROOT.0 {
             return None;
         }
         match number & SLOT_MASK {
-            0 => Some(Ino::Dir(node)),
+            0 => Some(Ino::Node(node)),
+            SLOT_LOG_DIR => Some(Ino::LogDir(node)),
+            SLOT_STDOUT => Some(Ino::Log(node, Stream::Stdout)),
+            SLOT_STDERR => Some(Ino::Log(node, Stream::Stderr)),
+            SLOT_WAIT => Some(Ino::Wait(node)),
             slot => AttrFile::from_slot(slot).map(|f| Ino::File(node, f)),
         }
     }
@@ -114,7 +153,7 @@ impl Ino {
     /// The node it belongs to.
     pub fn node(self) -> NodeId {
         match self {
-            Ino::Dir(n) | Ino::File(n, _) => n,
+            Ino::Node(n) | Ino::File(n, _) | Ino::LogDir(n) | Ino::Log(n, _) | Ino::Wait(n) => n,
         }
     }
 }
@@ -128,9 +167,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         let nodes = [schema::ROOT, schema::IMAGES, schema::CONTAINERS, schema::TASKS, NodeId(16), NodeId(1 << 40)];
         for node in nodes {
-            let mut inos = vec![Ino::Dir(node)];
+            let mut inos = vec![Ino::Node(node)];
             if node != schema::ROOT {
                 inos.extend(CONTAINER_FILES.iter().chain(IMAGE_FILES.iter()).map(|f| Ino::File(node, *f)));
+                inos.extend([Ino::LogDir(node), Ino::Log(node, Stream::Stdout), Ino::Log(node, Stream::Stderr), Ino::Wait(node)]);
             }
             for ino in inos {
                 assert_eq!(Ino::decode(ino.number()), Some(ino));
@@ -139,7 +179,7 @@ mod tests {
         }
         let numbers: std::collections::HashSet<u64> = seen.iter().map(|(n, _)| *n).collect();
         assert_eq!(numbers.len(), seen.len());
-        assert_eq!(Ino::Dir(schema::ROOT).number(), 1);
+        assert_eq!(Ino::Node(schema::ROOT).number(), 1);
         assert_eq!(Ino::decode(0), None);
         assert_eq!(Ino::decode(16), None);
         assert_eq!(Ino::decode(16 << 4 | 15), None);

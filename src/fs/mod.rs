@@ -1,7 +1,7 @@
 //! The filesystem layer: maps inodes, names and file handles onto the store.
 //!
-//! `FsCore` holds the semantics and is driven directly by unit tests; only `fuse.rs`
-//! knows fuser's request and reply types. No LMDB type appears here: the store is reached
+//! `FsCore` holds the semantics and is driven directly by unit tests; only `fuse.rs` and
+//! `wait.rs` know fuser's request and reply types. No LMDB type appears here: the store is reached
 //! through its record-level API, one short transaction per request.
 
 pub mod attr;
@@ -11,6 +11,8 @@ pub mod fuse;
 mod handles;
 pub mod ino;
 pub mod inodes;
+mod tasks;
+mod wait;
 pub mod write;
 mod xattr;
 
@@ -21,11 +23,14 @@ use attr::{Attr, Kind, FILE_MODE, READ_ONLY_FILE_MODE};
 use content::{Loaded, Object};
 use errno::FsError;
 use handles::HandleTable;
-use ino::{AttrFile, Ino, CONTAINER_FILES, IMAGE_FILES};
+use ino::{AttrFile, Ino, Stream, CONTAINER_FILES, IMAGE_FILES};
 use inodes::InodeTable;
 
 use crate::model::MAX_COMPONENT_BYTES;
 use crate::store::{schema, Node, NodeId, NodeKind, Store, StoreRead};
+
+pub use handles::ReadOutcome;
+pub use tasks::{TaskEvent, TaskRuntime};
 
 /// Result of filesystem operations.
 pub type Result<T, E = FsError> = std::result::Result<T, E>;
@@ -36,17 +41,41 @@ pub type Result<T, E = FsError> = std::result::Result<T, E>;
 const CHILD_COOKIE_BASE: u64 = 16;
 const FIRST_FILE_COOKIE: u64 = 3;
 
-/// The filesystem's state: the store, the inodes the kernel holds and the open files.
+/// The filesystem's state: the store, the task runtime, the inodes the kernel holds and
+/// the open files.
 pub struct FsCore {
     store: Arc<Store>,
+    runtime: Option<Arc<dyn TaskRuntime>>,
     inodes: InodeTable,
     handles: HandleTable,
+    tasks: tasks::TaskGate,
+}
+
+/// What a directory inode is: a node, or a task's `logs/<id>/`.
+enum Dir {
+    Node(Loaded),
+    Logs(Loaded),
 }
 
 impl FsCore {
-    /// A filesystem over an open store.
+    /// A filesystem over an open store, without a task runtime (tasks refuse to start).
     pub fn new(store: Arc<Store>) -> Self {
-        FsCore { store, inodes: InodeTable::default(), handles: HandleTable::default() }
+        Self::build(store, None)
+    }
+
+    /// A filesystem over an open store that runs tasks through `runtime`.
+    pub fn with_runtime(store: Arc<Store>, runtime: Arc<dyn TaskRuntime>) -> Self {
+        Self::build(store, Some(runtime))
+    }
+
+    fn build(store: Arc<Store>, runtime: Option<Arc<dyn TaskRuntime>>) -> Self {
+        FsCore {
+            store,
+            runtime,
+            inodes: InodeTable::default(),
+            handles: HandleTable::default(),
+            tasks: tasks::TaskGate::default(),
+        }
     }
 
     /// The inodes the kernel currently references.
@@ -58,13 +87,20 @@ impl FsCore {
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr> {
         let name = component(name)?;
         let reader = self.store.read()?;
-        let dir = self.directory(&reader, parent)?;
-        let attr = match dir.file_named(name) {
-            Some(file) => file_attr(&dir, file)?,
-            None => {
-                let child = reader.lookup(dir.node.id, name)?.ok_or(FsError::NotFound)?;
-                dir_attr(&Loaded::read(&reader, child)?)
+        let attr = match self.directory(&reader, parent)? {
+            Dir::Logs(task) => {
+                let stream = [Stream::Stdout, Stream::Stderr].into_iter().find(|s| s.name() == name);
+                self.log_attr(&task, stream.ok_or(FsError::NotFound)?)?
             }
+            Dir::Node(dir) => match (dir.node.kind, dir.file_named(name)) {
+                (_, Some(file)) => file_attr(&dir, file)?,
+                (NodeKind::LogsDir, None) => log_dir_attr(&task_named(&reader, name)?),
+                (NodeKind::WaitDir, None) => wait_attr(&task_named(&reader, name)?),
+                (_, None) => {
+                    let child = reader.lookup(dir.node.id, name)?.ok_or(FsError::NotFound)?;
+                    node_attr(&Loaded::read(&reader, child)?)
+                }
+            },
         };
         self.inodes.remember(attr.ino);
         Ok(attr)
@@ -84,7 +120,7 @@ impl FsCore {
             Some(node) => {
                 let loaded = Loaded::read(&reader, node)?;
                 match decoded {
-                    Ino::Dir(_) => Some(dir_attr(&loaded)),
+                    Ino::Node(_) => Some(node_attr(&loaded)),
                     Ino::File(node, AttrFile::Target)
                         if matches!(loaded.object, Object::Image(None)) && self.handles.is_writing(node, AttrFile::Target) =>
                     {
@@ -92,6 +128,9 @@ impl FsCore {
                         Some(Attr::file(decoded, 0, FILE_MODE, created, updated))
                     }
                     Ino::File(_, file) => file_attr(&loaded, file).ok(),
+                    Ino::LogDir(_) => loaded.task().map(|_| log_dir_attr(&loaded)),
+                    Ino::Log(_, stream) => self.log_attr(&loaded, stream).ok(),
+                    Ino::Wait(_) => loaded.task().map(|_| wait_attr(&loaded)),
                 }
             }
         };
@@ -102,8 +141,24 @@ impl FsCore {
     /// returns `true` (buffer full). Streams children from the store.
     pub fn readdir(&self, ino: u64, offset: u64, add: &mut dyn FnMut(u64, u64, Kind, &str) -> bool) -> Result<()> {
         let reader = self.store.read()?;
-        let dir = self.directory(&reader, ino)?;
-        let parent_ino = Ino::Dir(dir.node.parent).number();
+        let dir = match self.directory(&reader, ino)? {
+            Dir::Logs(task) => {
+                let entries = [
+                    (ino, Kind::Dir, "."),
+                    (Ino::Node(schema::LOGS).number(), Kind::Dir, ".."),
+                    (Ino::Log(task.node.id, Stream::Stdout).number(), Kind::File, "stdout"),
+                    (Ino::Log(task.node.id, Stream::Stderr).number(), Kind::File, "stderr"),
+                ];
+                for (cookie, (child, kind, name)) in (1..).zip(entries) {
+                    if cookie > offset && add(child, cookie, kind, name) {
+                        break;
+                    }
+                }
+                return Ok(());
+            }
+            Dir::Node(dir) => dir,
+        };
+        let parent_ino = Ino::Node(dir.node.parent).number();
         if offset < 1 && add(ino, 1, Kind::Dir, ".") {
             return Ok(());
         }
@@ -115,9 +170,16 @@ impl FsCore {
                 return Ok(());
             }
         }
+        // logs/ and wait/ list the tasks, each as its own view.
+        let (source, view): (NodeId, fn(NodeId, NodeKind) -> (Ino, Kind)) = match dir.node.kind {
+            NodeKind::LogsDir => (schema::TASKS, |id, _| (Ino::LogDir(id), Kind::Dir)),
+            NodeKind::WaitDir => (schema::TASKS, |id, _| (Ino::Wait(id), Kind::File)),
+            _ => (dir.node.id, |id, kind| (Ino::Node(id), node_kind(kind))),
+        };
         let after = offset.saturating_sub(CHILD_COOKIE_BASE);
-        reader.for_each_child(dir.node.id, after, &mut |child, _kind, name| {
-            !add(Ino::Dir(child).number(), child.0 + CHILD_COOKIE_BASE, Kind::Dir, name)
+        reader.for_each_child(source, after, &mut |child, kind, name| {
+            let (child_ino, child_kind) = view(child, kind);
+            !add(child_ino.number(), child.0 + CHILD_COOKIE_BASE, child_kind, name)
         })?;
         Ok(())
     }
@@ -125,7 +187,9 @@ impl FsCore {
     /// `mkdir`: an image directory under `images/`, or a container under `containers/`.
     pub fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr> {
         let name = component(name)?;
-        let dir = self.directory(&self.store.read()?, parent)?;
+        let Dir::Node(dir) = self.directory(&self.store.read()?, parent)? else {
+            return Err(FsError::NotPermitted("logs/<id>/ holds only stdout and stderr".into()));
+        };
         let loaded = match dir.node.kind {
             NodeKind::ImagesDir | NodeKind::ImageDir => {
                 let node = self.store.write(|w| w.create_image_dir(dir.node.id, name))?;
@@ -135,9 +199,14 @@ impl FsCore {
                 let (node, container) = self.store.write(|w| w.create_container(name))?;
                 Loaded { node, object: Object::Container(Box::new(container)) }
             }
-            NodeKind::Root => return Err(FsError::NotPermitted("the top level holds only images, containers and tasks".into())),
-            NodeKind::TasksDir => return Err(FsError::NotPermitted("tasks are files, not directories".into())),
-            NodeKind::Container => {
+            NodeKind::Root => return Err(FsError::NotPermitted("the top level is fixed".into())),
+            NodeKind::TasksDir => {
+                return Err(FsError::NotPermitted("tasks are files: start one with touch tasks/<container-id>".into()))
+            }
+            NodeKind::LogsDir | NodeKind::WaitDir => {
+                return Err(FsError::NotPermitted("logs/ and wait/ follow tasks/; they cannot be changed".into()))
+            }
+            NodeKind::Container | NodeKind::Task => {
                 return Err(FsError::NotPermitted("a container directory holds only its attribute files".into()))
             }
         };
@@ -150,9 +219,13 @@ impl FsCore {
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         let name = component(name)?;
         let reader = self.store.read()?;
-        let dir = self.directory(&reader, parent)?;
+        let Dir::Node(dir) = self.directory(&reader, parent)? else { return Err(FsError::NotDir) };
         if dir.file_named(name).is_some() {
             return Err(FsError::NotDir);
+        }
+        if dir.node.kind == NodeKind::LogsDir {
+            task_named(&reader, name)?;
+            return Err(FsError::NotPermitted("logs go with their task: rm tasks/<id>".into()));
         }
         let existing = reader.lookup(dir.node.id, name)?.ok_or(FsError::NotFound)?;
         let last = Loaded::read(&reader, existing)?;
@@ -160,7 +233,8 @@ impl FsCore {
         match dir.node.kind {
             NodeKind::ImagesDir | NodeKind::ImageDir => self.store.write(|w| w.delete_image_dir(dir.node.id, name))?,
             NodeKind::ContainersDir => self.store.write(|w| w.delete_container(name))?,
-            NodeKind::Root | NodeKind::TasksDir | NodeKind::Container => {
+            NodeKind::TasksDir => return Err(FsError::NotDir),
+            NodeKind::Root | NodeKind::LogsDir | NodeKind::WaitDir | NodeKind::Container | NodeKind::Task => {
                 return Err(FsError::NotPermitted(format!("{name} cannot be removed")))
             }
         };
@@ -168,38 +242,64 @@ impl FsCore {
         Ok(())
     }
 
-    /// `unlink`: attribute files are part of their object and cannot be removed alone;
-    /// accepting the call (and changing nothing) lets `rm -r DIR` reach the `rmdir`.
+    /// `unlink`: `rm tasks/<id>` deletes the task. Attribute files are part of their
+    /// object and cannot be removed alone; accepting the call (and changing nothing) lets
+    /// `rm -r DIR` reach the `rmdir`.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         let name = component(name)?;
         let reader = self.store.read()?;
-        let dir = self.directory(&reader, parent)?;
+        let dir = match self.directory(&reader, parent)? {
+            Dir::Logs(_) => return Err(FsError::NotPermitted("logs go with their task: rm tasks/<id>".into())),
+            Dir::Node(dir) => dir,
+        };
         if dir.file_named(name).is_some() {
             log::debug!("unlink of attribute file {name} ignored: it goes with its directory");
             return Ok(());
         }
-        match reader.lookup(dir.node.id, name)? {
-            Some(_) => Err(FsError::IsDir),
-            None => Err(FsError::NotFound),
+        match dir.node.kind {
+            NodeKind::TasksDir => {
+                let task = task_named(&reader, name)?;
+                drop(reader);
+                self.delete_task(&task)?;
+                self.bury(&task);
+                Ok(())
+            }
+            NodeKind::WaitDir => {
+                task_named(&reader, name)?;
+                Err(FsError::NotPermitted("wait files go with their task: rm tasks/<id>".into()))
+            }
+            _ => match reader.lookup(dir.node.id, name)? {
+                Some(_) => Err(FsError::IsDir),
+                None => Err(FsError::NotFound),
+            },
         }
     }
 
     /// The path of an inode below the mount point, for log lines.
     pub fn path_of(&self, ino: u64) -> String {
-        let Some(decoded) = Ino::decode(ino) else { return format!("inode {ino}") };
-        let Ok(reader) = self.store.read() else { return format!("inode {ino}") };
+        let unknown = || format!("inode {ino}");
+        let Some(decoded) = Ino::decode(ino) else { return unknown() };
+        let Ok(reader) = self.store.read() else { return unknown() };
         let mut parts = Vec::new();
-        if let Ino::File(_, file) = decoded {
-            parts.push(file.name().to_owned());
-        }
         let mut current = decoded.node();
+        match decoded {
+            Ino::Node(_) => {}
+            Ino::File(_, file) => parts.push(file.name().to_owned()),
+            Ino::Log(_, stream) => parts.push(stream.name().to_owned()),
+            Ino::LogDir(_) | Ino::Wait(_) => {}
+        }
+        if let Ino::LogDir(id) | Ino::Log(id, _) | Ino::Wait(id) = decoded {
+            let Ok(Some(task)) = reader.node(id) else { return unknown() };
+            parts.push(task.name);
+            current = if matches!(decoded, Ino::Wait(_)) { schema::WAIT } else { schema::LOGS };
+        }
         while current != schema::ROOT {
             match reader.node(current) {
                 Ok(Some(node)) => {
                     parts.push(node.name);
                     current = node.parent;
                 }
-                _ => return format!("inode {ino}"),
+                _ => return unknown(),
             }
         }
         parts.reverse();
@@ -218,16 +318,35 @@ impl FsCore {
     }
 
     /// A directory inode and its record.
-    fn directory(&self, reader: &impl StoreRead, ino: u64) -> Result<Loaded> {
+    fn directory(&self, reader: &impl StoreRead, ino: u64) -> Result<Dir> {
         match Ino::decode(ino).ok_or(FsError::NotFound)? {
-            Ino::Dir(id) => Ok(Loaded::read(reader, reader.node(id)?.ok_or(FsError::NotFound)?)?),
-            Ino::File(..) => Err(FsError::NotDir),
+            Ino::Node(id) => {
+                let loaded = Loaded::read(reader, reader.node(id)?.ok_or(FsError::NotFound)?)?;
+                match loaded.node.kind {
+                    NodeKind::Task => Err(FsError::NotDir),
+                    _ => Ok(Dir::Node(loaded)),
+                }
+            }
+            Ino::LogDir(id) => {
+                let loaded = Loaded::read(reader, reader.node(id)?.ok_or(FsError::NotFound)?)?;
+                Ok(Dir::Logs(loaded))
+            }
+            Ino::File(..) | Ino::Log(..) | Ino::Wait(_) => Err(FsError::NotDir),
         }
     }
 
     /// Keeps the last attributes of a deleted object for the inodes the kernel still holds.
     fn bury(&self, last: &Loaded) {
-        self.inodes.bury(dir_attr(last));
+        self.inodes.bury(node_attr(last));
+        if last.node.kind == NodeKind::Task {
+            self.inodes.bury(log_dir_attr(last));
+            self.inodes.bury(wait_attr(last));
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                let (created, updated) = last.dir_times();
+                self.inodes.bury(Attr::file(Ino::Log(last.node.id, stream), 0, READ_ONLY_FILE_MODE, created, updated));
+            }
+            return;
+        }
         let files: &[AttrFile] = match last.node.kind {
             NodeKind::Container => &CONTAINER_FILES,
             _ => &IMAGE_FILES,
@@ -242,9 +361,48 @@ impl FsCore {
     }
 }
 
+/// A node's own attributes: a directory, or the task file.
+fn node_attr(loaded: &Loaded) -> Attr {
+    match loaded.task() {
+        Some(task) => {
+            let (created, updated) = loaded.record_times();
+            let size = task.status_json().len();
+            Attr::file(Ino::Node(loaded.node.id), size, FILE_MODE, created.to_system_time(), updated.to_system_time())
+        }
+        None => dir_attr(loaded),
+    }
+}
+
+fn node_kind(kind: NodeKind) -> Kind {
+    if kind == NodeKind::Task {
+        Kind::File
+    } else {
+        Kind::Dir
+    }
+}
+
+/// `logs/<id>/`.
+fn log_dir_attr(task: &Loaded) -> Attr {
+    let (created, updated) = task.dir_times();
+    Attr::dir(Ino::LogDir(task.node.id), created, updated)
+}
+
+/// `wait/<id>`: empty until the task stopped, then its exit status.
+fn wait_attr(task: &Loaded) -> Attr {
+    let (created, updated) = task.dir_times();
+    let size = task.task().and_then(|t| t.wait_text()).map_or(0, |t| t.len());
+    Attr::file(Ino::Wait(task.node.id), size, READ_ONLY_FILE_MODE, created, updated)
+}
+
+/// The task called `name` under `tasks/`.
+fn task_named(reader: &impl StoreRead, name: &str) -> Result<Loaded> {
+    let node = reader.lookup(schema::TASKS, name)?.ok_or(FsError::NotFound)?;
+    Ok(Loaded::read(reader, node)?)
+}
+
 fn dir_attr(loaded: &Loaded) -> Attr {
     let (created, updated) = loaded.dir_times();
-    Attr::dir(Ino::Dir(loaded.node.id), created, updated)
+    Attr::dir(Ino::Node(loaded.node.id), created, updated)
 }
 
 fn file_attr(loaded: &Loaded, file: AttrFile) -> Result<Attr> {

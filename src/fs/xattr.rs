@@ -21,8 +21,8 @@ fn label_key(name: &OsStr) -> Result<&str> {
 impl FsCore {
     fn labelled(&self, ino: u64) -> Result<Option<Loaded>> {
         match Ino::decode(ino).ok_or(FsError::NotFound)? {
-            Ino::Dir(node) => Ok(Some(load_node(&self.store.read()?, node)?)),
-            Ino::File(node, _) => {
+            Ino::Node(node) => Ok(Some(load_node(&self.store.read()?, node)?)),
+            Ino::File(node, _) | Ino::LogDir(node) | Ino::Log(node, _) | Ino::Wait(node) => {
                 load_node(&self.store.read()?, node)?;
                 Ok(None)
             }

@@ -10,6 +10,7 @@ mod error;
 mod image;
 mod labels;
 mod name;
+mod task;
 mod time;
 
 pub use container::{validate_spec, Container, ContainerField, DEFAULT_RUNTIME, DEFAULT_SNAPSHOTTER, MAX_SPEC_BYTES};
@@ -18,6 +19,7 @@ pub use error::ValidationError;
 pub use image::Image;
 pub use labels::{parse_document as parse_labels, validate_label, LabelEdit, Labels, MAX_LABEL_BYTES};
 pub use name::{validate_component, validate_identifier, validate_image_name, MAX_COMPONENT_BYTES, MAX_IDENTIFIER_BYTES};
+pub use task::{Task, TaskStatus};
 pub use time::Timestamp;
 
 /// The largest document any attribute file other than `spec` accepts.

@@ -36,6 +36,7 @@ impl Writer<'_> {
         let node = self
             .lookup(schema::CONTAINERS, id)?
             .ok_or_else(|| StoreError::NotFound { kind: "container", key: id.into() })?;
+        super::tasks::ensure_no_task(self, id)?;
         self.remove_node(&node, Timestamp::now())?;
         self.dbs.containers.delete(&mut self.txn, &node.id.0)?;
         Ok(node)

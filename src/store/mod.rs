@@ -12,20 +12,24 @@
 //! │   ├── "schema_version"                 → u32 BE          layout version (1)
 //! │   └── "next_node_id"                   → u64 BE          never reused; starts at 16
 //! ├── nodes       u64 BE node id           → JSON Node       {parent, name, kind, created_at, updated_at}
-//! │                                                          1 root, 2 images/, 3 containers/, 4 tasks/
+//! │                                                          1 root, 2 images/, 3 containers/, 4 tasks/,
+//! │                                                          5 logs/, 6 wait/; a task is a node under tasks/
 //! ├── dirents     u64 BE parent ‖ name     → u64 BE child    lookup: one point read per component
 //! ├── children    u64 BE parent ‖ u64 BE child → kind u8 ‖ name
 //! │                                                          readdir: creation order, cookie = child id
 //! ├── images      u64 BE node id           → JSON Image      only for image directories with a target
-//! └── containers  u64 BE node id           → JSON Container
+//! ├── containers  u64 BE node id           → JSON Container
+//! └── tasks       u64 BE node id           → JSON Task       node under tasks/, named by its container id
 //! ```
 //!
 //! An image name `a/b/c` is the chain of `ImageDir` nodes `images/ → a → b → c`; prefix
 //! directories are nodes without an `images` record. `nodes`, `dirents` and `children`
-//! always change together, in the same transaction as the record they index.
+//! always change together, in the same transaction as the record they index. A container
+//! with a task is in use: the task node `tasks/<id>` is found by a point read.
 
 mod containers;
 mod error;
+mod tasks;
 mod images;
 mod migrate;
 mod nodes;
@@ -38,7 +42,7 @@ use std::path::Path;
 use heed::types::{Bytes, SerdeJson, Str, U64};
 use heed::{byteorder::BigEndian, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 
-use crate::model::{Container, Image};
+use crate::model::{Container, Image, Task};
 
 pub use error::{Result, StoreError};
 pub use images::resolve_image_dir;
@@ -60,6 +64,8 @@ pub struct Dbs {
     images: Database<U64<BigEndian>, SerdeJson<Image>>,
     /// Container node id → container record.
     containers: Database<U64<BigEndian>, SerdeJson<Container>>,
+    /// Task node id → task record.
+    tasks: Database<U64<BigEndian>, SerdeJson<Task>>,
 }
 
 /// An open store.
@@ -93,6 +99,7 @@ impl Store {
             children: env.create_database(&mut wtxn, Some(schema::DB_CHILDREN))?,
             images: env.create_database(&mut wtxn, Some(schema::DB_IMAGES))?,
             containers: env.create_database(&mut wtxn, Some(schema::DB_CONTAINERS))?,
+            tasks: env.create_database(&mut wtxn, Some(schema::DB_TASKS))?,
         };
         match read_u32(&dbs, &wtxn, schema::META_SCHEMA_VERSION)? {
             None => nodes::initialize(&dbs, &mut wtxn)?,
@@ -182,6 +189,26 @@ pub trait StoreRead: Access {
     fn container(&self, id: NodeId) -> Result<Option<Container>> {
         Ok(self.dbs().containers.get(self.ro(), &id.0)?)
     }
+
+    /// The task record of a task node.
+    fn task(&self, id: NodeId) -> Result<Option<Task>> {
+        Ok(self.dbs().tasks.get(self.ro(), &id.0)?)
+    }
+
+    /// Every task, in creation order (for reconciliation at start-up).
+    fn tasks(&self) -> Result<Vec<(NodeId, Task)>> {
+        let mut ids = Vec::new();
+        self.for_each_child(schema::TASKS, 0, &mut |id, _, _| {
+            ids.push(id);
+            true
+        })?;
+        let mut tasks = Vec::with_capacity(ids.len());
+        for id in ids {
+            let task = self.task(id)?.ok_or_else(|| StoreError::Corrupt(format!("task node {} has no record", id.0)))?;
+            tasks.push((id, task));
+        }
+        Ok(tasks)
+    }
 }
 
 /// A read transaction.
@@ -251,7 +278,9 @@ mod tests {
             "node 1 parent=1 name=\"\" kind=Root\n\
              node 2 parent=1 name=\"images\" kind=ImagesDir\n\
              node 3 parent=1 name=\"containers\" kind=ContainersDir\n\
-             node 4 parent=1 name=\"tasks\" kind=TasksDir\n"
+             node 4 parent=1 name=\"tasks\" kind=TasksDir\n\
+             node 5 parent=1 name=\"logs\" kind=LogsDir\n\
+             node 6 parent=1 name=\"wait\" kind=WaitDir\n"
         );
     }
 

@@ -28,6 +28,12 @@ pub enum NodeKind {
     ImageDir,
     /// A container directory.
     Container,
+    /// `logs/`.
+    LogsDir,
+    /// `wait/`.
+    WaitDir,
+    /// A task: the file `tasks/<id>` (and its views `logs/<id>/`, `wait/<id>`).
+    Task,
 }
 
 impl NodeKind {
@@ -39,6 +45,9 @@ impl NodeKind {
             NodeKind::TasksDir => 3,
             NodeKind::ImageDir => 4,
             NodeKind::Container => 5,
+            NodeKind::LogsDir => 6,
+            NodeKind::WaitDir => 7,
+            NodeKind::Task => 8,
         }
     }
 
@@ -50,6 +59,9 @@ impl NodeKind {
             3 => NodeKind::TasksDir,
             4 => NodeKind::ImageDir,
             5 => NodeKind::Container,
+            6 => NodeKind::LogsDir,
+            7 => NodeKind::WaitDir,
+            8 => NodeKind::Task,
             _ => return None,
         })
     }
@@ -114,6 +126,8 @@ pub(super) fn initialize(dbs: &Dbs, wtxn: &mut RwTxn) -> Result<()> {
         (schema::IMAGES, "images", NodeKind::ImagesDir),
         (schema::CONTAINERS, "containers", NodeKind::ContainersDir),
         (schema::TASKS, "tasks", NodeKind::TasksDir),
+        (schema::LOGS, "logs", NodeKind::LogsDir),
+        (schema::WAIT, "wait", NodeKind::WaitDir),
     ] {
         let node = Node { id, parent: schema::ROOT, name: name.into(), kind, created_at: now, updated_at: now };
         link(dbs, wtxn, &node)?;
@@ -228,7 +242,7 @@ pub(super) fn kind_label(kind: NodeKind) -> &'static str {
     match kind {
         NodeKind::ImageDir | NodeKind::ImagesDir => "image",
         NodeKind::Container | NodeKind::ContainersDir => "container",
-        NodeKind::TasksDir => "task",
+        NodeKind::TasksDir | NodeKind::Task | NodeKind::LogsDir | NodeKind::WaitDir => "task",
         NodeKind::Root => "directory",
     }
 }

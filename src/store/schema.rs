@@ -23,6 +23,8 @@ pub const DB_CHILDREN: &str = "children";
 pub const DB_IMAGES: &str = "images";
 /// Container records.
 pub const DB_CONTAINERS: &str = "containers";
+/// Task records.
+pub const DB_TASKS: &str = "tasks";
 
 /// The root directory.
 pub const ROOT: NodeId = NodeId(1);
@@ -32,6 +34,10 @@ pub const IMAGES: NodeId = NodeId(2);
 pub const CONTAINERS: NodeId = NodeId(3);
 /// `tasks/`.
 pub const TASKS: NodeId = NodeId(4);
+/// `logs/` (one directory per task, mirroring `tasks/`).
+pub const LOGS: NodeId = NodeId(5);
+/// `wait/` (one file per task, mirroring `tasks/`).
+pub const WAIT: NodeId = NodeId(6);
 /// The first id handed to a created object; everything below is reserved.
 pub const FIRST_DYNAMIC_NODE: NodeId = NodeId(16);
 

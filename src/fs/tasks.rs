@@ -1,0 +1,416 @@
+//! Tasks through the filesystem: `touch tasks/<id>` starts one, writes to it are control
+//! words, `rm` deletes it, `logs/<id>/` and `wait/<id>` are its views.
+//!
+//! The store and the runtime are composed here and nowhere else (as containerd's tasks
+//! service composes metadata and shim): validate against the store, run the runtime with
+//! no transaction open, then record the outcome in one short write transaction.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use super::attr::{Attr, READ_ONLY_FILE_MODE};
+use super::content::{Loaded, Object};
+use super::errno::FsError;
+use super::ino::{Ino, Stream};
+use super::{task_named, FsCore, Result};
+use crate::model::{Task, TaskStatus, Timestamp};
+use crate::runtime::{self, Control, Exit, Observed, RuntimeError, Started};
+use crate::store::{schema, NodeId, StoreRead};
+
+/// What the filesystem needs from a task runtime (the real one is `runtime::Runtime`;
+/// tests use a double).
+pub trait TaskRuntime: Send + Sync {
+    /// Cheap checks that the spec can run.
+    fn validate_spec(&self, spec: &Value) -> Result<(), RuntimeError>;
+    /// Starts the container's process; returns once it exists.
+    fn start(&self, id: &str, spec: &Value) -> Result<Started, RuntimeError>;
+    /// Sends a signal.
+    fn kill(&self, id: &str, signal: Signal) -> Result<(), RuntimeError>;
+    /// Freezes the task.
+    fn pause(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Thaws the task.
+    fn resume(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Removes a stopped task's runtime state and logs.
+    fn delete(&self, id: &str) -> Result<(), RuntimeError>;
+    /// The durable exit record, once the supervisor wrote it.
+    fn exit_of(&self, id: &str) -> Result<Option<Exit>, RuntimeError>;
+    /// What is known of a recorded task after a daemon restart.
+    fn observe(&self, id: &str, started: &Started) -> Observed;
+}
+
+impl TaskRuntime for runtime::Runtime {
+    fn validate_spec(&self, spec: &Value) -> Result<(), RuntimeError> {
+        runtime::Runtime::validate_spec(spec)
+    }
+    fn start(&self, id: &str, spec: &Value) -> Result<Started, RuntimeError> {
+        runtime::Runtime::start(self, id, spec)
+    }
+    fn kill(&self, id: &str, signal: Signal) -> Result<(), RuntimeError> {
+        runtime::Runtime::kill(self, id, signal)
+    }
+    fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        runtime::Runtime::pause(self, id)
+    }
+    fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        runtime::Runtime::resume(self, id)
+    }
+    fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        runtime::Runtime::delete(self, id)
+    }
+    fn exit_of(&self, id: &str) -> Result<Option<Exit>, RuntimeError> {
+        runtime::Runtime::exit_of(self, id)
+    }
+    fn observe(&self, id: &str, started: &Started) -> Observed {
+        runtime::Runtime::observe(self, id, started)
+    }
+}
+
+/// Something the daemon changed on its own, after commit: waiters and the kernel's
+/// caches are told from outside the request that caused it.
+#[derive(Debug, Clone)]
+pub enum TaskEvent {
+    /// The task stopped; `wait/<id>` readers get `wait_text`.
+    Exited {
+        /// The task node.
+        node: NodeId,
+        /// Its exit status as `wait/<id>` shows it.
+        wait_text: String,
+        /// Inodes whose content changed (tasks/<id>, wait/<id>).
+        inos: Vec<u64>,
+    },
+    /// The task's record changed (status, pid).
+    Changed {
+        /// Inodes whose content changed.
+        inos: Vec<u64>,
+    },
+}
+
+type Listener = Box<dyn Fn(&TaskEvent) + Send + Sync>;
+
+/// Serializes operations per task (a start racing an `rm` of the same id gets EBUSY) and
+/// holds the listeners of task events.
+#[derive(Default)]
+pub struct TaskGate {
+    busy: Mutex<HashSet<String>>,
+    listeners: Mutex<Vec<Listener>>,
+}
+
+/// Held while one operation runs on a task.
+pub struct GateGuard<'a> {
+    gate: &'a TaskGate,
+    id: String,
+}
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        self.gate.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
+}
+
+impl TaskGate {
+    fn enter(&self, id: &str) -> Result<GateGuard<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if !busy.insert(id.to_owned()) {
+            return Err(FsError::TaskBusy(id.to_owned()));
+        }
+        Ok(GateGuard { gate: self, id: id.to_owned() })
+    }
+}
+
+/// How long `rm` of a running task waits for the supervisor to record the SIGKILL'd exit.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+impl FsCore {
+    /// Registers a listener for task events (called after each commit, outside requests'
+    /// locks).
+    pub fn on_task_event(&self, listener: impl Fn(&TaskEvent) + Send + Sync + 'static) {
+        self.tasks.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(listener));
+    }
+
+    fn emit(&self, event: TaskEvent) {
+        for listener in self.tasks.listeners.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            listener(&event);
+        }
+    }
+
+    fn runtime(&self) -> Result<Arc<dyn TaskRuntime>> {
+        self.runtime.clone().ok_or_else(|| FsError::NotPermitted("this mount runs no tasks".into()))
+    }
+
+    /// `touch tasks/<id>`: starts container `id`'s process.
+    pub(super) fn start_task(&self, id: &str) -> Result<Loaded> {
+        let runtime = self.runtime()?;
+        let _gate = self.tasks.enter(id)?;
+        let spec = {
+            let reader = self.store.read()?;
+            if reader.lookup(schema::TASKS, id)?.is_some() {
+                return Err(FsError::Exists(format!("task {id}")));
+            }
+            self.container_spec(&reader, id)?
+        };
+        runtime.validate_spec(&spec)?;
+        let started = runtime.start(id, &spec)?;
+        let task = new_task(id, &started);
+        let node = match self.store.write(|w| w.create_task(task.clone())) {
+            Ok(node) => node,
+            Err(e) => {
+                if let Err(cleanup) = runtime.kill(id, Signal::SIGKILL).and_then(|()| runtime.delete(id)) {
+                    log::error!("task {id}: not recorded ({e}) and not cleaned up: {cleanup}");
+                }
+                return Err(e.into());
+            }
+        };
+        log::info!("task {id} started: pid {}", started.pid);
+        // An exit that came before the record existed was skipped by the watcher.
+        self.record_exit(id)?;
+        let reader = self.store.read()?;
+        Ok(Loaded::read(&reader, node)?)
+    }
+
+    fn container_spec(&self, reader: &impl StoreRead, id: &str) -> Result<Value> {
+        let node = reader
+            .lookup(schema::CONTAINERS, id)?
+            .ok_or_else(|| FsError::NoContainer(id.to_owned()))?;
+        let container = reader.container(node.id)?.ok_or_else(|| FsError::NoContainer(id.to_owned()))?;
+        container.spec.ok_or_else(|| RuntimeError::BadSpec { reason: format!("container {id} has no spec") }.into())
+    }
+
+    /// A write to `tasks/<id>`: one control word per line (a signal, pause, resume, start).
+    pub(super) fn control_task(&self, node: NodeId, data: &[u8]) -> Result<()> {
+        let text = std::str::from_utf8(data).map_err(|_| RuntimeError::BadControl { word: String::from_utf8_lossy(data).into() })?;
+        let controls: Vec<Control> =
+            text.lines().filter(|l| !l.trim().is_empty()).map(runtime::parse_control).collect::<Result<_, _>>()?;
+        for control in controls {
+            self.apply_control(node, control)?;
+        }
+        Ok(())
+    }
+
+    fn apply_control(&self, node: NodeId, control: Control) -> Result<()> {
+        let runtime = self.runtime()?;
+        let task = self.task_record(node)?;
+        let id = task.id.clone();
+        let _gate = self.tasks.enter(&id)?;
+        let refuse = |status: TaskStatus| Err(FsError::IncorrectStatus(id.clone(), status));
+        match control {
+            Control::Signal(signal) => {
+                if !task.status.can_signal() {
+                    return Err(FsError::NoProcess(id));
+                }
+                runtime.kill(&id, signal)?;
+                log::info!("task {id}: sent {signal}");
+                return Ok(());
+            }
+            Control::Pause if !task.status.can_pause() => return refuse(task.status),
+            Control::Resume if !task.status.can_resume() => return refuse(task.status),
+            Control::Start if !task.status.can_start() => return refuse(task.status),
+            Control::Pause => {
+                runtime.pause(&id)?;
+                self.set_status(node, TaskStatus::Paused)?;
+            }
+            Control::Resume => {
+                runtime.resume(&id)?;
+                self.set_status(node, TaskStatus::Running)?;
+            }
+            Control::Start => {
+                let spec = self.container_spec(&self.store.read()?, &id)?;
+                runtime.validate_spec(&spec)?;
+                let started = runtime.start(&id, &spec)?;
+                let fresh = new_task(&id, &started);
+                self.store.write(|w| {
+                    w.update_task(node, |t| {
+                        *t = Task { created_at: t.created_at, ..fresh };
+                    })
+                })?;
+                log::info!("task {id} started again: pid {}", started.pid);
+                self.record_exit(&id)?;
+            }
+        }
+        self.emit(TaskEvent::Changed { inos: vec![Ino::Node(node).number()] });
+        Ok(())
+    }
+
+    fn set_status(&self, node: NodeId, status: TaskStatus) -> Result<()> {
+        self.store.write(|w| w.update_task(node, |t| t.status = status))?;
+        Ok(())
+    }
+
+    fn task_record(&self, node: NodeId) -> Result<Task> {
+        self.store.read()?.task(node)?.ok_or(FsError::NotFound)
+    }
+
+    /// `rm tasks/<id>`: a live task is killed (SIGKILL) and its exit recorded first, so
+    /// `wait/<id>` readers learn how it ended; then the runtime state and the record go.
+    pub(super) fn delete_task(&self, task: &Loaded) -> Result<()> {
+        let runtime = self.runtime()?;
+        let record = task.task().ok_or(FsError::NotFound)?.clone();
+        let id = record.id.clone();
+        let _gate = self.tasks.enter(&id)?;
+        if record.status.is_live() {
+            self.kill_and_reap(&*runtime, task.node.id, &record)?;
+        }
+        runtime.delete(&id)?;
+        self.store.write(|w| w.delete_task(&id))?;
+        log::info!("task {id} deleted");
+        Ok(())
+    }
+
+    fn kill_and_reap(&self, runtime: &dyn TaskRuntime, node: NodeId, task: &Task) -> Result<()> {
+        let id = &task.id;
+        if task.status == TaskStatus::Paused {
+            // A frozen process cannot act on SIGKILL everywhere; thaw it first.
+            if let Err(e) = runtime.resume(id) {
+                log::warn!("task {id}: resume before kill failed: {e}");
+            }
+        }
+        if let Err(e) = runtime.kill(id, Signal::SIGKILL) {
+            log::warn!("task {id}: SIGKILL failed ({e}); deleting anyway");
+        }
+        let deadline = Instant::now() + KILL_WAIT;
+        let exit = loop {
+            if let Some(exit) = runtime.exit_of(id)? {
+                break Some(exit);
+            }
+            if Instant::now() >= deadline {
+                log::warn!("task {id}: no exit recorded {KILL_WAIT:?} after SIGKILL (supervisor gone?)");
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        self.apply_exit(node, exit)
+    }
+
+    /// The exit watcher saw task `id` exit: record it and tell the waiters. Idempotent,
+    /// and a no-op for a task that is not (or no longer) recorded.
+    pub fn record_exit(&self, id: &str) -> Result<()> {
+        let runtime = self.runtime()?;
+        let Some(exit) = runtime.exit_of(id)? else { return Ok(()) };
+        let Some(node) = self.store.read()?.lookup(schema::TASKS, id)? else { return Ok(()) };
+        self.apply_exit(node.id, Some(exit))
+    }
+
+    fn apply_exit(&self, node: NodeId, exit: Option<Exit>) -> Result<()> {
+        let task = self.store.write(|w| {
+            w.update_task(node, |t| {
+                t.status = TaskStatus::Stopped;
+                t.exit_status = exit.map(|e| e.status);
+                t.exited_at = exit.map(|e| e.exited_at);
+            })
+        })?;
+        log::info!("task {} stopped: exit status {}", task.id, task.exit_status.map_or("unknown".into(), |s| s.to_string()));
+        let wait_text = task.wait_text().unwrap_or_default();
+        self.emit(TaskEvent::Exited { node, wait_text, inos: vec![Ino::Node(node).number(), Ino::Wait(node).number()] });
+        Ok(())
+    }
+
+    /// At start-up: compares every recorded live task with what the runtime sees, so
+    /// exits while the daemon was down are reported and nothing is dropped.
+    pub fn reconcile_tasks(&self) -> Result<usize> {
+        let runtime = self.runtime()?;
+        let tasks = self.store.read()?.tasks()?;
+        let mut changed = 0;
+        for (node, task) in tasks.into_iter().filter(|(_, t)| t.status != TaskStatus::Stopped) {
+            let observed = runtime.observe(&task.id, &started_of(&task));
+            let status = match observed {
+                Observed::Stopped(exit) => {
+                    self.apply_exit(node, exit)?;
+                    changed += 1;
+                    continue;
+                }
+                Observed::Running => TaskStatus::Running,
+                Observed::Paused => TaskStatus::Paused,
+                Observed::Unknown => TaskStatus::Unknown,
+            };
+            if status != task.status {
+                log::warn!("task {}: recorded {:?}, runtime says {:?}", task.id, task.status, status);
+                self.set_status(node, status)?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// What `wait/<id>` shows: `None` while the task has not stopped.
+    pub(super) fn wait_text(&self, node: NodeId) -> Result<Option<String>> {
+        Ok(self.task_record(node)?.wait_text())
+    }
+
+    /// `wait_text` for the adapter's parked reads; a deleted task answers its last state.
+    pub fn wait_text_of(&self, node: NodeId) -> Result<Option<String>> {
+        match self.wait_text(node) {
+            Err(FsError::NotFound) => Ok(Some("unknown\n".into())),
+            other => other,
+        }
+    }
+
+    /// Attributes of `logs/<id>/stdout|stderr`: the log file's own size and mtime.
+    pub(super) fn log_attr(&self, task: &Loaded, stream: Stream) -> Result<Attr> {
+        let path = log_path(task, stream)?;
+        let (created, updated) = task.dir_times();
+        let (size, mtime) = match std::fs::metadata(&path) {
+            Ok(m) => (m.len() as usize, m.modified().unwrap_or(updated)),
+            Err(_) => (0, updated),
+        };
+        Ok(Attr::file(Ino::Log(task.node.id, stream), size, READ_ONLY_FILE_MODE, created, mtime))
+    }
+
+    /// Opens a task's log for reading.
+    pub(super) fn open_log(&self, node: NodeId, stream: Stream) -> Result<std::fs::File> {
+        let reader = self.store.read()?;
+        let task = Loaded::read(&reader, reader.node(node)?.ok_or(FsError::NotFound)?)?;
+        let path = log_path(&task, stream)?;
+        std::fs::File::open(&path).map_err(|e| FsError::Host(format!("{}: {e}", path.display())))
+    }
+
+    /// The task named `id`, if recorded (for the daemon).
+    pub fn task_named(&self, id: &str) -> Result<Option<Task>> {
+        match task_named(&self.store.read()?, id) {
+            Ok(loaded) => Ok(loaded.task().cloned()),
+            Err(FsError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn log_path(task: &Loaded, stream: Stream) -> Result<std::path::PathBuf> {
+    let Object::Task(t) = &task.object else { return Err(FsError::NotFound) };
+    Ok(match stream {
+        Stream::Stdout => t.stdout.clone().into(),
+        Stream::Stderr => t.stderr.clone().into(),
+    })
+}
+
+fn new_task(id: &str, started: &Started) -> Task {
+    let now = Timestamp::now();
+    Task {
+        id: id.to_owned(),
+        status: TaskStatus::Running,
+        pid: started.pid,
+        pid_start_time: started.pid_start_time,
+        supervisor_pid: started.supervisor_pid,
+        supervisor_start_time: started.supervisor_start_time,
+        started_at: started.started_at,
+        exit_status: None,
+        exited_at: None,
+        stdout: started.stdout.to_string_lossy().into_owned(),
+        stderr: started.stderr.to_string_lossy().into_owned(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn started_of(task: &Task) -> Started {
+    Started {
+        pid: task.pid,
+        pid_start_time: task.pid_start_time,
+        supervisor_pid: task.supervisor_pid,
+        supervisor_start_time: task.supervisor_start_time,
+        started_at: task.started_at,
+        stdout: task.stdout.clone().into(),
+        stderr: task.stderr.clone().into(),
+    }
+}
