@@ -244,7 +244,7 @@ impl FsCore {
 
 fn dir_attr(loaded: &Loaded) -> Attr {
     let (created, updated) = loaded.dir_times();
-    Attr::dir(Ino::Dir(loaded.node.id), created, updated)
+    Attr::dir(Ino::Dir(loaded.node.id), created, updated, matches!(loaded.object, Object::Fixed))
 }
 
 fn file_attr(loaded: &Loaded, file: AttrFile) -> Result<Attr> {

@@ -99,7 +99,7 @@ fn refused_writes_keep_the_previous_value() {
 }
 
 #[test]
-fn a_shells_early_close_does_not_commit_the_truncation() {
+fn a_refused_write_after_a_shells_early_close_puts_the_value_back() {
     let (_dir, core) = core();
     core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
     let labels = ino_of(&core, "containers/web/labels");
@@ -107,17 +107,32 @@ fn a_shells_early_close_does_not_commit_the_truncation() {
     // `echo bad > labels`: open, flush of the moved descriptor, refused write, close.
     let fh = core.open(labels, TRUNC).unwrap();
     core.flush(fh).unwrap();
-    assert_eq!(core.content(labels).unwrap(), b"keep=1\n");
+    assert_eq!(core.content(labels).unwrap(), b"", "a truncating open empties the file, as anywhere");
     assert!(core.write(fh, 0, b"bad\n").is_err());
+    assert_eq!(core.content(labels).unwrap(), b"keep=1\n", "the refusal puts the old value back");
     core.flush(fh).unwrap();
     core.release(fh).unwrap();
     assert_eq!(core.content(labels).unwrap(), b"keep=1\n");
-    // `: > labels`: the truncation alone commits at release.
-    let fh = core.open(labels, TRUNC).unwrap();
+    assert!(!core.is_open(fh));
+}
+
+#[test]
+fn an_empty_value_that_is_invalid_is_refused_but_not_final_at_flush() {
+    let (_dir, core) = core();
+    core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
+    let runtime = ino_of(&core, "containers/web/runtime");
+    // `echo crun > runtime`: the early flush is refused quietly, the write then commits.
+    let fh = core.open(runtime, TRUNC).unwrap();
+    assert!(matches!(core.flush(fh), Err(FsError::Unsettled(_))));
+    core.write(fh, 0, b"crun\n").unwrap();
     core.flush(fh).unwrap();
     core.release(fh).unwrap();
-    assert_eq!(core.content(labels).unwrap(), b"");
-    assert!(!core.is_open(fh));
+    assert_eq!(core.content(runtime).unwrap(), b"crun\n");
+    // `: > runtime`: refused at close, and for good at release.
+    let fh = core.open(runtime, TRUNC).unwrap();
+    assert_eq!(core.flush(fh).unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(core.release(fh).unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(core.content(runtime).unwrap(), b"crun\n");
 }
 
 #[test]
