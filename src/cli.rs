@@ -21,6 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Mount the filesystem; returns once the mount is live (unless --foreground).
     Mount(MountArgs),
+    /// Supervise one task (run by the daemon, not by users).
+    #[command(hide = true)]
+    Supervise(crate::runtime::SuperviseArgs),
 }
 
 /// Arguments of `ctrfs mount`.
@@ -40,6 +43,9 @@ pub struct MountArgs {
     /// Stay in the foreground and log to stderr.
     #[arg(long)]
     pub foreground: bool,
+    /// The OCI runtime binary that runs tasks (runc, or a compatible one such as crun).
+    #[arg(long, value_name = "PATH", default_value = "runc")]
+    pub runtime: PathBuf,
 }
 
 /// Parses the command line, runs it and maps the outcome to an exit code.
@@ -51,6 +57,7 @@ pub fn main() -> ExitCode {
             daemon::run_foreground(&args)
         }
         Command::Mount(args) => daemon::spawn_background(&args),
+        Command::Supervise(args) => return crate::runtime::supervise_main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,12 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use fuser::{Config, MountOption, Session, SessionACL};
+use std::sync::mpsc::{self, Receiver};
+
+use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::cli::MountArgs;
 use crate::fs::fuse::FuseAdapter;
 use crate::fs::FsCore;
+use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::Store;
 
 /// Startup failures, with the context a user needs.
@@ -29,22 +32,46 @@ const READY_LINE: &str = "ctrfs-ready";
 
 /// Runs the daemon in this process until the filesystem is unmounted.
 pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
+    // Block the stop signals before any thread exists (the runtime's watcher is one), so
+    // every thread inherits the mask and only the waiter below receives them.
+    let stop_signals = stop_signal_set();
+    stop_signals.thread_block()?;
     std::fs::create_dir_all(&args.root).map_err(|e| format!("cannot create {}: {e}", args.root.display()))?;
     let _lock = lock_state_dir(&args.root)?;
     let store = Store::open(&args.root.join("db")).map_err(|e| format!("cannot open the store: {e}"))?;
-    let core = Arc::new(FsCore::new(Arc::new(store)));
-
-    // Block the stop signals before any thread exists, so every thread inherits the mask
-    // and only the waiter below receives them.
-    let stop_signals = stop_signal_set();
-    stop_signals.thread_block()?;
+    let runtime = Arc::new(
+        Runtime::new(RuntimeConfig {
+            runc: args.runtime.clone(),
+            state_dir: args.root.join("tasks"),
+            runc_root: args.root.join("runc"),
+            exe: std::env::current_exe()?,
+        })
+        .map_err(|e| format!("cannot set up the task runtime: {e}"))?,
+    );
+    // Watch before reconciling, so an exit between the two is not missed.
+    let exits = runtime.watch_exits().map_err(|e| format!("cannot watch task exits: {e}"))?;
+    let core = Arc::new(FsCore::with_runtime(Arc::new(store), runtime));
+    match core.reconcile_tasks() {
+        Ok(0) => {}
+        Ok(n) => log::info!("reconciled {n} task(s) with the runtime"),
+        Err(e) => log::error!("reconciling tasks: {e}"),
+    }
+    let (stale_tx, stale_rx) = mpsc::channel::<u64>();
+    core.on_task_event(move |event| {
+        for ino in event.inos() {
+            let _ = stale_tx.send(*ino);
+        }
+    });
 
     detach_stale_mount(&args.mountpoint);
-    let mut session = Session::new(FuseAdapter::new(core), &args.mountpoint, &mount_config(args))
+    let adapter = FuseAdapter::new(Arc::clone(&core))?;
+    let mut session = Session::new(adapter, &args.mountpoint, &mount_config(args))
         .map_err(|e| format!("cannot mount {}: {e}", args.mountpoint.display()))?;
     log::info!("mounted {} (state {}, {} threads)", args.mountpoint.display(), args.root.display(), args.threads);
     announce_ready();
 
+    spawn_invalidator(session.notifier(), Arc::clone(&core), stale_rx)?;
+    spawn_exit_recorder(Arc::clone(&core), exits)?;
     let mut unmounter = session.unmount_callable();
     let mountpoint = args.mountpoint.clone();
     std::thread::Builder::new().name("signals".into()).spawn(move || {
@@ -56,7 +83,36 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
         }
     })?;
     session.run()?;
-    log::info!("unmounted {}", args.mountpoint.display());
+    log::info!("unmounted {} (tasks keep running)", args.mountpoint.display());
+    Ok(())
+}
+
+/// Tells the kernel to drop the cached attributes of inodes the daemon changed on its own
+/// (a task exited). On its own thread: a notification sent from a request handler can
+/// deadlock the session.
+fn spawn_invalidator(notifier: Notifier, core: Arc<FsCore>, stale: Receiver<u64>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("invalidate".into()).spawn(move || {
+        for ino in stale {
+            if core.inodes().is_known(ino) {
+                // Offset -1: attributes only; files are direct I/O, there are no pages.
+                if let Err(e) = notifier.inval_inode(INodeNo(ino), -1, 0) {
+                    log::debug!("invalidate inode {ino}: {e}");
+                }
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// Records each exit the runtime reports.
+fn spawn_exit_recorder(core: Arc<FsCore>, exits: Receiver<String>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("exits".into()).spawn(move || {
+        for id in exits {
+            if let Err(e) = core.record_exit(&id) {
+                log::error!("task {id}: recording its exit: {e}");
+            }
+        }
+    })?;
     Ok(())
 }
 
@@ -73,6 +129,8 @@ pub fn spawn_background(args: &MountArgs) -> Result<(), DaemonError> {
         .arg(&args.root)
         .arg("--threads")
         .arg(args.threads.to_string())
+        .arg("--runtime")
+        .arg(&args.runtime)
         .arg("--foreground")
         .env(READY_ENV, "1")
         .stdin(Stdio::null())

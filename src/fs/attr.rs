@@ -10,11 +10,14 @@ use super::ino::Ino;
 /// How long the kernel may trust a name → inode mapping. Names change only through this
 /// mount (which updates the kernel's dentries itself), so a short positive TTL is safe.
 pub const ENTRY_TTL: Duration = Duration::from_secs(1);
-/// How long the kernel may trust a directory's attributes.
-pub const DIR_ATTR_TTL: Duration = Duration::from_secs(1);
-/// Files' attributes are never cached: labels change through xattrs on the directory and
-/// info.json through every other file, without a write to the inode itself.
-pub const FILE_ATTR_TTL: Duration = Duration::ZERO;
+/// How long the kernel may trust a fixed directory's attributes (root, images/,
+/// containers/...): they change only when entries are added or removed through this mount,
+/// and the kernel drops a directory's cached attributes itself on every such change.
+pub const FIXED_DIR_ATTR_TTL: Duration = Duration::from_secs(1);
+/// Object directories' and files' attributes are never cached: their times and sizes
+/// change through other inodes (a write to `labels` moves the container directory's mtime,
+/// a label set as an xattr changes `labels` and `info.json`).
+pub const OBJECT_ATTR_TTL: Duration = Duration::ZERO;
 
 /// Permission bits of a writable file.
 pub const FILE_MODE: u16 = 0o644;
@@ -49,24 +52,19 @@ pub struct Attr {
     pub crtime: SystemTime,
     /// Last change of the content.
     pub mtime: SystemTime,
+    /// How long the kernel may cache these attributes.
+    pub ttl: Duration,
 }
 
 impl Attr {
-    /// A directory's attributes.
-    pub fn dir(ino: Ino, crtime: SystemTime, mtime: SystemTime) -> Self {
-        Attr { ino: ino.number(), kind: Kind::Dir, size: 0, perm: DIR_MODE, nlink: 2, crtime, mtime }
+    /// A directory's attributes; `fixed` for the directories that are not objects.
+    pub fn dir(ino: Ino, crtime: SystemTime, mtime: SystemTime, fixed: bool) -> Self {
+        let ttl = if fixed { FIXED_DIR_ATTR_TTL } else { OBJECT_ATTR_TTL };
+        Attr { ino: ino.number(), kind: Kind::Dir, size: 0, perm: DIR_MODE, nlink: 2, crtime, mtime, ttl }
     }
 
     /// A file's attributes.
     pub fn file(ino: Ino, size: usize, perm: u16, crtime: SystemTime, mtime: SystemTime) -> Self {
-        Attr { ino: ino.number(), kind: Kind::File, size: size as u64, perm, nlink: 1, crtime, mtime }
-    }
-
-    /// How long the kernel may cache these attributes.
-    pub fn ttl(&self) -> Duration {
-        match self.kind {
-            Kind::Dir => DIR_ATTR_TTL,
-            Kind::File => FILE_ATTR_TTL,
-        }
+        Attr { ino: ino.number(), kind: Kind::File, size: size as u64, perm, nlink: 1, crtime, mtime, ttl: OBJECT_ATTR_TTL }
     }
 }

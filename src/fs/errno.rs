@@ -75,6 +75,10 @@ pub enum FsError {
     /// A request that makes no sense for this file (e.g. truncating to a non-zero size).
     #[error("{0}")]
     InvalidRequest(String),
+    /// A refusal that may not be final (a bare truncation at a shell's early close): the
+    /// caller gets the errno, the log line waits for the final judgement.
+    #[error("{0} (judged again at release)")]
+    Unsettled(Box<FsError>),
 }
 
 impl FsError {
@@ -103,6 +107,7 @@ impl FsError {
             FsError::Range => libc::ERANGE,
             FsError::BadHandle => libc::EBADF,
             FsError::InvalidRequest(_) => libc::EINVAL,
+            FsError::Unsettled(inner) => inner.errno(),
         }
     }
 

@@ -44,7 +44,7 @@ impl FuseAdapter {
         let errno = err.errno();
         if err.is_internal() {
             log::error!("{op} {}: {} ({err})", path(), errno_name(errno));
-        } else if is_routine(op, errno) {
+        } else if is_routine(op, errno) || matches!(err, FsError::Unsettled(_)) {
             log::debug!("{op} {}: {} ({err})", path(), errno_name(errno));
         } else {
             log::info!("{op} {}: {} ({err})", path(), errno_name(errno));
@@ -93,7 +93,7 @@ fn file_type(kind: Kind) -> FileType {
 }
 
 fn reply_entry(reply: ReplyEntry, attr: &Attr) {
-    reply.entry_with_ttls(&attr.ttl(), &ENTRY_TTL, &file_attr(attr), Generation(0));
+    reply.entry_with_ttls(&attr.ttl, &ENTRY_TTL, &file_attr(attr), Generation(0));
 }
 
 /// Every file is opened for direct I/O: content is generated, so the kernel must neither
@@ -123,7 +123,7 @@ impl Filesystem for FuseAdapter {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         guarded("getattr", || match self.core.getattr(ino.0) {
-            Ok(attr) => reply.attr(&attr.ttl(), &file_attr(&attr)),
+            Ok(attr) => reply.attr(&attr.ttl, &file_attr(&attr)),
             Err(e) => reply.error(self.refuse("getattr", || self.core.path_of(ino.0), &e)),
         });
     }
@@ -149,7 +149,7 @@ impl Filesystem for FuseAdapter {
         guarded("setattr", || {
             let owner_or_mode = mode.is_some() || uid.is_some() || gid.is_some();
             match self.core.setattr(ino.0, size, fh.map(|f| f.0), owner_or_mode) {
-                Ok(attr) => reply.attr(&attr.ttl(), &file_attr(&attr)),
+                Ok(attr) => reply.attr(&attr.ttl, &file_attr(&attr)),
                 Err(e) => reply.error(self.refuse("setattr", || self.core.path_of(ino.0), &e)),
             }
         });
@@ -368,7 +368,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         guarded("create", || match self.core.create(parent.0, name, flags) {
-            Ok((attr, fh)) => reply.created(&attr.ttl(), &file_attr(&attr), Generation(0), FileHandle(fh), OPEN_FLAGS),
+            Ok((attr, fh)) => reply.created(&attr.ttl, &file_attr(&attr), Generation(0), FileHandle(fh), OPEN_FLAGS),
             Err(e) => reply.error(self.refuse("create", || self.core.child_path(parent.0, name), &e)),
         });
     }

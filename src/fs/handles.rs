@@ -85,13 +85,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Which pending changes a commit takes.
-#[derive(Debug, Clone, Copy)]
+/// Which close a commit answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Commit {
-    /// Only bytes written (flush).
-    Written,
-    /// Bytes or a bare truncation (release).
-    Any,
+    /// A `close()` of one descriptor (more may follow).
+    Flush,
+    /// The last reference went away.
+    Release,
 }
 
 fn mode_for(flags: i32) -> WriteMode {
@@ -228,9 +228,18 @@ impl FsCore {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
         let handle = self.handles.get(fh)?;
         let mut handle = lock(&handle);
-        let node = handle.node;
+        let (node, kind) = (handle.node, handle.kind);
         match &mut handle.state {
-            HandleState::Write { file, buffer } => Ok(buffer.write(*file, offset, data)?),
+            HandleState::Write { file, buffer } => {
+                let file = *file;
+                match buffer.write(file, offset, data) {
+                    Ok(n) => Ok(n),
+                    Err(refusal) => {
+                        self.restore_after_refusal(node, kind, file, buffer);
+                        Err(refusal.into())
+                    }
+                }
+            }
             HandleState::Control { .. } => {
                 // Release the handle's lock: a control word can take as long as runc does.
                 drop(handle);
@@ -241,44 +250,68 @@ impl FsCore {
         }
     }
 
-    /// `flush` (every `close()` of a descriptor): commits what was written since the last
-    /// commit, in one transaction. A handle whose write was refused commits nothing.
+    /// `flush` (every `close()` of a descriptor): commits what was written or truncated
+    /// since the last commit, in one transaction. A handle whose write was refused
+    /// commits nothing.
     ///
-    /// A truncation without bytes is not committed here: a shell's `>` opens the file,
-    /// moves the descriptor and closes the original before the command writes, and that
-    /// early flush must not replace the value with nothing (the previous value has to stay
-    /// if the write that follows is refused). It is committed at release instead.
+    /// A shell's `>` opens the file, moves the descriptor and closes the original before
+    /// the command writes, so a flush may see a bare truncation that bytes will follow.
+    /// An empty value that is valid is committed (as a truncating open does to any file);
+    /// should a write then be refused, the value from before is put back. An empty value
+    /// that is invalid (`target`, `runtime`...) is refused at this flush without a log line
+    /// and judged again, and logged, at release.
     pub fn flush(&self, fh: u64) -> Result<()> {
         let handle = self.handles.get(fh)?;
         let mut handle = lock(&handle);
-        self.commit(&mut handle, Commit::Written)
+        self.commit(&mut handle, Commit::Flush)
     }
 
     /// `release`: the last reference to the handle is gone. Anything still uncommitted
-    /// (a bare truncation, or bytes written through mmap) is committed now.
+    /// (bytes written through mmap, a refused bare truncation) is committed or refused now.
     pub fn release(&self, fh: u64) -> Result<()> {
         match self.handles.remove(fh) {
-            Some(handle) => self.commit(&mut lock(&handle), Commit::Any),
+            Some(handle) => self.commit(&mut lock(&handle), Commit::Release),
             None => Err(FsError::BadHandle),
         }
     }
 
-    fn commit(&self, handle: &mut Handle, what: Commit) -> Result<()> {
+    fn commit(&self, handle: &mut Handle, when: Commit) -> Result<()> {
         let (node, kind) = (handle.node, handle.kind);
         let HandleState::Write { file, buffer } = &mut handle.state else { return Ok(()) };
         let file = *file;
-        let pending = match what {
-            Commit::Written => buffer.written,
-            Commit::Any => buffer.dirty,
-        };
-        if !pending || buffer.failed {
+        if !buffer.dirty || buffer.failed() {
             return Ok(());
         }
+        let bare_truncation = !buffer.written;
+        let edit = match buffer.edit(file) {
+            Ok(edit) => edit,
+            Err(e) if bare_truncation && when == Commit::Flush => return Err(FsError::Unsettled(Box::new(e.into()))),
+            Err(e) => {
+                buffer.dirty = false;
+                return Err(e.into());
+            }
+        };
+        self.store.write(|w| edit.apply(w, node, kind))?;
         buffer.dirty = false;
         buffer.written = false;
-        let edit = buffer.edit(file)?;
-        self.store.write(|w| edit.apply(w, node, kind))?;
+        buffer.truncation_committed = bare_truncation;
         Ok(())
+    }
+
+    /// A write was refused after this handle committed a bare truncation: put back the
+    /// value from before, so a refused `echo bad > labels` changes nothing.
+    fn restore_after_refusal(&self, node: NodeId, kind: NodeKind, file: AttrFile, buffer: &mut WriteBuffer) {
+        if !buffer.truncation_committed {
+            return;
+        }
+        buffer.truncation_committed = false;
+        let restored = buffer
+            .restore_edit(file)
+            .map_err(FsError::from)
+            .and_then(|edit| self.store.write(|w| edit.apply(w, node, kind)).map_err(FsError::from));
+        if let Err(e) = restored {
+            log::error!("{}: could not put back the value from before a refused write: {e}", file.name());
+        }
     }
 
     /// `setattr`. Size 0 without a handle (`truncate -s 0`) commits the empty value at
@@ -302,6 +335,10 @@ impl FsCore {
         if let Some(handle) = fh.map(|fh| self.handles.get(fh)).transpose()? {
             let mut handle = lock(&handle);
             if let HandleState::Write { buffer, .. } = &mut handle.state {
+                if size == 0 {
+                    // `truncate -s 0 target`: refuse at the call itself when empty is invalid.
+                    WriteBuffer::new(WriteMode::Replace, Vec::new()).edit(file)?;
+                }
                 buffer.truncate(size);
                 let mut attr = self.getattr(ino)?;
                 attr.size = buffer.visible().len() as u64;

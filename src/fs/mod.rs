@@ -51,6 +51,9 @@ pub struct FsCore {
     tasks: tasks::TaskGate,
 }
 
+/// How a child node is shown in a listing: its inode and kind.
+type ChildView = fn(NodeId, NodeKind) -> (Ino, Kind);
+
 /// What a directory inode is: a node, or a task's `logs/<id>/`.
 enum Dir {
     Node(Loaded),
@@ -171,7 +174,7 @@ impl FsCore {
             }
         }
         // logs/ and wait/ list the tasks, each as its own view.
-        let (source, view): (NodeId, fn(NodeId, NodeKind) -> (Ino, Kind)) = match dir.node.kind {
+        let (source, view): (NodeId, ChildView) = match dir.node.kind {
             NodeKind::LogsDir => (schema::TASKS, |id, _| (Ino::LogDir(id), Kind::Dir)),
             NodeKind::WaitDir => (schema::TASKS, |id, _| (Ino::Wait(id), Kind::File)),
             _ => (dir.node.id, |id, kind| (Ino::Node(id), node_kind(kind))),
@@ -384,7 +387,7 @@ fn node_kind(kind: NodeKind) -> Kind {
 /// `logs/<id>/`.
 fn log_dir_attr(task: &Loaded) -> Attr {
     let (created, updated) = task.dir_times();
-    Attr::dir(Ino::LogDir(task.node.id), created, updated)
+    Attr::dir(Ino::LogDir(task.node.id), created, updated, false)
 }
 
 /// `wait/<id>`: empty until the task stopped, then its exit status.
@@ -402,7 +405,7 @@ fn task_named(reader: &impl StoreRead, name: &str) -> Result<Loaded> {
 
 fn dir_attr(loaded: &Loaded) -> Attr {
     let (created, updated) = loaded.dir_times();
-    Attr::dir(Ino::Node(loaded.node.id), created, updated)
+    Attr::dir(Ino::Node(loaded.node.id), created, updated, matches!(loaded.object, Object::Fixed))
 }
 
 fn file_attr(loaded: &Loaded, file: AttrFile) -> Result<Attr> {

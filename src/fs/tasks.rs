@@ -89,6 +89,15 @@ pub enum TaskEvent {
     },
 }
 
+impl TaskEvent {
+    /// The inodes whose content or attributes changed.
+    pub fn inos(&self) -> &[u64] {
+        match self {
+            TaskEvent::Exited { inos, .. } | TaskEvent::Changed { inos } => inos,
+        }
+    }
+}
+
 type Listener = Box<dyn Fn(&TaskEvent) + Send + Sync>;
 
 /// Serializes operations per task (a start racing an `rm` of the same id gets EBUSY) and
@@ -201,7 +210,13 @@ impl FsCore {
                 if !task.status.can_signal() {
                     return Err(FsError::NoProcess(id));
                 }
-                runtime.kill(&id, signal)?;
+                match runtime.kill(&id, signal) {
+                    // The process ended before its exit was recorded: same answer as after.
+                    Err(RuntimeError::Runc { message, .. }) if message.contains("not running") => {
+                        return Err(FsError::NoProcess(id));
+                    }
+                    result => result?,
+                }
                 log::info!("task {id}: sent {signal}");
                 return Ok(());
             }

@@ -99,7 +99,7 @@ fn refused_writes_keep_the_previous_value() {
 }
 
 #[test]
-fn a_shells_early_close_does_not_commit_the_truncation() {
+fn a_refused_write_after_a_shells_early_close_puts_the_value_back() {
     let (_dir, core) = core();
     core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
     let labels = ino_of(&core, "containers/web/labels");
@@ -107,17 +107,32 @@ fn a_shells_early_close_does_not_commit_the_truncation() {
     // `echo bad > labels`: open, flush of the moved descriptor, refused write, close.
     let fh = core.open(labels, TRUNC).unwrap();
     core.flush(fh).unwrap();
-    assert_eq!(core.content(labels).unwrap(), b"keep=1\n");
+    assert_eq!(core.content(labels).unwrap(), b"", "a truncating open empties the file, as anywhere");
     assert!(core.write(fh, 0, b"bad\n").is_err());
+    assert_eq!(core.content(labels).unwrap(), b"keep=1\n", "the refusal puts the old value back");
     core.flush(fh).unwrap();
     core.release(fh).unwrap();
     assert_eq!(core.content(labels).unwrap(), b"keep=1\n");
-    // `: > labels`: the truncation alone commits at release.
-    let fh = core.open(labels, TRUNC).unwrap();
+    assert!(!core.is_open(fh));
+}
+
+#[test]
+fn an_empty_value_that_is_invalid_is_refused_but_not_final_at_flush() {
+    let (_dir, core) = core();
+    core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
+    let runtime = ino_of(&core, "containers/web/runtime");
+    // `echo crun > runtime`: the early flush is refused quietly, the write then commits.
+    let fh = core.open(runtime, TRUNC).unwrap();
+    assert!(matches!(core.flush(fh), Err(FsError::Unsettled(_))));
+    core.write(fh, 0, b"crun\n").unwrap();
     core.flush(fh).unwrap();
     core.release(fh).unwrap();
-    assert_eq!(core.content(labels).unwrap(), b"");
-    assert!(!core.is_open(fh));
+    assert_eq!(core.content(runtime).unwrap(), b"crun\n");
+    // `: > runtime`: refused at close, and for good at release.
+    let fh = core.open(runtime, TRUNC).unwrap();
+    assert_eq!(core.flush(fh).unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(core.release(fh).unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(core.content(runtime).unwrap(), b"crun\n");
 }
 
 #[test]
@@ -202,4 +217,242 @@ fn labels_as_xattrs_follow_the_flags() {
     assert_eq!(core.content(ino_of(&core, "containers/web/labels")).unwrap(), b"env=prod\n");
     core.removexattr(web, OsStr::new("user.env")).unwrap();
     assert_eq!(core.removexattr(web, OsStr::new("user.env")).unwrap_err().errno(), libc::ENODATA);
+}
+
+mod tasks {
+    //! Tasks through FsCore with a recording runtime double: the composition of store and
+    //! runtime, without root or runc.
+
+    use std::collections::HashMap;
+    use std::ffi::OsStr;
+    use std::sync::{Arc, Mutex};
+
+    use nix::sys::signal::Signal;
+    use serde_json::{json, Value};
+
+    use super::{ino_of, write_file, TRUNC};
+    use crate::fs::{FsCore, ReadOutcome, TaskEvent, TaskRuntime};
+    use crate::model::Timestamp;
+    use crate::runtime::{Exit, Observed, RuntimeError, Started};
+    use crate::store::testing::temp_store;
+
+    #[derive(Default)]
+    struct FakeRuntime {
+        calls: Mutex<Vec<String>>,
+        exits: Mutex<HashMap<String, Exit>>,
+        fail_start: Mutex<Option<String>>,
+        observed: Mutex<HashMap<String, &'static str>>,
+    }
+
+    impl FakeRuntime {
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+        fn exit(&self, id: &str, status: i32) {
+            self.exits.lock().unwrap().insert(id.into(), Exit { status, exited_at: Timestamp::now() });
+        }
+        fn record(&self, call: String) {
+            self.calls.lock().unwrap().push(call);
+        }
+    }
+
+    impl TaskRuntime for FakeRuntime {
+        fn validate_spec(&self, spec: &Value) -> Result<(), RuntimeError> {
+            match spec.pointer("/process/args").and_then(Value::as_array) {
+                Some(args) if !args.is_empty() => Ok(()),
+                _ => Err(RuntimeError::BadSpec { reason: "process.args is empty".into() }),
+            }
+        }
+        fn start(&self, id: &str, _spec: &Value) -> Result<Started, RuntimeError> {
+            self.record(format!("start {id}"));
+            if let Some(message) = self.fail_start.lock().unwrap().clone() {
+                return Err(RuntimeError::Runc { op: "create", message });
+            }
+            self.exits.lock().unwrap().remove(id);
+            Ok(Started {
+                pid: 4242,
+                pid_start_time: 7,
+                supervisor_pid: 4241,
+                supervisor_start_time: 6,
+                started_at: Timestamp::now(),
+                stdout: format!("/nonexistent/{id}/stdout").into(),
+                stderr: format!("/nonexistent/{id}/stderr").into(),
+            })
+        }
+        fn kill(&self, id: &str, signal: Signal) -> Result<(), RuntimeError> {
+            self.record(format!("kill {id} {signal}"));
+            if signal == Signal::SIGKILL {
+                self.exit(id, 137);
+            }
+            Ok(())
+        }
+        fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+            self.record(format!("pause {id}"));
+            Ok(())
+        }
+        fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+            self.record(format!("resume {id}"));
+            Ok(())
+        }
+        fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+            self.record(format!("delete {id}"));
+            Ok(())
+        }
+        fn exit_of(&self, id: &str) -> Result<Option<Exit>, RuntimeError> {
+            Ok(self.exits.lock().unwrap().get(id).copied())
+        }
+        fn observe(&self, id: &str, _started: &Started) -> Observed {
+            match self.observed.lock().unwrap().get(id).copied() {
+                Some("paused") => Observed::Paused,
+                Some("unknown") => Observed::Unknown,
+                Some("gone") => Observed::Stopped(None),
+                _ => match self.exits.lock().unwrap().get(id) {
+                    Some(exit) => Observed::Stopped(Some(*exit)),
+                    None => Observed::Running,
+                },
+            }
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, Arc<FakeRuntime>, FsCore) {
+        let (dir, store) = temp_store();
+        let runtime = Arc::new(FakeRuntime::default());
+        let core = FsCore::with_runtime(Arc::new(store), runtime.clone());
+        let containers = ino_of(&core, "containers");
+        core.mkdir(containers, OsStr::new("web")).unwrap();
+        let spec = json!({"ociVersion": "1.0.2", "process": {"args": ["/bin/sh"]}, "root": {"path": "/r"}});
+        write_file(&core, ino_of(&core, "containers/web/spec"), TRUNC, spec.to_string().as_bytes()).unwrap();
+        (dir, runtime, core)
+    }
+
+    fn status(core: &FsCore) -> Value {
+        let ino = ino_of(core, "tasks/web");
+        let fh = core.open(ino, libc::O_RDONLY).unwrap();
+        let ReadOutcome::Data(bytes) = core.read(fh, 0, 65536).unwrap() else { panic!("a task file never blocks") };
+        core.release(fh).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn control(core: &FsCore, word: &str) -> Result<(), i32> {
+        let fh = core.open(ino_of(core, "tasks/web"), TRUNC).unwrap();
+        let result = core.write(fh, 0, word.as_bytes()).map(drop).map_err(|e| e.errno());
+        core.release(fh).unwrap();
+        result
+    }
+
+    #[test]
+    fn create_starts_records_and_makes_the_container_busy() {
+        let (_dir, runtime, core) = setup();
+        let tasks = ino_of(&core, "tasks");
+        let (attr, fh) = core.create(tasks, OsStr::new("web"), libc::O_WRONLY | libc::O_CREAT).unwrap();
+        core.release(fh).unwrap();
+        assert_eq!(attr.ino, ino_of(&core, "tasks/web"));
+        assert_eq!(runtime.calls(), ["start web"]);
+        let s = status(&core);
+        assert_eq!((s["status"].as_str(), s["pid"].as_u64()), (Some("running"), Some(4242)));
+        assert!(s.get("exit_status").is_none());
+        let containers = ino_of(&core, "containers");
+        assert_eq!(core.rmdir(containers, OsStr::new("web")).unwrap_err().errno(), libc::EBUSY);
+        let again = core.create(tasks, OsStr::new("web"), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL);
+        assert_eq!(again.unwrap_err().errno(), libc::EEXIST);
+    }
+
+    #[test]
+    fn refusals_at_create_have_their_errno() {
+        let (_dir, runtime, core) = setup();
+        let tasks = ino_of(&core, "tasks");
+        assert_eq!(core.create(tasks, OsStr::new("nope"), libc::O_WRONLY).unwrap_err().errno(), libc::ENOENT);
+        let containers = ino_of(&core, "containers");
+        core.mkdir(containers, OsStr::new("bare")).unwrap();
+        assert_eq!(core.create(tasks, OsStr::new("bare"), libc::O_WRONLY).unwrap_err().errno(), libc::EINVAL);
+        write_file(&core, ino_of(&core, "containers/bare/spec"), TRUNC, b"{\"process\":{\"args\":[]}}").unwrap();
+        assert_eq!(core.create(tasks, OsStr::new("bare"), libc::O_WRONLY).unwrap_err().errno(), libc::EINVAL);
+        *runtime.fail_start.lock().unwrap() = Some("exec: no such file".into());
+        assert_eq!(core.create(tasks, OsStr::new("web"), libc::O_WRONLY).unwrap_err().errno(), libc::EIO);
+        assert_eq!(core.lookup(tasks, OsStr::new("web")).unwrap_err().errno(), libc::ENOENT, "nothing recorded");
+    }
+
+    #[test]
+    fn control_words_drive_the_runtime_and_the_record() {
+        let (_dir, runtime, core) = setup();
+        let (_, fh) = core.create(ino_of(&core, "tasks"), OsStr::new("web"), libc::O_WRONLY).unwrap();
+        core.release(fh).unwrap();
+        control(&core, "pause\n").unwrap();
+        assert_eq!(status(&core)["status"], "paused");
+        assert_eq!(control(&core, "pause\n"), Err(libc::EBUSY));
+        control(&core, "resume\n").unwrap();
+        control(&core, "TERM\n").unwrap();
+        assert_eq!(control(&core, "bogus\n"), Err(libc::EINVAL));
+        assert_eq!(control(&core, "start\n"), Err(libc::EBUSY), "running tasks do not start again");
+        runtime.exit("web", 143);
+        core.record_exit("web").unwrap();
+        let s = status(&core);
+        assert_eq!((s["status"].as_str(), s["exit_status"].as_i64()), (Some("stopped"), Some(143)));
+        assert_eq!(control(&core, "KILL\n"), Err(libc::ESRCH));
+        control(&core, "start\n").unwrap();
+        assert_eq!(status(&core)["status"], "running");
+        let calls = runtime.calls();
+        assert_eq!(calls[1..], ["pause web", "resume web", "kill web SIGTERM", "start web"]);
+    }
+
+    #[test]
+    fn wait_blocks_until_the_exit_and_events_carry_the_status() {
+        let (_dir, runtime, core) = setup();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        core.on_task_event(move |e| {
+            if let TaskEvent::Exited { wait_text, .. } = e {
+                sink.lock().unwrap().push(wait_text.clone());
+            }
+        });
+        let (_, fh) = core.create(ino_of(&core, "tasks"), OsStr::new("web"), libc::O_WRONLY).unwrap();
+        core.release(fh).unwrap();
+        let wait = ino_of(&core, "wait/web");
+        let fh = core.open(wait, libc::O_RDONLY).unwrap();
+        assert!(matches!(core.read(fh, 0, 4096).unwrap(), ReadOutcome::WaitForExit(_)));
+        runtime.exit("web", 3);
+        core.record_exit("web").unwrap();
+        assert_eq!(core.read(fh, 0, 4096).unwrap(), ReadOutcome::Data(b"3\n".to_vec()));
+        assert_eq!(*seen.lock().unwrap(), ["3\n"]);
+        assert_eq!(core.getattr(wait).unwrap().size, 2);
+    }
+
+    #[test]
+    fn rm_of_a_running_task_kills_records_the_exit_then_deletes() {
+        let (_dir, runtime, core) = setup();
+        let tasks = ino_of(&core, "tasks");
+        let (_, fh) = core.create(tasks, OsStr::new("web"), libc::O_WRONLY).unwrap();
+        core.release(fh).unwrap();
+        control(&core, "pause\n").unwrap();
+        core.unlink(tasks, OsStr::new("web")).unwrap();
+        assert_eq!(runtime.calls()[2..], ["resume web", "kill web SIGKILL", "delete web"]);
+        assert_eq!(core.lookup(tasks, OsStr::new("web")).unwrap_err().errno(), libc::ENOENT);
+        core.rmdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
+    }
+
+    #[test]
+    fn views_list_tasks_and_reconcile_reports_what_happened_while_down() {
+        let (_dir, runtime, core) = setup();
+        let (_, fh) = core.create(ino_of(&core, "tasks"), OsStr::new("web"), libc::O_WRONLY).unwrap();
+        core.release(fh).unwrap();
+        let mut names = Vec::new();
+        core.readdir(ino_of(&core, "logs/web"), 0, &mut |_, _, _, name| {
+            names.push(name.to_owned());
+            false
+        })
+        .unwrap();
+        assert_eq!(names, [".", "..", "stdout", "stderr"]);
+        let mut waits = Vec::new();
+        core.readdir(ino_of(&core, "wait"), 2, &mut |_, _, _, name| {
+            waits.push(name.to_owned());
+            false
+        })
+        .unwrap();
+        assert_eq!(waits, ["web"]);
+        runtime.exit("web", 0);
+        assert_eq!(core.reconcile_tasks().unwrap(), 1);
+        assert_eq!(status(&core)["exit_status"], 0);
+        runtime.observed.lock().unwrap().insert("web".into(), "unknown");
+        assert_eq!(core.reconcile_tasks().unwrap(), 0, "stopped tasks are settled");
+    }
 }

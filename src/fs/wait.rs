@@ -78,16 +78,6 @@ impl WaitRegistry {
         }
     }
 
-    /// Number of parked reads (diagnostics and tests).
-    pub fn len(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
-    }
-
-    /// True when no read is parked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Runs the reaper on its own thread for the life of the process.
     pub fn spawn_reaper(self: &Arc<Self>) -> std::io::Result<()> {
         let registry = Arc::clone(self);

@@ -38,8 +38,12 @@ pub struct WriteBuffer {
     pub dirty: bool,
     /// Bytes were written since the last commit (truncation alone does not count).
     pub written: bool,
-    /// A `write()` was refused; nothing from this handle is committed.
-    pub failed: bool,
+    /// Why a `write()` was refused; nothing from this handle is committed after that,
+    /// and later writes get the same answer.
+    pub failure: Option<ValidationError>,
+    /// The last commit of this handle was a bare truncation (no bytes): if a write is then
+    /// refused, the value from before the truncation is put back.
+    pub truncation_committed: bool,
 }
 
 impl WriteBuffer {
@@ -47,7 +51,15 @@ impl WriteBuffer {
     pub fn new(mode: WriteMode, current: Vec<u8>) -> Self {
         let data = if mode == WriteMode::Positional { current.clone() } else { Vec::new() };
         // O_TRUNC itself is a change: `: > labels` must clear the labels.
-        WriteBuffer { mode, base: current, data, dirty: mode == WriteMode::Replace, written: false, failed: false }
+        WriteBuffer {
+            mode,
+            base: current,
+            data,
+            dirty: mode == WriteMode::Replace,
+            written: false,
+            failure: None,
+            truncation_committed: false,
+        }
     }
 
     /// What a read through this handle sees.
@@ -61,17 +73,27 @@ impl WriteBuffer {
     /// Applies one `write()` and judges the result; returns the bytes accepted. After a
     /// refusal the handle stays failed: nothing it holds will be committed.
     pub fn write(&mut self, file: AttrFile, offset: u64, bytes: &[u8]) -> Result<usize, ValidationError> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
         let result = self.write_and_judge(file, offset, bytes);
-        if result.is_err() {
-            self.failed = true;
+        if let Err(e) = &result {
+            self.failure = Some(e.clone());
         }
         result
     }
 
+    /// Whether a write was refused.
+    pub fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// The change that puts back the value this handle saw at open.
+    pub fn restore_edit(&self, file: AttrFile) -> Result<Edit, ValidationError> {
+        parse_complete(file, WriteMode::Replace, &[], &self.base)
+    }
+
     fn write_and_judge(&mut self, file: AttrFile, offset: u64, bytes: &[u8]) -> Result<usize, ValidationError> {
-        if self.failed {
-            return Err(ValidationError::InvalidField { field: file.name(), reason: "an earlier write was refused".into() });
-        }
         let limit = size_limit(file);
         let end = match self.mode {
             WriteMode::Append => self.base.len() + self.data.len() + bytes.len(),
@@ -343,7 +365,7 @@ mod tests {
         );
         let mut bad = WriteBuffer::new(WriteMode::Replace, Vec::new());
         assert!(bad.write(AttrFile::Labels, 0, b"novalue\n").is_err());
-        assert!(bad.failed);
+        assert!(bad.failed());
         assert!(bad.write(AttrFile::Labels, 0, b"x=1\n").is_err(), "a failed handle stays failed");
     }
 
@@ -372,5 +394,7 @@ mod tests {
         let mut b = WriteBuffer::new(WriteMode::Replace, Vec::new());
         let big = vec![b' '; MAX_DOCUMENT_BYTES + 1];
         assert!(matches!(b.write(AttrFile::Labels, 0, &big), Err(ValidationError::TooLarge { .. })));
+        // The kernel splits a large write; the retry of the rest gets the same answer.
+        assert!(matches!(b.write(AttrFile::Labels, 0, b"x=1\n"), Err(ValidationError::TooLarge { .. })));
     }
 }

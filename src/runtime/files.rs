@@ -1,0 +1,134 @@
+//! The task's files on the host, and how they are written so a crash never leaves half of
+//! one: `STATE/tasks/<id>/{bundle/config.json, stdout, stderr, runc.log, pid, exit,
+//! supervisor.log}` and the exit markers in `STATE/tasks/.exits/<id>`.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Timestamp;
+
+/// How a task's process ended, as its supervisor recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    /// The exit code, or 128 + the signal number for a process killed by a signal.
+    pub status: i32,
+    /// When the supervisor reaped it.
+    pub exited_at: Timestamp,
+}
+
+/// The paths of one task's files.
+#[derive(Debug, Clone)]
+pub struct TaskFiles {
+    /// `STATE/tasks/<id>`.
+    pub dir: PathBuf,
+}
+
+impl TaskFiles {
+    /// The files of task `id` under `state_dir`.
+    pub fn new(state_dir: &Path, id: &str) -> Self {
+        TaskFiles { dir: state_dir.join(id) }
+    }
+    /// The OCI bundle directory.
+    pub fn bundle(&self) -> PathBuf {
+        self.dir.join("bundle")
+    }
+    /// The stdout log.
+    pub fn stdout(&self) -> PathBuf {
+        self.dir.join("stdout")
+    }
+    /// The stderr log.
+    pub fn stderr(&self) -> PathBuf {
+        self.dir.join("stderr")
+    }
+    /// runc's own log (JSON lines).
+    pub fn runc_log(&self) -> PathBuf {
+        self.dir.join("runc.log")
+    }
+    /// The container's pid, written by `runc create`.
+    pub fn pid(&self) -> PathBuf {
+        self.dir.join("pid")
+    }
+    /// The durable exit record.
+    pub fn exit(&self) -> PathBuf {
+        self.dir.join("exit")
+    }
+    /// The supervisor's own messages.
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.dir.join("supervisor.log")
+    }
+}
+
+/// Where supervisors drop a marker per exit, watched by the daemon.
+pub fn exits_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join(".exits")
+}
+
+/// Writes `path` so that it holds either its old content or all of `bytes`, on disk,
+/// before returning: temporary file, fsync, rename, fsync of the directory.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+/// Reads an exit record; `None` when there is none (yet).
+pub fn read_exit(path: &Path) -> std::io::Result<Option<Exit>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The start time of a process (`/proc/<pid>/stat` field 22, in clock ticks since boot):
+/// with the pid, it names one process even after the pid is reused.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Whether the process `pid` that started at `start_time` is still alive (not a zombie).
+pub fn is_alive(pid: u32, start_time: u64) -> bool {
+    if pid == 0 || process_start_time(pid) != Some(start_time) {
+        return false;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)) != Some("Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_records_round_trip_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exit");
+        assert_eq!(read_exit(&path).unwrap(), None);
+        let exit = Exit { status: 143, exited_at: Timestamp::from_nanos(5) };
+        write_durably(&path, &serde_json::to_vec(&exit).unwrap()).unwrap();
+        assert_eq!(read_exit(&path).unwrap(), Some(exit));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
+    }
+
+    #[test]
+    fn this_process_has_a_start_time_and_is_alive() {
+        let me = std::process::id();
+        let start = process_start_time(me).unwrap();
+        assert!(is_alive(me, start));
+        assert!(!is_alive(me, start + 1), "another start time is another process");
+    }
+}

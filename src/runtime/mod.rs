@@ -1,0 +1,166 @@
+//! The task runtime: starts containers' processes through an OCI runtime (runc), each
+//! under a supervisor process of ours, and reports what became of them.
+//!
+//! No LMDB and no FUSE here: the filesystem composes this with the store. One verb per
+//! file (`task_start`, `task_kill`, `task_pause`, `task_delete`, `reconcile`); the runtime's
+//! command line sits behind `OciRuntime` so the verbs are tested with a recording double.
+//!
+//! Host layout under `STATE/`:
+//! ```text
+//! runc/                 the OCI runtime's own state (--root)
+//! tasks/<id>/           bundle/config.json, stdout, stderr, runc.log, pid, exit, supervisor.log
+//! tasks/.exits/<id>     marker dropped by the supervisor once tasks/<id>/exit is on disk
+//! ```
+
+mod bundle;
+mod control;
+mod error;
+mod exits;
+#[cfg(test)]
+mod fake;
+mod files;
+mod oci_runtime;
+mod reconcile;
+mod supervisor;
+mod task_delete;
+mod task_kill;
+mod task_pause;
+mod task_start;
+
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::Timestamp;
+
+pub use control::{parse_control, Control};
+pub use error::RuntimeError;
+pub use files::Exit;
+pub use oci_runtime::{OciRuntime, RuncCli, RuncOp};
+pub use supervisor::{supervise_main, SuperviseArgs};
+
+/// Where things are.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The OCI runtime binary (`runc`, or a compatible one such as `crun`).
+    pub runc: PathBuf,
+    /// Per-task state: `STATE/tasks`.
+    pub state_dir: PathBuf,
+    /// The OCI runtime's state root: `STATE/runc`.
+    pub runc_root: PathBuf,
+    /// The ctrfs binary, run as `ctrfs supervise` for each task.
+    pub exe: PathBuf,
+}
+
+/// What `start` returns once the task's process exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    /// Host pid of the container's process.
+    pub pid: u32,
+    /// Its start time (`/proc/<pid>/stat`), to tell pid reuse apart.
+    pub pid_start_time: u64,
+    /// Host pid of the task's supervisor.
+    pub supervisor_pid: u32,
+    /// The supervisor's start time.
+    pub supervisor_start_time: u64,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// Host path of the stdout log.
+    pub stdout: PathBuf,
+    /// Host path of the stderr log.
+    pub stderr: PathBuf,
+}
+
+/// What is known of a recorded task after a daemon restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Its process runs and its supervisor watches it.
+    Running,
+    /// Frozen, supervised.
+    Paused,
+    /// Ended; with the exit record when the supervisor wrote one.
+    Stopped(Option<Exit>),
+    /// The supervisor is gone but the container still runs: nobody will reap it.
+    Unknown,
+}
+
+/// The task runtime.
+pub struct Runtime {
+    config: RuntimeConfig,
+    oci: Box<dyn OciRuntime>,
+}
+
+impl Runtime {
+    /// A runtime driving the configured binary; creates its directories.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let cli = RuncCli { binary: config.runc.clone(), root: config.runc_root.clone(), log: None };
+        Self::with_oci(config, Box::new(cli))
+    }
+
+    /// A runtime over any `OciRuntime` (the tests' recording double).
+    pub fn with_oci(config: RuntimeConfig, oci: Box<dyn OciRuntime>) -> Result<Runtime, RuntimeError> {
+        std::fs::create_dir_all(&config.state_dir)?;
+        std::fs::create_dir_all(&config.runc_root)?;
+        std::fs::create_dir_all(files::exits_dir(&config.state_dir))?;
+        Ok(Runtime { config, oci })
+    }
+
+    /// Checks that a spec can run here (cheap, no I/O).
+    pub fn validate_spec(spec: &Value) -> Result<(), RuntimeError> {
+        bundle::validate_spec(spec)
+    }
+
+    /// Starts task `id` from `spec`; returns once its process exists.
+    pub fn start(&self, id: &str, spec: &Value) -> Result<Started, RuntimeError> {
+        task_start::start(self, id, spec)
+    }
+
+    /// Sends `signal` to the task's process.
+    pub fn kill(&self, id: &str, signal: Signal) -> Result<(), RuntimeError> {
+        task_kill::kill(self, id, signal)
+    }
+
+    /// Freezes the task.
+    pub fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        task_pause::pause(self, id)
+    }
+
+    /// Thaws the task.
+    pub fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        task_pause::resume(self, id)
+    }
+
+    /// Removes the task's runtime state and files (its process must have ended; a still
+    /// running one is killed by the runtime's forced delete).
+    pub fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        task_delete::delete(self, id)
+    }
+
+    /// The exit record, once the supervisor wrote it.
+    pub fn exit_of(&self, id: &str) -> Result<Option<Exit>, RuntimeError> {
+        Ok(files::read_exit(&self.files(id).exit())?)
+    }
+
+    /// What became of a recorded task while no daemon watched.
+    pub fn observe(&self, id: &str, started: &Started) -> Observed {
+        reconcile::observe(self, id, started)
+    }
+
+    /// Watches for exits; the receiver gets each exited task's id (at least once).
+    pub fn watch_exits(&self) -> Result<Receiver<String>, RuntimeError> {
+        exits::watch(&files::exits_dir(&self.config.state_dir))
+    }
+
+    /// The host paths of the task's stdout and stderr logs.
+    pub fn log_paths(&self, id: &str) -> (PathBuf, PathBuf) {
+        let files = self.files(id);
+        (files.stdout(), files.stderr())
+    }
+
+    fn files(&self, id: &str) -> files::TaskFiles {
+        files::TaskFiles::new(&self.config.state_dir, id)
+    }
+}

@@ -1,0 +1,14 @@
+//! Integration tests against a real FUSE mount of the `ctrfs` binary, checking the user
+//! contract in docs/interface.md. Every test mounts its own daemon (see `common`), so they
+//! run in parallel; they need root.
+
+mod common;
+
+mod concurrency;
+mod containers;
+mod durability;
+mod errno;
+mod images;
+mod labels;
+mod shell;
+mod tasks;

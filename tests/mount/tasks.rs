@@ -1,0 +1,320 @@
+//! Tasks through the mount with the real runc: start, status, logs, signals, pause/resume,
+//! wait, restart, rm, EBUSY, every errno, and daemon restarts (SIGTERM and kill -9) while
+//! tasks run or exit.
+//!
+//! The root filesystem is busybox-static copied into a directory, built once per test
+//! binary; each test's spec comes from `runc spec`, adjusted (terminal off, its own args).
+//! Container ids are unique per test: runc's default cgroup path is the id.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const TASK_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The busybox root filesystem shared by every test of this binary.
+fn rootfs() -> &'static Path {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("ctrfs-rootfs-{}", std::process::id()));
+        let bin = dir.join("bin");
+        fs::create_dir_all(&bin).expect("rootfs bin");
+        for d in ["proc", "sys", "dev", "tmp", "etc"] {
+            fs::create_dir_all(dir.join(d)).expect("rootfs dir");
+        }
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("busybox-static is installed (scripts/deps.sh)");
+        fs::copy(busybox, bin.join("busybox")).expect("copy busybox");
+        for applet in ["sh", "echo", "sleep", "cat", "ls", "true", "false", "printf", "kill"] {
+            let _ = symlink("busybox", bin.join(applet));
+        }
+        dir
+    })
+}
+
+/// The spec `runc spec` makes, with `args` and this binary's root filesystem.
+fn spec(args: &[&str]) -> Value {
+    static TEMPLATE: OnceLock<Value> = OnceLock::new();
+    let template = TEMPLATE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("spec dir");
+        let out = Command::new("runc").arg("spec").current_dir(dir.path()).output().expect("run runc spec");
+        assert!(out.status.success(), "runc spec: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&fs::read(dir.path().join("config.json")).expect("config.json")).expect("spec json")
+    });
+    let mut spec = template.clone();
+    spec["process"]["terminal"] = json!(false);
+    spec["process"]["args"] = json!(args);
+    spec["root"] = json!({"path": rootfs(), "readonly": true});
+    spec
+}
+
+/// A mount whose tasks are all removed (killed if running) before it is unmounted, so
+/// no container outlives its test.
+struct Tasks {
+    fx: MountFixture,
+}
+
+impl std::ops::Deref for Tasks {
+    type Target = MountFixture;
+    fn deref(&self) -> &MountFixture {
+        &self.fx
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        let _ = self.fx.sh("for t in tasks/*; do [ -e \"$t\" ] && rm -f \"$t\"; done");
+        // Anything the mount could not remove (a test that killed supervisors): by runc.
+        let runc_root = self.fx.state().join("runc");
+        if let Ok(entries) = fs::read_dir(&runc_root) {
+            for entry in entries.flatten() {
+                let id = entry.file_name();
+                let _ = Command::new("runc").arg("--root").arg(&runc_root).args(["delete", "--force"]).arg(&id).status();
+            }
+        }
+    }
+}
+
+impl Tasks {
+    fn new() -> Self {
+        Tasks { fx: MountFixture::new() }
+    }
+
+    /// A container `id` whose process runs `script` with busybox sh.
+    fn container(&self, id: &str, script: &str) {
+        fs::create_dir(self.path(&format!("containers/{id}"))).expect("mkdir container");
+        self.set_spec(id, &spec(&["/bin/sh", "-c", script]));
+    }
+
+    fn set_spec(&self, id: &str, spec: &Value) {
+        put(&self.path(&format!("containers/{id}/spec")), serde_json::to_vec(spec).unwrap());
+    }
+
+    fn start(&self, id: &str) {
+        fs::File::create(self.path(&format!("tasks/{id}")))
+            .unwrap_or_else(|e| panic!("start task {id}: {e}; log:\n{}", self.log()));
+    }
+
+    fn status(&self, id: &str) -> Value {
+        read_json(&self.path(&format!("tasks/{id}")))
+    }
+
+    fn control(&self, id: &str, word: &str) -> std::io::Result<()> {
+        fs::write(self.path(&format!("tasks/{id}")), format!("{word}\n"))
+    }
+
+    fn wait_status(&self, id: &str, status: &str) {
+        wait_until(TASK_DEADLINE, &format!("task {id} to be {status}"), || self.status(id)["status"] == status);
+    }
+
+    /// `cat wait/<id>`, which blocks until the task exited.
+    fn wait(&self, id: &str) -> String {
+        self.sh_ok(&format!("cat wait/{id}"))
+    }
+}
+
+#[test]
+fn a_task_runs_writes_its_logs_and_reports_its_exit() {
+    let t = Tasks::new();
+    t.container("hello", "echo hello; echo oops >&2; exit 3");
+    let (code, _, err) = t.sh("touch tasks/hello");
+    assert_eq!(code, 0, "touch: {err}");
+    assert_eq!(t.wait("hello"), "3\n");
+    let status = t.status("hello");
+    assert_eq!(status["status"], "stopped");
+    assert_eq!(status["exit_status"], 3);
+    assert!(status["pid"].as_u64().unwrap() > 0);
+    assert!(status["exited_at"].is_string() && status["started_at"].is_string());
+    assert_eq!(read(&t.path("logs/hello/stdout")), "hello\n");
+    assert_eq!(read(&t.path("logs/hello/stderr")), "oops\n");
+    assert_eq!(PathBuf::from(status["stdout"].as_str().unwrap()), t.state().join("tasks/hello/stdout"));
+    for rel in ["tasks/hello", "logs/hello/stdout", "wait/hello"] {
+        let p = t.path(rel);
+        assert_eq!(fs::metadata(&p).unwrap().len() as usize, fs::read(&p).unwrap().len(), "{rel}");
+    }
+    assert_eq!(t.sh_ok("ls tasks logs wait | tr '\\n' ' '"), "logs:\nhello\n\ntasks:\nhello\n\nwait:\nhello\n".replace('\n', " "));
+}
+
+#[test]
+fn signals_pause_resume_and_start_again() {
+    let t = Tasks::new();
+    // The first process of a pid namespace ignores signals it installed no handler for.
+    t.container("sig", "trap 'exit 143' TERM; echo started; while true; do sleep 0.05; done");
+    t.start("sig");
+    assert_eq!(t.status("sig")["status"], "running");
+    wait_until(TASK_DEADLINE, "stdout to show the start", || read(&t.path("logs/sig/stdout")) == "started\n");
+    t.control("sig", "pause").unwrap();
+    assert_eq!(t.status("sig")["status"], "paused");
+    assert_eq!(errno_of(t.control("sig", "pause")), libc::EBUSY);
+    t.control("sig", "resume").unwrap();
+    assert_eq!(t.status("sig")["status"], "running");
+    assert_eq!(errno_of(t.control("sig", "start")), libc::EBUSY);
+    assert_eq!(errno_of(t.control("sig", "FROB")), libc::EINVAL);
+    let (code, _, err) = t.sh("echo TERM > tasks/sig");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(t.wait("sig"), "143\n");
+    assert_eq!(errno_of(t.control("sig", "KILL")), libc::ESRCH);
+    // Start again: a fresh process, appending to the same logs.
+    t.control("sig", "start").unwrap();
+    t.wait_status("sig", "running");
+    wait_until(TASK_DEADLINE, "the second start in stdout", || read(&t.path("logs/sig/stdout")) == "started\nstarted\n");
+    t.control("sig", "SIGKILL").unwrap();
+    assert_eq!(t.wait("sig"), "137\n");
+}
+
+#[test]
+fn rm_deletes_running_and_stopped_tasks_and_a_task_keeps_its_container_busy() {
+    let t = Tasks::new();
+    t.container("busy", "exec sleep 1000");
+    t.start("busy");
+    assert_eq!(errno_of(fs::remove_dir(t.path("containers/busy"))), libc::EBUSY);
+    assert_eq!(t.sh("rm -r containers/busy").0, 1, "rm -r must fail while the task exists");
+    let (code, _, err) = t.sh("rm tasks/busy");
+    assert_eq!(code, 0, "{err}");
+    assert!(!t.path("tasks/busy").exists() && !t.path("logs/busy").exists() && !t.path("wait/busy").exists());
+    assert!(!t.state().join("tasks/busy").exists(), "logs and bundle are removed with the task");
+    t.container("done", "exit 0");
+    t.start("done");
+    assert_eq!(t.wait("done"), "0\n");
+    fs::remove_file(t.path("tasks/done")).unwrap();
+    fs::remove_dir(t.path("containers/busy")).unwrap();
+    let (code, _, err) = t.sh("rm -r containers/done");
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn refusals_at_start_and_control_have_their_errno() {
+    let t = Tasks::new();
+    assert_eq!(errno_of(fs::File::create(t.path("tasks/nope"))), libc::ENOENT);
+    fs::create_dir(t.path("containers/nospec")).unwrap();
+    assert_eq!(errno_of(fs::File::create(t.path("tasks/nospec"))), libc::EINVAL);
+    let mut no_args = spec(&["/bin/true"]);
+    no_args["process"]["args"] = json!([]);
+    t.set_spec("nospec", &no_args);
+    assert_eq!(errno_of(fs::File::create(t.path("tasks/nospec"))), libc::EINVAL);
+    let mut terminal = spec(&["/bin/true"]);
+    terminal["process"]["terminal"] = json!(true);
+    t.set_spec("nospec", &terminal);
+    assert_eq!(errno_of(fs::File::create(t.path("tasks/nospec"))), libc::EINVAL);
+    t.fx.assert_logged("tasks/nospec", libc::EINVAL);
+    // runc itself fails: the binary is not in the root filesystem.
+    t.set_spec("nospec", &spec(&["/bin/not-there"]));
+    assert_eq!(errno_of(fs::File::create(t.path("tasks/nospec"))), libc::EIO);
+    assert!(t.log().contains("not-there"), "runc's own message is logged:\n{}", t.log());
+    assert!(!t.path("tasks/nospec").exists(), "a failed start leaves no task");
+    assert_eq!(t.sh("mkdir tasks/x").0, 1);
+}
+
+#[test]
+fn every_waiter_wakes_and_an_interrupted_one_leaves_the_daemon_well() {
+    let t = Tasks::new();
+    t.container("w", "read line < /dev/stdin; exec sleep 1000");
+    t.start("w");
+    let waiters: Vec<_> = (0..3)
+        .map(|_| Command::new("cat").arg(t.path("wait/w")).stdout(std::process::Stdio::piped()).spawn().unwrap())
+        .collect();
+    // One more waiter, interrupted with SIGINT as Ctrl-C would. A shell's background job
+    // (CI may run the suite as one) inherits SIGINT ignored: give cat the default action.
+    let mut command = Command::new("cat");
+    command.arg(t.path("wait/w"));
+    // SAFETY: signal() with constant arguments is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut interrupted = command.spawn().unwrap();
+    wait_until(TASK_DEADLINE, "the reader to block in the FUSE request", || {
+        fs::read_to_string(format!("/proc/{}/wchan", interrupted.id())).is_ok_and(|w| w.contains("request_wait_answer"))
+    });
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(interrupted.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = wait_child_status(&mut interrupted);
+    assert!(!status.success(), "the interrupted cat ends");
+    t.fx.wait_for_log_line("the interrupted read", |l| l.contains("interrupted"));
+    assert_eq!(t.status("w")["status"], "running", "the daemon still answers");
+    t.control("w", "KILL").unwrap();
+    for waiter in waiters {
+        let out = waiter.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "137\n");
+    }
+}
+
+fn wait_child_status(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let mut status = None;
+    wait_until(TASK_DEADLINE, "the child to exit", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.unwrap()
+}
+
+#[test]
+fn tasks_outlive_the_daemon_and_exits_while_it_is_down_are_reported() {
+    let mut t = Tasks::new();
+    t.container("ticker", "while true; do echo tick; sleep 0.05; done");
+    t.container("victim", "trap 'exit 143' TERM; while true; do sleep 0.05; done");
+    t.start("ticker");
+    t.start("victim");
+    let victim_pid = t.status("victim")["pid"].as_u64().unwrap() as i32;
+    let ticker_log = t.state().join("tasks/ticker/stdout");
+    let log_size = || fs::metadata(&ticker_log).map(|m| m.len()).unwrap_or(0);
+    t.fx.kill9_and_remount();
+    // Down and up again: make the victim exit while nobody watches.
+    t.fx.kill9_and_remount_with(|| {
+        // From the host, as a user's `kill` would; the task's trap turns it into exit 143.
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim_pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+        wait_until(TASK_DEADLINE, "the victim's exit", || !Path::new(&format!("/proc/{victim_pid}")).exists());
+    });
+    assert_eq!(t.status("ticker")["status"], "running");
+    let before = log_size();
+    wait_until(TASK_DEADLINE, "the ticker's log to keep growing", || log_size() > before);
+    assert_eq!(t.status("victim")["status"], "stopped");
+    assert_eq!(t.status("victim")["exit_status"], 143);
+    assert_eq!(t.wait("victim"), "143\n");
+    // A clean unmount leaves tasks running too.
+    t.fx.remount();
+    assert_eq!(t.status("ticker")["status"], "running");
+    t.control("ticker", "KILL").unwrap();
+    assert_eq!(t.wait("ticker"), "137\n");
+}
+
+#[test]
+fn a_task_whose_supervisor_died_is_reported_not_dropped() {
+    let mut t = Tasks::new();
+    t.container("orphan", "exec sleep 1000");
+    t.start("orphan");
+    let supervisor = supervisor_of(&t.state(), "orphan");
+    t.fx.kill9_and_remount_with(|| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor), nix::sys::signal::Signal::SIGKILL).unwrap();
+        wait_until(TASK_DEADLINE, "the supervisor to die", || !Path::new(&format!("/proc/{supervisor}")).exists());
+    });
+    let status = t.status("orphan");
+    assert!(status["status"] == "unknown" || (status["status"] == "stopped" && status["exit_status"].is_null()), "{status}");
+    let (code, _, err) = t.sh("rm tasks/orphan");
+    assert_eq!(code, 0, "{err}");
+}
+
+/// The supervisor of task `id`: the process whose command line is `ctrfs supervise` with
+/// this task's state directory.
+fn supervisor_of(state: &Path, id: &str) -> i32 {
+    let marker = state.join("tasks").join(id);
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if args.iter().any(|a| a == "supervise") && args.iter().any(|a| a.contains(&*marker.to_string_lossy()) || a == id) {
+            return pid;
+        }
+    }
+    panic!("no supervisor for {id}");
+}
