@@ -64,6 +64,8 @@ cleanup() {
     local rc=$?
     cd /
     if mountpoint -q "$mnt" 2>/dev/null; then
+        # Tasks outlive the daemon by design: remove (and so kill) the demo's own first.
+        rm -f "$mnt"/tasks/* 2>/dev/null || true
         umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
     fi
     if ! wait_daemon_exit 10; then
@@ -149,7 +151,8 @@ run 'cat wait/web'
 run 'cat logs/web/stdout logs/web/stderr'
 run 'jq . tasks/web'
 refused 'rmdir containers/web'
-run "jq '.process.args=[\"sleep\",\"1000\"]' $tmp/spec.json | jq --arg root $rootfs '.process.terminal=false | .root={path:\$root,readonly:true}' > containers/web/spec"
+# The process is pid 1 of its pid namespace: it gets only the signals it handles.
+run "jq --arg root $rootfs '.process.terminal=false | .root={path:\$root,readonly:true} | .process.args=[\"sh\",\"-c\",\"trap \\\"exit 143\\\" TERM; while true; do sleep 0.2; done\"]' $tmp/spec.json > containers/web/spec"
 run 'echo start > tasks/web'
 run 'jq -r .status tasks/web'
 run 'echo pause > tasks/web; jq -r .status tasks/web'

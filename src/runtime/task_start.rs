@@ -39,9 +39,9 @@ fn prepare(rt: &Runtime, id: &str, files: &TaskFiles, spec: &Value) -> Result<()
         return Err(RuntimeError::BadSpec { reason: format!("{id:?} cannot name a task") });
     }
     write_bundle(&files.bundle(), spec)?;
-    // The usual case is an error: there is no such container.
+    // `delete --force` of a container that does not exist succeeds too, with some runtimes.
     if rt.oci.run(RuncOp::Delete { id }).is_ok() {
-        log::info!("task {id}: removed the runtime's container of an earlier run");
+        log::debug!("task {id}: runtime container of an earlier run removed (if there was one)");
     }
     for stale in [files.exit(), files.pid()] {
         match std::fs::remove_file(&stale) {
