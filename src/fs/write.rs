@@ -159,18 +159,6 @@ impl Edit {
     pub fn apply(self, w: &mut Writer<'_>, node: NodeId, kind: NodeKind) -> StoreResult<()> {
         match (kind, self) {
             (NodeKind::ImageDir, Edit::Target(descriptor)) => w.put_image_target(node, descriptor).map(drop),
-            (NodeKind::ImageDir, Edit::ReplaceLabels(labels)) => w
-                .update_image(node, |i| {
-                    i.labels = labels;
-                    Ok(())
-                })
-                .map(drop),
-            (NodeKind::ImageDir, Edit::MergeLabels(edits)) => w
-                .update_image(node, |i| {
-                    i.labels.apply(edits);
-                    Ok(())
-                })
-                .map(drop),
             (NodeKind::Container, Edit::Spec(spec)) => w
                 .update_container(node, |c| {
                     c.spec = spec;
@@ -180,15 +168,15 @@ impl Edit {
             (NodeKind::Container, Edit::Field(field, value)) => {
                 w.update_container(node, |c| c.set_field(field, &value)).map(drop)
             }
-            (NodeKind::Container, Edit::ReplaceLabels(labels)) => w
-                .update_container(node, |c| {
-                    c.labels = labels;
+            (_, Edit::ReplaceLabels(labels)) => w
+                .update_labels(node, |l| {
+                    *l = labels;
                     Ok(())
                 })
                 .map(drop),
-            (NodeKind::Container, Edit::MergeLabels(edits)) => w
-                .update_container(node, |c| {
-                    c.labels.apply(edits);
+            (_, Edit::MergeLabels(edits)) => w
+                .update_labels(node, |l| {
+                    l.apply(edits);
                     Ok(())
                 })
                 .map(drop),

@@ -9,7 +9,7 @@ use super::errno::FsError;
 use super::ino::Ino;
 use super::{load_node, FsCore, Result};
 use crate::model::{validate_label, ValidationError};
-use crate::store::{NodeKind, StoreError, StoreRead};
+use crate::store::StoreRead;
 
 const USER_PREFIX: &str = "user.";
 
@@ -74,7 +74,7 @@ impl FsCore {
             if flags & libc::XATTR_REPLACE != 0 && !exists {
                 return Err(FsError::NoLabel(key.into()));
             }
-            set_label(w, node, loaded.node.kind, key, Some(value))
+            set_label(w, node, key, Some(value))
         })
     }
 
@@ -92,29 +92,18 @@ impl FsCore {
             if current.labels().is_none_or(|l| l.get(key).is_none()) {
                 return Err(missing());
             }
-            set_label(w, node, loaded.node.kind, key, None)
+            set_label(w, node, key, None)
         })
     }
 }
 
-fn set_label(
-    w: &mut crate::store::Writer<'_>,
-    node: crate::store::NodeId,
-    kind: NodeKind,
-    key: &str,
-    value: Option<&str>,
-) -> Result<()> {
-    let change = |labels: &mut crate::model::Labels| match value {
+fn set_label(w: &mut crate::store::Writer<'_>, node: crate::store::NodeId, key: &str, value: Option<&str>) -> Result<()> {
+    w.update_labels(node, |labels| match value {
         Some(v) => labels.set(key, v),
         None => {
             labels.remove(key);
             Ok(())
         }
-    };
-    match kind {
-        NodeKind::ImageDir => w.update_image(node, |i| change(&mut i.labels)).map(drop)?,
-        NodeKind::Container => w.update_container(node, |c| change(&mut c.labels)).map(drop)?,
-        _ => return Err(StoreError::NotPermitted("only images and containers have labels".into()).into()),
-    }
+    })?;
     Ok(())
 }

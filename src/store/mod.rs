@@ -31,6 +31,7 @@ mod containers;
 mod error;
 mod tasks;
 mod images;
+mod labels;
 mod migrate;
 mod nodes;
 pub mod schema;

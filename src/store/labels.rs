@@ -1,0 +1,24 @@
+//! Labels of any labelled record (image or container), for callers that hold a node and
+//! not its kind's record type: the `labels` file and the `user.*` extended attributes.
+
+use super::nodes::{NodeId, NodeKind};
+use super::{Result, StoreError, StoreRead, Writer};
+use crate::model::{Labels, ValidationError};
+
+impl Writer<'_> {
+    /// Applies `change` to the labels of the image or container `node`, stamping the
+    /// record's `updated_at`; returns the new labels.
+    pub fn update_labels(
+        &mut self,
+        node: NodeId,
+        change: impl FnOnce(&mut Labels) -> Result<(), ValidationError>,
+    ) -> Result<Labels> {
+        let kind = self.node(node)?.map(|n| n.kind);
+        match kind {
+            Some(NodeKind::ImageDir) => self.update_image(node, |i| change(&mut i.labels)).map(|i| i.labels),
+            Some(NodeKind::Container) => self.update_container(node, |c| change(&mut c.labels)).map(|c| c.labels),
+            Some(other) => Err(StoreError::NotPermitted(format!("a {other:?} has no labels"))),
+            None => Err(StoreError::NotFound { kind: "record", key: format!("node {}", node.0) }),
+        }
+    }
+}
