@@ -35,21 +35,54 @@ pub fn rootfs(spec: &Value) -> Result<PathBuf, RuntimeError> {
 }
 
 /// Writes `dir/config.json` from the spec (made durable: a supervisor started after a
-/// crash must find the same bundle).
-pub fn write_bundle(dir: &Path, spec: &Value) -> Result<(), RuntimeError> {
+/// crash must find the same bundle). A spec without `linux.cgroupsPath` gets one under
+/// `cgroup_parent`: runc's default is the bare id, so two mounts (or two state
+/// directories) running a task of the same name would share, and freeze, one cgroup.
+pub fn write_bundle(dir: &Path, spec: &Value, cgroup_parent: &str, id: &str) -> Result<(), RuntimeError> {
     validate_spec(spec)?;
     std::fs::create_dir_all(dir)?;
     let mut config = spec.clone();
     config["root"]["path"] = Value::String(rootfs(spec)?.to_string_lossy().into_owned());
+    if config.pointer("/linux/cgroupsPath").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if !config["linux"].is_object() {
+            config["linux"] = Value::Object(Default::default());
+        }
+        config["linux"]["cgroupsPath"] = Value::String(format!("{cgroup_parent}/{id}"));
+    }
     let bytes = serde_json::to_vec_pretty(&config).map_err(|e| RuntimeError::BadSpec { reason: e.to_string() })?;
     super::files::write_durably(&dir.join("config.json"), &bytes)?;
     Ok(())
+}
+
+/// The cgroup parent of one state directory's tasks: `/ctrfs-<16 hex digits of an FNV-1a
+/// hash of its path>`, stable across daemon restarts and versions.
+pub fn cgroup_parent(state_dir: &Path) -> String {
+    let hash = state_dir.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("/ctrfs-{hash:016x}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn each_state_directory_gets_its_own_cgroups() {
+        assert_ne!(cgroup_parent(Path::new("/a")), cgroup_parent(Path::new("/b")));
+        assert_eq!(cgroup_parent(Path::new("/a")), cgroup_parent(Path::new("/a")));
+        let dir = tempfile::tempdir().unwrap();
+        let spec = json!({"process": {"args": ["sh"]}, "root": {"path": "/r"}});
+        write_bundle(dir.path(), &spec, "/ctrfs-x", "web").unwrap();
+        let config: Value = serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["linux"]["cgroupsPath"], "/ctrfs-x/web");
+        let mut own = spec.clone();
+        own["linux"] = json!({"cgroupsPath": "/mine"});
+        write_bundle(dir.path(), &own, "/ctrfs-x", "web").unwrap();
+        let config: Value = serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["linux"]["cgroupsPath"], "/mine", "a spec's own path is kept");
+    }
 
     #[test]
     fn specs_that_cannot_run_are_refused() {

@@ -115,7 +115,26 @@ fn create_and_start(args: &SuperviseArgs, files: &TaskFiles) -> Result<i32, Stri
         let _ = cli.run(RuncOp::Delete { id: &args.id });
         return Err(last_error(&files.runc_log()).unwrap_or_else(|| e.to_string()));
     }
+    wait_until_started(&cli, &args.id);
     Ok(pid)
+}
+
+/// `runc start` returns once it has released the container's init, which then execs the
+/// process; until it has, the runtime says `created` and refuses pause. The report waits
+/// for `running` (or anything else: the process may already have exited), for at most 5 s.
+fn wait_until_started(cli: &RuncCli, id: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let status = cli
+            .run(RuncOp::State { id })
+            .ok()
+            .and_then(|out| serde_json::from_str::<serde_json::Value>(&out).ok())
+            .and_then(|state| state["status"].as_str().map(str::to_owned));
+        if status.as_deref() != Some("created") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Reaps every child until the container's process ends; its status as a shell reports

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::bundle::write_bundle;
+use super::bundle::{cgroup_parent, write_bundle};
 use super::files::{process_start_time, TaskFiles};
 use super::{RuncOp, Runtime, RuntimeError, Started};
 use crate::model::Timestamp;
@@ -38,7 +38,7 @@ fn prepare(rt: &Runtime, id: &str, files: &TaskFiles, spec: &Value) -> Result<()
     if id.is_empty() || id.contains('/') || id.starts_with('.') {
         return Err(RuntimeError::BadSpec { reason: format!("{id:?} cannot name a task") });
     }
-    write_bundle(&files.bundle(), spec)?;
+    write_bundle(&files.bundle(), spec, &cgroup_parent(&rt.config.state_dir), id)?;
     // `delete --force` of a container that does not exist succeeds too, with some runtimes.
     if rt.oci.run(RuncOp::Delete { id }).is_ok() {
         log::debug!("task {id}: runtime container of an earlier run removed (if there was one)");

@@ -312,7 +312,8 @@ fn supervisor_of(state: &Path, id: &str) -> i32 {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
         let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
         let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        if args.iter().any(|a| a == "supervise") && args.iter().any(|a| a.contains(&*marker.to_string_lossy()) || a == id) {
+        // By the task's state directory, unique to this test: ids repeat across test runs.
+        if args.iter().any(|a| a == "supervise") && args.iter().any(|a| a.contains(&*marker.to_string_lossy())) {
             return pid;
         }
     }
