@@ -205,8 +205,10 @@ impl FsCore {
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<ReadOutcome> {
         let handle = self.handles.get(fh)?;
         let handle = lock(&handle);
-        let bytes = match &handle.state {
-            HandleState::Snapshot(content) | HandleState::Control { snapshot: content } => content.clone(),
+        // Borrowed where possible: a large document is read in many calls, and copying the
+        // whole of it for each would make reading it quadratic.
+        let bytes: std::borrow::Cow<'_, [u8]> = match &handle.state {
+            HandleState::Snapshot(content) | HandleState::Control { snapshot: content } => content.as_slice().into(),
             HandleState::Write { buffer, .. } => buffer.visible(),
             HandleState::Log(file) => {
                 let mut buf = vec![0u8; size as usize];
@@ -216,7 +218,7 @@ impl FsCore {
                 return Ok(ReadOutcome::Data(buf));
             }
             HandleState::Wait => match self.wait_text(handle.node)? {
-                Some(text) => text.into_bytes(),
+                Some(text) => text.into_bytes().into(),
                 None => return Ok(ReadOutcome::WaitForExit(handle.node)),
             },
         };

@@ -16,7 +16,7 @@ use super::attr::{Attr, READ_ONLY_FILE_MODE};
 use super::content::{Loaded, Object};
 use super::errno::FsError;
 use super::ino::{Ino, Stream};
-use super::{task_named, FsCore, Result};
+use super::{FsCore, Result};
 use crate::model::{Task, TaskStatus, Timestamp};
 use crate::runtime::{self, Control, Exit, Observed, RuntimeError, Started};
 use crate::store::{schema, NodeId, StoreRead};
@@ -379,15 +379,6 @@ impl FsCore {
         let task = Loaded::read(&reader, reader.node(node)?.ok_or(FsError::NotFound)?)?;
         let path = log_path(&task, stream)?;
         std::fs::File::open(&path).map_err(|e| FsError::Host(format!("{}: {e}", path.display())))
-    }
-
-    /// The task named `id`, if recorded (for the daemon).
-    pub fn task_named(&self, id: &str) -> Result<Option<Task>> {
-        match task_named(&self.store.read()?, id) {
-            Ok(loaded) => Ok(loaded.task().cloned()),
-            Err(FsError::NotFound) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 }
 

@@ -63,11 +63,8 @@ impl WriteBuffer {
     }
 
     /// What a read through this handle sees.
-    pub fn visible(&self) -> Vec<u8> {
-        match self.mode {
-            WriteMode::Append => [self.base.as_slice(), self.data.as_slice()].concat(),
-            WriteMode::Replace | WriteMode::Positional => self.data.clone(),
-        }
+    pub fn visible(&self) -> std::borrow::Cow<'_, [u8]> {
+        document(self.mode, &self.base, &self.data)
     }
 
     /// Applies one `write()` and judges the result; returns the bytes accepted. After a

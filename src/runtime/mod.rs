@@ -154,12 +154,6 @@ impl Runtime {
         exits::watch(&files::exits_dir(&self.config.state_dir))
     }
 
-    /// The host paths of the task's stdout and stderr logs.
-    pub fn log_paths(&self, id: &str) -> (PathBuf, PathBuf) {
-        let files = self.files(id);
-        (files.stdout(), files.stderr())
-    }
-
     fn files(&self, id: &str) -> files::TaskFiles {
         files::TaskFiles::new(&self.config.state_dir, id)
     }
