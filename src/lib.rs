@@ -22,4 +22,5 @@ pub mod daemon;
 pub mod fs;
 pub mod model;
 pub mod runtime;
+pub mod snapshot;
 pub mod store;
