@@ -103,10 +103,12 @@ check_empty "fuser outside src/fs/fuse.rs, src/fs/wait.rs and src/daemon.rs" \
     "$(uses '\bfuser::|use fuser' | grep -v -e src/fs/fuse.rs -e src/fs/wait.rs -e src/daemon.rs || true)"
 check_empty "heed outside src/store/" \
     "$(uses '\bheed::|use heed' | grep -v '^src/store/' || true)"
-check_empty "src/model/ uses store, runtime or fs" \
-    "$(grep -rlE '^[^/]*crate::(store|runtime|fs)' src/model/ || true)"
-check_empty "src/store/ uses fs or runtime" \
-    "$(grep -rlE '^[^/]*crate::(fs|runtime)' src/store/ || true)"
+check_empty "src/model/ uses another ctrfs module" \
+    "$(grep -rlE '^[^/]*crate::(store|runtime|fs|content|snapshot)' src/model/ || true)"
+check_empty "src/store/ uses fs, runtime, content or snapshot" \
+    "$(grep -rlE '^[^/]*crate::(fs|runtime|content|snapshot)' src/store/ || true)"
+check_empty "src/content/ or src/snapshot/ uses fs, store or runtime" \
+    "$(grep -rlE '^[^/]*crate::(fs|store|runtime)|\bheed::|\bfuser::' src/content/ src/snapshot/ || true)"
 check_empty "src/runtime/ uses fs or store" \
     "$(grep -rlE '^[^/]*crate::(fs|store)|\bheed::|\bfuser::' src/runtime/ || true)"
 if [ "$layering_ok" = 1 ]; then note "layering ok"; record layering ok; else record layering FAILED; fi

@@ -46,6 +46,14 @@ pub struct MountArgs {
     /// The OCI runtime binary that runs tasks (runc, or a compatible one such as crun).
     #[arg(long, value_name = "PATH", default_value = "runc")]
     pub runtime: PathBuf,
+    /// How snapshots are stored: overlayfs, or native (full copies). Default: overlayfs
+    /// where it mounts in the state directory, native otherwise.
+    #[arg(long, value_name = "NAME", value_parser = ["overlayfs", "native"])]
+    pub snapshotter: Option<String>,
+    /// How long a blob nothing references yet is kept (so an image can be copied in file
+    /// by file before its target is written), e.g. 24h, 30m, 0s.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub content_lease: std::time::Duration,
 }
 
 /// Parses the command line, runs it and maps the outcome to an exit code.

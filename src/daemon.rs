@@ -19,7 +19,8 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::cli::MountArgs;
 use crate::fs::fuse::FuseAdapter;
-use crate::fs::FsCore;
+use crate::fs::{FsCore, ResourceConfig, Resources};
+use crate::snapshot::Driver;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::Store;
 
@@ -50,12 +51,18 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     );
     // Watch before reconciling, so an exit between the two is not missed.
     let exits = runtime.watch_exits().map_err(|e| format!("cannot watch task exits: {e}"))?;
-    let core = Arc::new(FsCore::with_runtime(Arc::new(store), runtime));
+    let driver = args.snapshotter.as_deref().and_then(Driver::from_name);
+    let resources = Resources::open(&ResourceConfig::under(&args.root, driver, args.content_lease))
+        .map_err(|e| format!("cannot open the content store and snapshots: {e}"))?;
+    log::info!("snapshotter {}", resources.snapshotter_name());
+    let core = Arc::new(FsCore::with_resources(Arc::new(store), Some(runtime), resources));
     match core.reconcile_tasks() {
         Ok(0) => {}
         Ok(n) => log::info!("reconciled {n} task(s) with the runtime"),
         Err(e) => log::error!("reconciling tasks: {e}"),
     }
+    // Finish what a crash left: ingests, files without records, a collection cut short.
+    core.recover_resources().map_err(|e| format!("cannot recover the content store and snapshots: {e}"))?;
     let (stale_tx, stale_rx) = mpsc::channel::<u64>();
     core.on_task_event(move |event| {
         for ino in event.inos() {
@@ -131,6 +138,8 @@ pub fn spawn_background(args: &MountArgs) -> Result<(), DaemonError> {
         .arg(args.threads.to_string())
         .arg("--runtime")
         .arg(&args.runtime)
+        .arg("--content-lease")
+        .arg(humantime::format_duration(args.content_lease).to_string())
         .arg("--foreground")
         .env(READY_ENV, "1")
         .stdin(Stdio::null())
@@ -138,6 +147,9 @@ pub fn spawn_background(args: &MountArgs) -> Result<(), DaemonError> {
         .stderr(Stdio::from(log));
     if args.allow_other {
         command.arg("--allow-other");
+    }
+    if let Some(snapshotter) = &args.snapshotter {
+        command.arg("--snapshotter").arg(snapshotter);
     }
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
     unsafe {

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod content;
 pub mod daemon;
 pub mod fs;
 pub mod model;

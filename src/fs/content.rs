@@ -3,8 +3,8 @@
 
 use std::time::SystemTime;
 
-use super::ino::{AttrFile, CONTAINER_FILES, IMAGE_FILES};
-use crate::model::{Container, ContainerField, Image, Task, Timestamp};
+use super::ino::{AttrFile, CONTAINER_FILES, IMAGE_FILES, SNAPSHOT_FILES};
+use crate::model::{Blob, Container, ContainerField, Image, Snapshot, Task, Timestamp};
 use crate::store::{Node, NodeKind, Result, StoreRead};
 
 /// A directory node together with the record it shows.
@@ -16,6 +16,10 @@ pub enum Object {
     Container(Box<Container>),
     /// A task (the file `tasks/<id>`).
     Task(Box<Task>),
+    /// A blob (the file `content/<alg>/<hex>`).
+    Blob(Box<Blob>),
+    /// A snapshot directory.
+    Snapshot(Box<Snapshot>),
     /// A fixed directory (root, images/, containers/, tasks/, logs/, wait/).
     Fixed,
 }
@@ -44,7 +48,20 @@ impl Loaded {
                 Some(t) => Object::Task(Box::new(t)),
                 None => return Err(crate::store::StoreError::Corrupt(format!("task node {} has no record", node.id.0))),
             },
+            NodeKind::Blob => match reader.blob(node.id)? {
+                Some(b) => Object::Blob(Box::new(b)),
+                None => return Err(crate::store::StoreError::Corrupt(format!("blob node {} has no record", node.id.0))),
+            },
+            NodeKind::Snapshot => match reader.snapshot(node.id)? {
+                Some(s) => Object::Snapshot(Box::new(s)),
+                None => {
+                    return Err(crate::store::StoreError::Corrupt(format!("snapshot node {} has no record", node.id.0)))
+                }
+            },
             NodeKind::Root
+            | NodeKind::ContentDir
+            | NodeKind::DigestDir
+            | NodeKind::SnapshotsDir
             | NodeKind::ImagesDir
             | NodeKind::ContainersDir
             | NodeKind::TasksDir
@@ -59,7 +76,8 @@ impl Loaded {
         match &self.object {
             Object::Image(Some(_)) => &IMAGE_FILES,
             Object::Container(_) => &CONTAINER_FILES,
-            Object::Image(None) | Object::Task(_) | Object::Fixed => &[],
+            Object::Snapshot(_) => &SNAPSHOT_FILES,
+            Object::Image(None) | Object::Task(_) | Object::Blob(_) | Object::Fixed => &[],
         }
     }
 
@@ -68,7 +86,9 @@ impl Loaded {
         self.files().iter().copied().find(|f| f.name() == name)
     }
 
-    /// The content of one of its files, or `None` when it has no such file.
+    /// The content of one of its files, or `None` when it has no such file. The snapshot
+    /// files that depend on more than the record (`mounts`, `usage`, `references`) are
+    /// rendered by the filesystem, which has the snapshotter.
     pub fn render(&self, file: AttrFile) -> Option<Vec<u8>> {
         if !self.files().contains(&file) {
             return None;
@@ -88,9 +108,17 @@ impl Loaded {
                 AttrFile::Runtime => one_line(c.field(ContainerField::Runtime)),
                 AttrFile::Labels => c.labels.render(),
                 AttrFile::Info => c.info_json(),
-                AttrFile::Target => return None,
+                _ => return None,
             },
-            Object::Image(None) | Object::Task(_) | Object::Fixed => return None,
+            Object::Snapshot(snapshot) => match file {
+                AttrFile::SnapshotKind => one_line(snapshot.kind.name()),
+                AttrFile::Parent => one_line(snapshot.parent.as_deref().unwrap_or("")),
+                AttrFile::Snapshotter => one_line(&snapshot.snapshotter),
+                AttrFile::Labels => snapshot.labels.render(),
+                AttrFile::Info => snapshot.info_json(),
+                _ => return None,
+            },
+            Object::Image(None) | Object::Task(_) | Object::Blob(_) | Object::Fixed => return None,
         };
         Some(text.into_bytes())
     }
@@ -101,6 +129,8 @@ impl Loaded {
             Object::Image(Some(i)) => (i.created_at, i.updated_at),
             Object::Container(c) => (c.created_at, c.updated_at),
             Object::Task(t) => (t.created_at, t.updated_at),
+            Object::Blob(b) => (b.created_at, b.updated_at),
+            Object::Snapshot(s) => (s.created_at, s.updated_at),
             Object::Image(None) | Object::Fixed => (self.node.created_at, self.node.updated_at),
         }
     }
@@ -116,7 +146,25 @@ impl Loaded {
         match &self.object {
             Object::Image(Some(i)) => Some(&i.labels),
             Object::Container(c) => Some(&c.labels),
+            Object::Blob(b) => Some(&b.labels),
+            Object::Snapshot(s) => Some(&s.labels),
             Object::Image(None) | Object::Task(_) | Object::Fixed => None,
+        }
+    }
+
+    /// The blob record, for a blob node.
+    pub fn blob(&self) -> Option<&Blob> {
+        match &self.object {
+            Object::Blob(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The snapshot record, for a snapshot node.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        match &self.object {
+            Object::Snapshot(s) => Some(s),
+            _ => None,
         }
     }
 

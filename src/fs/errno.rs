@@ -2,8 +2,10 @@
 
 use thiserror::Error;
 
+use crate::content::ContentError;
 use crate::model::{TaskStatus, ValidationError};
 use crate::runtime::RuntimeError;
+use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
 
 /// Why a filesystem request was refused or failed.
@@ -18,6 +20,33 @@ pub enum FsError {
     /// From the task runtime.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// From the content store (blob files).
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    /// From the snapshotter.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// A blob an image needs is not in the content store.
+    #[error("blob {digest} ({what} of image {image}) is not in content/")]
+    MissingBlob {
+        /// Its digest.
+        digest: String,
+        /// What it is (index, manifest, config, layer N).
+        what: String,
+        /// The image that needs it.
+        image: String,
+    },
+    /// A container names an image that does not exist.
+    #[error("container {container} names image {image:?}, which does not exist")]
+    NoImage {
+        /// The container.
+        container: String,
+        /// The image name.
+        image: String,
+    },
+    /// A blob or snapshot operation on a mount without a state directory for them.
+    #[error("this filesystem has no content store or snapshotter")]
+    NoResources,
     /// A task asked for a container that does not exist.
     #[error("there is no container {0:?}")]
     NoContainer(String),
@@ -88,6 +117,10 @@ impl FsError {
             FsError::Store(e) => store_errno(e),
             FsError::Invalid(e) => validation_errno(e),
             FsError::Runtime(e) => runtime_errno(e),
+            FsError::Content(e) => content_errno(e),
+            FsError::Snapshot(e) => snapshot_errno(e),
+            FsError::MissingBlob { .. } | FsError::NoImage { .. } => libc::ENOENT,
+            FsError::NoResources => libc::EPERM,
             FsError::NoContainer(_) => libc::ENOENT,
             FsError::NoProcess(_) => libc::ESRCH,
             FsError::IncorrectStatus(..) => libc::EBUSY,
@@ -118,7 +151,8 @@ impl FsError {
             self,
             FsError::Store(StoreError::Corrupt(_) | StoreError::Lmdb(_) | StoreError::Io(_) | StoreError::SchemaTooNew { .. })
                 | FsError::Host(_)
-        ) || matches!(self, FsError::Runtime(e) if runtime_errno(e) == libc::EIO)
+        ) || matches!(self, FsError::Content(ContentError::Io { .. }) | FsError::Snapshot(SnapshotError::Io { .. }))
+            || matches!(self, FsError::Runtime(e) if runtime_errno(e) == libc::EIO)
     }
 }
 
@@ -132,6 +166,22 @@ fn store_errno(e: &StoreError) -> i32 {
         StoreError::Invalid(v) => validation_errno(v),
         StoreError::Full => libc::ENOSPC,
         StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. } | StoreError::Lmdb(_) | StoreError::Io(_) => libc::EIO,
+    }
+}
+
+fn content_errno(e: &ContentError) -> i32 {
+    match e {
+        ContentError::DigestMismatch { .. } => libc::EINVAL,
+        ContentError::TooLarge { .. } => libc::EFBIG,
+        ContentError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => libc::ENOENT,
+        ContentError::Io { .. } => libc::EIO,
+    }
+}
+
+fn snapshot_errno(e: &SnapshotError) -> i32 {
+    match e {
+        SnapshotError::Invalid(_) => libc::EINVAL,
+        SnapshotError::Io { .. } => libc::EIO,
     }
 }
 
@@ -152,7 +202,9 @@ fn validation_errno(e: &ValidationError) -> i32 {
         | ValidationError::InvalidLabel { .. }
         | ValidationError::InvalidDescriptor { .. }
         | ValidationError::InvalidSpec { .. }
-        | ValidationError::InvalidField { .. } => libc::EINVAL,
+        | ValidationError::InvalidField { .. }
+            | ValidationError::InvalidDigest { .. }
+            | ValidationError::InvalidImage { .. } => libc::EINVAL,
     }
 }
 
@@ -204,6 +256,10 @@ mod tests {
             (FsError::NoLabel("k".into()), libc::ENODATA),
             (FsError::XattrNotSupported("security.x".into()), libc::ENOTSUP),
             (FsError::NoTarget, libc::EINVAL),
+            (ContentError::DigestMismatch { expected: "a".into(), actual: "b".into() }.into(), libc::EINVAL),
+            (FsError::MissingBlob { digest: "d".into(), what: "layer 0".into(), image: "i".into() }, libc::ENOENT),
+            (FsError::NoImage { container: "c".into(), image: "i".into() }, libc::ENOENT),
+            (SnapshotError::Invalid("x".into()).into(), libc::EINVAL),
         ];
         for (error, errno) in rows {
             assert_eq!(error.errno(), errno, "{error}");

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::attr::{Attr, FILE_MODE};
+use super::blobs::{BlobWriter, Judge};
 use super::errno::FsError;
 use super::ino::{AttrFile, Ino};
-use super::write::{WriteBuffer, WriteMode};
-use super::{component, load_node, node_attr, Dir, FsCore, Result};
-use crate::model::Timestamp;
+use super::write::{Edit, WriteBuffer, WriteMode};
+use super::{component, is_read_only, load_node, node_attr, Dir, FsCore, Result};
+use crate::model::{ContainerField, Timestamp};
 use crate::store::{NodeId, NodeKind};
 
 /// One open file.
@@ -34,6 +35,10 @@ enum HandleState {
     Log(std::fs::File),
     /// `wait/<id>`: reads block until the task stopped.
     Wait,
+    /// A stored blob, read straight from its file.
+    BlobRead(std::fs::File),
+    /// A blob being written.
+    BlobWrite(BlobWriter),
 }
 
 /// What a read gives: bytes now, or a wait for a task's exit (the adapter parks the
@@ -71,6 +76,15 @@ impl HandleTable {
         open.iter().any(|h| {
             let h = lock(h);
             h.node == node && matches!(h.state, HandleState::Write { file: f, .. } if f == file)
+        })
+    }
+
+    /// Whether some handle is writing the blob `node`.
+    fn has_blob_writer(&self, node: NodeId) -> bool {
+        let open: Vec<Arc<Mutex<Handle>>> = lock(&self.open).values().cloned().collect();
+        open.iter().any(|h| {
+            let h = lock(h);
+            h.node == node && matches!(h.state, HandleState::BlobWrite(_))
         })
     }
 
@@ -119,8 +133,17 @@ impl FsCore {
     pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
         let decoded = Ino::decode(ino).ok_or(FsError::NotFound)?;
         let writing = is_write(flags);
-        let loaded = load_node(&self.store.read()?, decoded.node())?;
+        let reader = self.store.read()?;
+        let loaded = load_node(&reader, decoded.node())?;
         let state = match decoded {
+            Ino::Node(_) if loaded.blob().is_some() => {
+                let blob = loaded.blob().expect("checked");
+                if writing {
+                    HandleState::BlobWrite(self.open_blob_for_writing(blob)?)
+                } else {
+                    HandleState::BlobRead(self.open_blob_for_reading(blob)?)
+                }
+            }
             Ino::Node(_) => {
                 let task = loaded.task().ok_or(FsError::IsDir)?;
                 let snapshot = task.status_json().into_bytes();
@@ -131,11 +154,14 @@ impl FsCore {
                 }
             }
             Ino::File(_, file) => {
-                let content = loaded.render(file).ok_or(FsError::NotFound)?;
-                match (writing, file) {
-                    (true, AttrFile::Info) => return Err(FsError::ReadOnly("info.json")),
-                    (true, _) => HandleState::Write { file, buffer: WriteBuffer::new(mode_for(flags), content) },
-                    (false, _) => HandleState::Snapshot(content),
+                if writing && is_read_only(loaded.node.kind, file) {
+                    return Err(FsError::ReadOnly(file.name()));
+                }
+                let content = self.file_content(&reader, &loaded, file)?;
+                if writing {
+                    HandleState::Write { file, buffer: WriteBuffer::new(mode_for(flags), content) }
+                } else {
+                    HandleState::Snapshot(content)
                 }
             }
             Ino::LogDir(_) => return Err(FsError::IsDir),
@@ -157,6 +183,20 @@ impl FsCore {
             return Err(FsError::Exists(name.into()));
         }
         match dir.node.kind {
+            NodeKind::DigestDir => {
+                let (blob, writer) = self.create_blob(dir.node.id, name)?;
+                let attr = node_attr(&blob);
+                let fh = self.handles.insert(Handle { node: blob.node.id, kind: NodeKind::Blob, state: HandleState::BlobWrite(writer) });
+                self.inodes.remember(attr.ino);
+                return Ok((attr, fh));
+            }
+            NodeKind::ContentDir => {
+                return Err(FsError::NotPermitted("blobs go in content/sha256/ or content/sha512/".into()))
+            }
+            NodeKind::SnapshotsDir | NodeKind::Snapshot => {
+                return Err(FsError::NotPermitted("snapshots are read-only views".into()))
+            }
+            NodeKind::Blob => return Err(FsError::NotDir),
             NodeKind::TasksDir => {
                 let task = self.start_task(name)?;
                 let snapshot = task.task().map(|t| t.status_json().into_bytes()).unwrap_or_default();
@@ -217,6 +257,21 @@ impl FsCore {
                 buf.truncate(n);
                 return Ok(ReadOutcome::Data(buf));
             }
+            HandleState::BlobRead(file) => {
+                let mut buf = vec![0u8; size as usize];
+                let mut filled = 0;
+                while filled < buf.len() {
+                    let n = std::os::unix::fs::FileExt::read_at(file, &mut buf[filled..], offset + filled as u64)
+                        .map_err(|e| FsError::Host(format!("reading a blob: {e}")))?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                buf.truncate(filled);
+                return Ok(ReadOutcome::Data(buf));
+            }
+            HandleState::BlobWrite(_) => return Err(FsError::BadHandle),
             HandleState::Wait => match self.wait_text(handle.node)? {
                 Some(text) => text.into_bytes().into(),
                 None => return Ok(ReadOutcome::WaitForExit(handle.node)),
@@ -248,7 +303,10 @@ impl FsCore {
                 self.control_task(node, data)?;
                 Ok(data.len())
             }
-            HandleState::Snapshot(_) | HandleState::Log(_) | HandleState::Wait => Err(FsError::BadHandle),
+            HandleState::BlobWrite(writer) => self.write_blob(writer, offset, data),
+            HandleState::Snapshot(_) | HandleState::Log(_) | HandleState::Wait | HandleState::BlobRead(_) => {
+                Err(FsError::BadHandle)
+            }
         }
     }
 
@@ -279,6 +337,10 @@ impl FsCore {
 
     fn commit(&self, handle: &mut Handle, when: Commit) -> Result<()> {
         let (node, kind) = (handle.node, handle.kind);
+        if let HandleState::BlobWrite(writer) = &mut handle.state {
+            let judge = if when == Commit::Flush { Judge::Flush } else { Judge::Release };
+            return self.judge_blob(node, writer, judge);
+        }
         let HandleState::Write { file, buffer } = &mut handle.state else { return Ok(()) };
         let file = *file;
         if !buffer.dirty || buffer.failed() {
@@ -293,7 +355,7 @@ impl FsCore {
                 return Err(e.into());
             }
         };
-        self.store.write(|w| edit.apply(w, node, kind))?;
+        self.apply_edit(edit, node, kind)?;
         buffer.dirty = false;
         buffer.written = false;
         buffer.truncation_committed = bare_truncation;
@@ -310,9 +372,25 @@ impl FsCore {
         let restored = buffer
             .restore_edit(file)
             .map_err(FsError::from)
-            .and_then(|edit| self.store.write(|w| edit.apply(w, node, kind)).map_err(FsError::from));
+            .and_then(|edit| self.apply_edit(edit, node, kind));
         if let Err(e) = restored {
             log::error!("{}: could not put back the value from before a refused write: {e}", file.name());
+        }
+    }
+
+    /// Commits one judged edit. A container's `snapshot` may prepare its root filesystem,
+    /// and an image's `target` is checked against the blob it names when that is here.
+    fn apply_edit(&self, edit: Edit, node: NodeId, kind: NodeKind) -> Result<()> {
+        match edit {
+            Edit::Field(ContainerField::Snapshot, key) if kind == NodeKind::Container => {
+                self.set_container_snapshot(node, &key)
+            }
+            Edit::Target(descriptor) => {
+                self.check_target(&descriptor)?;
+                self.store.write(|w| Edit::Target(descriptor).apply(w, node, kind))?;
+                Ok(())
+            }
+            edit => Ok(self.store.write(|w| edit.apply(w, node, kind))?),
         }
     }
 
@@ -326,13 +404,17 @@ impl FsCore {
         let Some(size) = size else { return self.getattr(ino) };
         let (node, file) = match Ino::decode(ino).ok_or(FsError::NotFound)? {
             Ino::File(node, file) => (node, file),
+            Ino::Node(node) if load_node(&self.store.read()?, node)?.blob().is_some() => {
+                return self.truncate_blob_node(ino, node, size, fh);
+            }
             // `echo TERM > tasks/<id>` may truncate first; a task has nothing to truncate.
             Ino::Node(node) if load_node(&self.store.read()?, node)?.task().is_some() => return self.getattr(ino),
             Ino::Node(_) | Ino::LogDir(_) => return Err(FsError::IsDir),
             Ino::Log(..) | Ino::Wait(_) => return Err(FsError::ReadOnly("a task view")),
         };
-        if file == AttrFile::Info {
-            return Err(FsError::ReadOnly("info.json"));
+        let kind = load_node(&self.store.read()?, node)?.node.kind;
+        if is_read_only(kind, file) {
+            return Err(FsError::ReadOnly(file.name()));
         }
         if let Some(handle) = fh.map(|fh| self.handles.get(fh)).transpose()? {
             let mut handle = lock(&handle);
@@ -350,10 +432,28 @@ impl FsCore {
         if size != 0 {
             return Err(FsError::InvalidRequest("attribute files can only be truncated to size 0".into()));
         }
-        let kind = load_node(&self.store.read()?, node)?.node.kind;
         let edit = WriteBuffer::new(WriteMode::Replace, Vec::new()).edit(file)?;
-        self.store.write(|w| edit.apply(w, node, kind))?;
+        self.apply_edit(edit, node, kind)?;
         self.getattr(ino)
+    }
+
+    /// Truncation of a blob: through its writer it edits what is being written (`cp`
+    /// over a blob truncates first); a stored blob never changes, but a truncation that
+    /// comes with a writer's open is what `O_TRUNC` looks like, so it is accepted when
+    /// this inode has a writer, and refused otherwise.
+    fn truncate_blob_node(&self, ino: u64, node: NodeId, size: u64, fh: Option<u64>) -> Result<Attr> {
+        if let Some(handle) = fh.map(|fh| self.handles.get(fh)).transpose()? {
+            if let HandleState::BlobWrite(writer) = &mut lock(&handle).state {
+                let size = self.truncate_blob(writer, size)?;
+                let mut attr = self.getattr(ino)?;
+                attr.size = size;
+                return Ok(attr);
+            }
+        }
+        if self.handles.has_blob_writer(node) {
+            return self.getattr(ino);
+        }
+        Err(FsError::NotPermitted("a stored blob is immutable; rm it, or write it again whole".into()))
     }
 
     /// Whether `fh` is an open handle (for tests).
@@ -367,6 +467,6 @@ impl FsCore {
         let Some(Ino::File(node, file)) = Ino::decode(ino) else { return Err(FsError::IsDir) };
         let reader = self.store.read()?;
         let loaded = load_node(&reader, node)?;
-        loaded.render(file).ok_or(FsError::NotFound)
+        self.file_content(&reader, &loaded, file)
     }
 }

@@ -1,15 +1,17 @@
 //! Inode numbers: a pure function of the persistent node id and the file's slot.
 //!
-//! `ino = node_id << 4 | slot`, where slot 0 is the node itself, slots 1..8 its attribute
-//! files and 9..12 a task's views (`logs/<id>/`, its two streams, `wait/<id>`); the root is the exception FUSE imposes (`ino 1`). Node ids are never
-//! reused, so an inode number names one object for ever, across remounts, and the FUSE
-//! generation can stay 0.
+//! `ino = node_id << 5 | slot`, where slot 0 is the node itself, slots 1..8 and 13..17 its
+//! attribute files and 9..12 a task's views (`logs/<id>/`, its two streams, `wait/<id>`);
+//! the root is the exception FUSE imposes (`ino 1`). Node ids are never reused, so an inode
+//! number names one object for ever, across remounts, and the FUSE generation can stay 0.
+//! (Schema 1 used 4 slot bits; the snapshot files needed more, so inode numbers changed
+//! once, at the upgrade to schema 2, which needs a remount anyway.)
 
 use crate::store::{schema, NodeId};
 
 /// The root's inode number (fixed by FUSE).
 pub const ROOT_INO: u64 = 1;
-const SLOT_BITS: u32 = 4;
+const SLOT_BITS: u32 = 5;
 const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
 
 /// An attribute file of an object directory. The discriminant is its slot.
@@ -31,6 +33,16 @@ pub enum AttrFile {
     Snapshot = 7,
     /// `containers/<id>/runtime`
     Runtime = 8,
+    /// `snapshots/<key>/kind`
+    SnapshotKind = 13,
+    /// `snapshots/<key>/parent`
+    Parent = 14,
+    /// `snapshots/<key>/mounts`
+    Mounts = 15,
+    /// `snapshots/<key>/usage`
+    Usage = 16,
+    /// `snapshots/<key>/references`
+    References = 17,
 }
 
 /// The files of an image directory, in listing order.
@@ -42,6 +54,18 @@ pub const CONTAINER_FILES: [AttrFile; 7] = [
     AttrFile::Snapshotter,
     AttrFile::Snapshot,
     AttrFile::Runtime,
+    AttrFile::Labels,
+    AttrFile::Info,
+];
+
+/// The files of a snapshot directory, in listing order.
+pub const SNAPSHOT_FILES: [AttrFile; 8] = [
+    AttrFile::SnapshotKind,
+    AttrFile::Parent,
+    AttrFile::Mounts,
+    AttrFile::Usage,
+    AttrFile::References,
+    AttrFile::Snapshotter,
     AttrFile::Labels,
     AttrFile::Info,
 ];
@@ -58,6 +82,11 @@ impl AttrFile {
             AttrFile::Snapshotter => "snapshotter",
             AttrFile::Snapshot => "snapshot",
             AttrFile::Runtime => "runtime",
+            AttrFile::SnapshotKind => "kind",
+            AttrFile::Parent => "parent",
+            AttrFile::Mounts => "mounts",
+            AttrFile::Usage => "usage",
+            AttrFile::References => "references",
         }
     }
 
@@ -71,6 +100,11 @@ impl AttrFile {
             AttrFile::Snapshotter,
             AttrFile::Snapshot,
             AttrFile::Runtime,
+            AttrFile::SnapshotKind,
+            AttrFile::Parent,
+            AttrFile::Mounts,
+            AttrFile::Usage,
+            AttrFile::References,
         ]
         .into_iter()
         .find(|f| *f as u64 == slot)
@@ -169,7 +203,7 @@ mod tests {
         for node in nodes {
             let mut inos = vec![Ino::Node(node)];
             if node != schema::ROOT {
-                inos.extend(CONTAINER_FILES.iter().chain(IMAGE_FILES.iter()).map(|f| Ino::File(node, *f)));
+                inos.extend(CONTAINER_FILES.iter().chain(IMAGE_FILES.iter()).chain(SNAPSHOT_FILES.iter()).map(|f| Ino::File(node, *f)));
                 inos.extend([Ino::LogDir(node), Ino::Log(node, Stream::Stdout), Ino::Log(node, Stream::Stderr), Ino::Wait(node)]);
             }
             for ino in inos {
@@ -182,6 +216,6 @@ mod tests {
         assert_eq!(Ino::Node(schema::ROOT).number(), 1);
         assert_eq!(Ino::decode(0), None);
         assert_eq!(Ino::decode(16), None);
-        assert_eq!(Ino::decode(16 << 4 | 15), None);
+        assert_eq!(Ino::decode(16 << 5 | 31), None);
     }
 }

@@ -5,12 +5,17 @@
 //! through its record-level API, one short transaction per request.
 
 pub mod attr;
+mod blobs;
+mod collect;
 mod content;
 pub mod errno;
 pub mod fuse;
 mod handles;
 pub mod ino;
 pub mod inodes;
+mod resources;
+mod rootfs;
+mod snapshots;
 mod tasks;
 mod wait;
 pub mod write;
@@ -23,13 +28,14 @@ use attr::{Attr, Kind, FILE_MODE, READ_ONLY_FILE_MODE};
 use content::{Loaded, Object};
 use errno::FsError;
 use handles::HandleTable;
-use ino::{AttrFile, Ino, Stream, CONTAINER_FILES, IMAGE_FILES};
+use ino::{AttrFile, Ino, Stream, CONTAINER_FILES, IMAGE_FILES, SNAPSHOT_FILES};
 use inodes::InodeTable;
 
 use crate::model::MAX_COMPONENT_BYTES;
 use crate::store::{schema, Node, NodeId, NodeKind, Store, StoreRead};
 
 pub use handles::ReadOutcome;
+pub use resources::{ResourceConfig, Resources};
 pub use tasks::{TaskEvent, TaskRuntime};
 
 /// Result of filesystem operations.
@@ -49,6 +55,8 @@ pub struct FsCore {
     inodes: InodeTable,
     handles: HandleTable,
     tasks: tasks::TaskGate,
+    /// Blob files and snapshot directories; `None` for a metadata-only filesystem.
+    resources: Option<Arc<Resources>>,
 }
 
 /// How a child node is shown in a listing: its inode and kind.
@@ -71,6 +79,13 @@ impl FsCore {
         Self::build(store, Some(runtime))
     }
 
+    /// A filesystem over an open store with blobs and snapshots, and optionally tasks.
+    pub fn with_resources(store: Arc<Store>, runtime: Option<Arc<dyn TaskRuntime>>, resources: Resources) -> Self {
+        let mut core = Self::build(store, runtime);
+        core.resources = Some(Arc::new(resources));
+        core
+    }
+
     fn build(store: Arc<Store>, runtime: Option<Arc<dyn TaskRuntime>>) -> Self {
         FsCore {
             store,
@@ -78,6 +93,7 @@ impl FsCore {
             inodes: InodeTable::default(),
             handles: HandleTable::default(),
             tasks: tasks::TaskGate::default(),
+            resources: None,
         }
     }
 
@@ -96,7 +112,7 @@ impl FsCore {
                 self.log_attr(&task, stream.ok_or(FsError::NotFound)?)?
             }
             Dir::Node(dir) => match (dir.node.kind, dir.file_named(name)) {
-                (_, Some(file)) => file_attr(&dir, file)?,
+                (_, Some(file)) => self.file_attr(&reader, &dir, file)?,
                 (NodeKind::LogsDir, None) => log_dir_attr(&task_named(&reader, name)?),
                 (NodeKind::WaitDir, None) => wait_attr(&task_named(&reader, name)?),
                 (_, None) => {
@@ -130,7 +146,7 @@ impl FsCore {
                         let (created, updated) = loaded.dir_times();
                         Some(Attr::file(decoded, 0, FILE_MODE, created, updated))
                     }
-                    Ino::File(_, file) => file_attr(&loaded, file).ok(),
+                    Ino::File(_, file) => self.file_attr(&reader, &loaded, file).ok(),
                     Ino::LogDir(_) => loaded.task().map(|_| log_dir_attr(&loaded)),
                     Ino::Log(_, stream) => self.log_attr(&loaded, stream).ok(),
                     Ino::Wait(_) => loaded.task().map(|_| wait_attr(&loaded)),
@@ -212,6 +228,14 @@ impl FsCore {
             NodeKind::Container | NodeKind::Task => {
                 return Err(FsError::NotPermitted("a container directory holds only its attribute files".into()))
             }
+            NodeKind::ContentDir | NodeKind::DigestDir | NodeKind::Blob => {
+                return Err(FsError::NotPermitted("content/ holds blobs: write content/sha256/<hex>".into()))
+            }
+            NodeKind::SnapshotsDir | NodeKind::Snapshot => {
+                return Err(FsError::NotPermitted(
+                    "snapshots are made from images: write a container's snapshot key".into(),
+                ))
+            }
         };
         let attr = dir_attr(&loaded);
         self.inodes.remember(attr.ino);
@@ -236,12 +260,20 @@ impl FsCore {
         match dir.node.kind {
             NodeKind::ImagesDir | NodeKind::ImageDir => self.store.write(|w| w.delete_image_dir(dir.node.id, name))?,
             NodeKind::ContainersDir => self.store.write(|w| w.delete_container(name))?,
-            NodeKind::TasksDir => return Err(FsError::NotDir),
-            NodeKind::Root | NodeKind::LogsDir | NodeKind::WaitDir | NodeKind::Container | NodeKind::Task => {
-                return Err(FsError::NotPermitted(format!("{name} cannot be removed")))
-            }
+            NodeKind::SnapshotsDir => self.delete_snapshot(name)?,
+            NodeKind::TasksDir | NodeKind::DigestDir => return Err(FsError::NotDir),
+            NodeKind::Root
+            | NodeKind::LogsDir
+            | NodeKind::WaitDir
+            | NodeKind::Container
+            | NodeKind::Task
+            | NodeKind::ContentDir
+            | NodeKind::Blob
+            | NodeKind::Snapshot => return Err(FsError::NotPermitted(format!("{name} cannot be removed"))),
         };
         self.bury(&last);
+        // Deleting an image or a container can leave content and snapshots unreferenced.
+        self.collect_after_delete();
         Ok(())
     }
 
@@ -270,6 +302,15 @@ impl FsCore {
             NodeKind::WaitDir => {
                 task_named(&reader, name)?;
                 Err(FsError::NotPermitted("wait files go with their task: rm tasks/<id>".into()))
+            }
+            NodeKind::DigestDir => {
+                let blob = reader.lookup(dir.node.id, name)?.ok_or(FsError::NotFound)?;
+                let last = Loaded::read(&reader, blob)?;
+                drop(reader);
+                self.delete_blob(dir.node.id, name)?;
+                self.bury(&last);
+                self.collect_after_delete();
+                Ok(())
             }
             _ => match reader.lookup(dir.node.id, name)? {
                 Some(_) => Err(FsError::IsDir),
@@ -326,7 +367,7 @@ impl FsCore {
             Ino::Node(id) => {
                 let loaded = Loaded::read(reader, reader.node(id)?.ok_or(FsError::NotFound)?)?;
                 match loaded.node.kind {
-                    NodeKind::Task => Err(FsError::NotDir),
+                    NodeKind::Task | NodeKind::Blob => Err(FsError::NotDir),
                     _ => Ok(Dir::Node(loaded)),
                 }
             }
@@ -352,32 +393,37 @@ impl FsCore {
         }
         let files: &[AttrFile] = match last.node.kind {
             NodeKind::Container => &CONTAINER_FILES,
+            NodeKind::Snapshot => &SNAPSHOT_FILES,
+            NodeKind::Blob => &[],
             _ => &IMAGE_FILES,
         };
         for file in files {
-            let attr = file_attr(last, *file).unwrap_or_else(|_| {
+            let attr = static_file_attr(last, *file).unwrap_or_else(|_| {
                 let (created, updated) = last.dir_times();
-                Attr::file(Ino::File(last.node.id, *file), 0, file_mode(*file), created, updated)
+                Attr::file(Ino::File(last.node.id, *file), 0, file_mode(last.node.kind, *file), created, updated)
             });
             self.inodes.bury(attr);
         }
     }
 }
 
-/// A node's own attributes: a directory, or the task file.
+/// A node's own attributes: a directory, the task file or a blob.
 fn node_attr(loaded: &Loaded) -> Attr {
-    match loaded.task() {
-        Some(task) => {
-            let (created, updated) = loaded.record_times();
-            let size = task.status_json().len();
-            Attr::file(Ino::Node(loaded.node.id), size, FILE_MODE, created.to_system_time(), updated.to_system_time())
-        }
-        None => dir_attr(loaded),
+    let (created, updated) = loaded.record_times();
+    let (created, updated) = (created.to_system_time(), updated.to_system_time());
+    if let Some(task) = loaded.task() {
+        return Attr::file(Ino::Node(loaded.node.id), task.status_json().len(), FILE_MODE, created, updated);
     }
+    if let Some(blob) = loaded.blob() {
+        // A committed blob never changes; one being written shows as writable.
+        let mode = if blob.state == crate::model::BlobState::Committed { READ_ONLY_FILE_MODE } else { FILE_MODE };
+        return Attr::file(Ino::Node(loaded.node.id), blob.size as usize, mode, created, updated);
+    }
+    dir_attr(loaded)
 }
 
 fn node_kind(kind: NodeKind) -> Kind {
-    if kind == NodeKind::Task {
+    if matches!(kind, NodeKind::Task | NodeKind::Blob) {
         Kind::File
     } else {
         Kind::Dir
@@ -408,20 +454,42 @@ fn dir_attr(loaded: &Loaded) -> Attr {
     Attr::dir(Ino::Node(loaded.node.id), created, updated, matches!(loaded.object, Object::Fixed))
 }
 
-fn file_attr(loaded: &Loaded, file: AttrFile) -> Result<Attr> {
-    let content = loaded.render(file).ok_or(FsError::NotFound)?;
-    let (created, updated) = loaded.record_times();
-    Ok(Attr::file(
-        Ino::File(loaded.node.id, file),
-        content.len(),
-        file_mode(file),
-        created.to_system_time(),
-        updated.to_system_time(),
-    ))
+impl FsCore {
+    /// An attribute file's attributes; its size is that of its content now.
+    fn file_attr(&self, reader: &impl StoreRead, loaded: &Loaded, file: AttrFile) -> Result<Attr> {
+        let content = self.file_content(reader, loaded, file)?;
+        Ok(attr_for_content(loaded, file, content.len()))
+    }
 }
 
-fn file_mode(file: AttrFile) -> u16 {
-    if file == AttrFile::Info {
+/// An attribute file's attributes from the record alone (for tombstones).
+fn static_file_attr(loaded: &Loaded, file: AttrFile) -> Result<Attr> {
+    let content = loaded.render(file).ok_or(FsError::NotFound)?;
+    Ok(attr_for_content(loaded, file, content.len()))
+}
+
+fn attr_for_content(loaded: &Loaded, file: AttrFile, size: usize) -> Attr {
+    let (created, updated) = loaded.record_times();
+    let mode = file_mode(loaded.node.kind, file);
+    Attr::file(Ino::File(loaded.node.id, file), size, mode, created.to_system_time(), updated.to_system_time())
+}
+
+/// Whether a file of a node of `kind` can be written.
+fn is_read_only(kind: NodeKind, file: AttrFile) -> bool {
+    match file {
+        AttrFile::Info
+        | AttrFile::SnapshotKind
+        | AttrFile::Parent
+        | AttrFile::Mounts
+        | AttrFile::Usage
+        | AttrFile::References => true,
+        AttrFile::Snapshotter => kind == NodeKind::Snapshot,
+        _ => false,
+    }
+}
+
+fn file_mode(kind: NodeKind, file: AttrFile) -> u16 {
+    if is_read_only(kind, file) {
         READ_ONLY_FILE_MODE
     } else {
         FILE_MODE

@@ -161,8 +161,20 @@ impl FsCore {
             }
             self.container_spec(&reader, id)?
         };
-        runtime.validate_spec(&spec)?;
-        let started = runtime.start(id, &spec)?;
+        let mut spec = spec;
+        let rootfs = self.mount_rootfs(id)?;
+        if let Some(rootfs) = &rootfs {
+            // The container's snapshot is its root filesystem, whatever the spec said.
+            spec["root"]["path"] = Value::String(rootfs.to_string_lossy().into_owned());
+        }
+        let started = runtime.validate_spec(&spec).and_then(|()| runtime.start(id, &spec));
+        let started = match started {
+            Ok(started) => started,
+            Err(e) => {
+                self.release_rootfs(id);
+                return Err(e.into());
+            }
+        };
         let task = new_task(id, &started);
         let node = match self.store.write(|w| w.create_task(task.clone())) {
             Ok(node) => node,
@@ -170,6 +182,7 @@ impl FsCore {
                 if let Err(cleanup) = runtime.kill(id, Signal::SIGKILL).and_then(|()| runtime.delete(id)) {
                     log::error!("task {id}: not recorded ({e}) and not cleaned up: {cleanup}");
                 }
+                self.release_rootfs(id);
                 return Err(e.into());
             }
         };
@@ -269,6 +282,7 @@ impl FsCore {
             self.kill_and_reap(&*runtime, task.node.id, &record)?;
         }
         runtime.delete(&id)?;
+        self.release_rootfs(&id);
         self.store.write(|w| w.delete_task(&id))?;
         log::info!("task {id} deleted");
         Ok(())

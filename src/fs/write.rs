@@ -223,7 +223,12 @@ fn judge_so_far(file: AttrFile, mode: WriteMode, base: &[u8], data: &[u8]) -> Re
                 None => Ok(()),
             }
         }
-        AttrFile::Info => Ok(()),
+        AttrFile::Info
+        | AttrFile::SnapshotKind
+        | AttrFile::Parent
+        | AttrFile::Mounts
+        | AttrFile::Usage
+        | AttrFile::References => Ok(()),
     }
 }
 
@@ -260,7 +265,12 @@ fn parse_complete(file: AttrFile, mode: WriteMode, base: &[u8], data: &[u8]) -> 
             field.validate(value)?;
             Ok(Edit::Field(field, value.to_owned()))
         }
-        AttrFile::Info => Err(ValidationError::InvalidField { field: "info.json", reason: "is read-only".into() }),
+        AttrFile::Info
+        | AttrFile::SnapshotKind
+        | AttrFile::Parent
+        | AttrFile::Mounts
+        | AttrFile::Usage
+        | AttrFile::References => Err(ValidationError::InvalidField { field: file.name(), reason: "is read-only".into() }),
     }
 }
 

@@ -76,7 +76,8 @@ impl ContainerField {
             Self::Snapshotter | Self::Runtime if value.is_empty() => refuse("must not be empty"),
             Self::Snapshotter if value.contains('/') => refuse("must not hold '/'"),
             Self::Snapshotter | Self::Runtime if value.len() > 255 => refuse("is longer than 255 bytes"),
-            Self::Snapshot if value.len() > 4096 => refuse("is longer than 4096 bytes"),
+            Self::Snapshot if value.is_empty() => Ok(()),
+            Self::Snapshot => super::validate_snapshot_key(value),
             _ => Ok(()),
         }
     }

@@ -36,6 +36,18 @@ pub enum ValidationError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A digest (or content file name) that is not `algorithm:hex`.
+    #[error("invalid digest: {reason}")]
+    InvalidDigest {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An image document (index, manifest, config) that is not valid OCI.
+    #[error("invalid image: {reason}")]
+    InvalidImage {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A runtime spec that is not usable.
     #[error("invalid spec: {reason}")]
     InvalidSpec {

@@ -4,21 +4,28 @@
 //! Pure data and pure functions: no I/O, no LMDB, no FUSE. Everything a user can write is
 //! parsed and judged here, so the store and the filesystem never hold an invalid value.
 
+mod blob;
 mod container;
 mod descriptor;
 mod error;
+mod gc;
 mod image;
 mod labels;
 mod name;
+pub mod oci;
+mod snapshot;
 mod task;
 mod time;
 
+pub use blob::{digest_of_file_name, Blob, BlobState, DIGEST_ALGORITHMS};
 pub use container::{validate_spec, Container, ContainerField, DEFAULT_RUNTIME, DEFAULT_SNAPSHOTTER, MAX_SPEC_BYTES};
 pub use descriptor::Descriptor;
 pub use error::ValidationError;
+pub use gc::{is_root as is_gc_root, label_refs, LabelRef, LABEL_REF_CONTENT, LABEL_REF_SNAPSHOT, LABEL_ROOT};
 pub use image::Image;
 pub use labels::{parse_document as parse_labels, validate_label, LabelEdit, Labels, MAX_LABEL_BYTES};
 pub use name::{validate_component, validate_identifier, validate_image_name, MAX_COMPONENT_BYTES, MAX_IDENTIFIER_BYTES};
+pub use snapshot::{validate_snapshot_key, Mount, Snapshot, SnapshotKind, Usage};
 pub use task::{Task, TaskStatus};
 pub use time::Timestamp;
 

@@ -1,8 +1,24 @@
 //! Snapshots: root filesystems made of image layers, on overlayfs or by copying.
 //!
 //! No LMDB and no FUSE type here: the store records which snapshots exist, this module
-//! makes and removes their directories and mounts.
+//! makes and removes their directories (`STATE_DIR/snapshots/<id>/`) and mounts them.
+//!
+//! ```text
+//! overlayfs:  <id>/fs    the layer's own files (whiteouts in overlay's form), or an active
+//!                        snapshot's upper directory
+//!             <id>/work  overlay's work directory (active snapshots only)
+//!             mount: overlay lowerdir=<parent chain, top first>,upperdir=<id>/fs,workdir=<id>/work
+//! native:     <id>/fs    a full copy of the parent plus this layer; mount: bind <id>/fs
+//! ```
 
+pub mod apply;
+pub mod copy;
 mod error;
+mod mount;
+mod snapshotter;
 
+pub use apply::Compression;
+pub use copy::Usage as TreeUsage;
 pub use error::{Result, SnapshotError};
+pub use mount::{mount_all, unmount};
+pub use snapshotter::{Driver, Snapshotter};

@@ -31,6 +31,8 @@ impl Writer<'_> {
             None => Image::new(self.image_name(&node)?, target, now),
         };
         self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+        // What the image reaches is referenced now; its blobs need no ingest lease.
+        self.end_leases_from(&image.target.digest)?;
         Ok(image)
     }
 

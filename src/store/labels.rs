@@ -1,4 +1,4 @@
-//! Labels of any labelled record (image or container), for callers that hold a node and
+//! Labels of any labelled record (image, container, blob or snapshot), for callers that hold a node and
 //! not its kind's record type: the `labels` file and the `user.*` extended attributes.
 
 use super::nodes::{NodeId, NodeKind};
@@ -17,6 +17,8 @@ impl Writer<'_> {
         match kind {
             Some(NodeKind::ImageDir) => self.update_image(node, |i| change(&mut i.labels)).map(|i| i.labels),
             Some(NodeKind::Container) => self.update_container(node, |c| change(&mut c.labels)).map(|c| c.labels),
+            Some(NodeKind::Snapshot) => self.update_snapshot(node, |s| change(&mut s.labels)).map(|s| s.labels),
+            Some(NodeKind::Blob) => self.update_blob_labels(node, change),
             Some(other) => Err(StoreError::NotPermitted(format!("a {other:?} has no labels"))),
             None => Err(StoreError::NotFound { kind: "record", key: format!("node {}", node.0) }),
         }

@@ -4,37 +4,53 @@
 //! records. Every change is one write transaction, validated before it writes and committed
 //! (and synced: no `NO_SYNC`) before the caller acknowledges anything.
 //!
-//! # Schema (version 1)
+//! # Schema (version 2)
 //!
 //! ```text
 //! env (STATE_DIR/db/)
 //! ├── meta        Str                      → bytes
-//! │   ├── "schema_version"                 → u32 BE          layout version (1)
+//! │   ├── "schema_version"                 → u32 BE          layout version (2)
 //! │   └── "next_node_id"                   → u64 BE          never reused; starts at 16
 //! ├── nodes       u64 BE node id           → JSON Node       {parent, name, kind, created_at, updated_at}
 //! │                                                          1 root, 2 images/, 3 containers/, 4 tasks/,
-//! │                                                          5 logs/, 6 wait/; a task is a node under tasks/
+//! │                                                          5 logs/, 6 wait/, 7 content/, 8 content/sha256/,
+//! │                                                          9 content/sha512/, 10 snapshots/
 //! ├── dirents     u64 BE parent ‖ name     → u64 BE child    lookup: one point read per component
 //! ├── children    u64 BE parent ‖ u64 BE child → kind u8 ‖ name
 //! │                                                          readdir: creation order, cookie = child id
 //! ├── images      u64 BE node id           → JSON Image      only for image directories with a target
 //! ├── containers  u64 BE node id           → JSON Container
-//! └── tasks       u64 BE node id           → JSON Task       node under tasks/, named by its container id
+//! ├── tasks       u64 BE node id           → JSON Task       node under tasks/, named by its container id
+//! ├── blobs       u64 BE node id           → JSON Blob       node under content/<alg>/, named by the hex digest;
+//! │                                                          {digest, size, state, children, labels, lease_until}
+//! └── snapshots   u64 BE node id           → JSON Snapshot   node under snapshots/, named by the key;
+//!                                                            {key, kind, parent key, snapshotter, labels, usage}
 //! ```
 //!
 //! An image name `a/b/c` is the chain of `ImageDir` nodes `images/ → a → b → c`; prefix
 //! directories are nodes without an `images` record. `nodes`, `dirents` and `children`
 //! always change together, in the same transaction as the record they index. A container
-//! with a task is in use: the task node `tasks/<id>` is found by a point read.
+//! with a task is in use: the task node `tasks/<id>` is found by a point read. A blob is
+//! found by digest and a snapshot by key with one `dirents` read each. The bytes of a blob
+//! live in `STATE_DIR/content/blobs/<alg>/<hex>` and a snapshot's files in
+//! `STATE_DIR/snapshots/<node id>/`: a file or directory without a record is debris of a
+//! crash, removed at start-up.
+//!
+//! Migrations: 1 → 2 adds `blobs`, `snapshots` and the fixed nodes 7–10.
 
+mod blobs;
 mod containers;
 mod error;
+mod gc;
+#[cfg(test)]
+mod gc_tests;
 mod tasks;
 mod images;
 mod labels;
 mod migrate;
 mod nodes;
 pub mod schema;
+mod snapshots;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -43,9 +59,10 @@ use std::path::Path;
 use heed::types::{Bytes, SerdeJson, Str, U64};
 use heed::{byteorder::BigEndian, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 
-use crate::model::{Container, Image, Task};
+use crate::model::{Blob, Container, Image, Snapshot, Task};
 
 pub use error::{Result, StoreError};
+pub use gc::{Collected, Referrer, Target};
 pub use images::resolve_image_dir;
 pub use nodes::{Node, NodeId, NodeKind};
 
@@ -67,6 +84,10 @@ pub struct Dbs {
     containers: Database<U64<BigEndian>, SerdeJson<Container>>,
     /// Task node id → task record.
     tasks: Database<U64<BigEndian>, SerdeJson<Task>>,
+    /// Blob node id → blob record.
+    blobs: Database<U64<BigEndian>, SerdeJson<Blob>>,
+    /// Snapshot node id → snapshot record.
+    snapshots: Database<U64<BigEndian>, SerdeJson<Snapshot>>,
 }
 
 /// An open store.
@@ -101,6 +122,8 @@ impl Store {
             images: env.create_database(&mut wtxn, Some(schema::DB_IMAGES))?,
             containers: env.create_database(&mut wtxn, Some(schema::DB_CONTAINERS))?,
             tasks: env.create_database(&mut wtxn, Some(schema::DB_TASKS))?,
+            blobs: env.create_database(&mut wtxn, Some(schema::DB_BLOBS))?,
+            snapshots: env.create_database(&mut wtxn, Some(schema::DB_SNAPSHOTS))?,
         };
         match read_u32(&dbs, &wtxn, schema::META_SCHEMA_VERSION)? {
             None => nodes::initialize(&dbs, &mut wtxn)?,
@@ -196,6 +219,41 @@ pub trait StoreRead: Access {
         Ok(self.dbs().tasks.get(self.ro(), &id.0)?)
     }
 
+    /// The blob record of a blob node.
+    fn blob(&self, id: NodeId) -> Result<Option<Blob>> {
+        Ok(self.dbs().blobs.get(self.ro(), &id.0)?)
+    }
+
+    /// The blob with this digest (`algorithm:hex`), if it has a record.
+    fn blob_by_digest(&self, digest: &str) -> Result<Option<(NodeId, Blob)>> {
+        blobs::by_digest(self, digest)
+    }
+
+    /// The snapshot record of a snapshot node.
+    fn snapshot(&self, id: NodeId) -> Result<Option<Snapshot>> {
+        Ok(self.dbs().snapshots.get(self.ro(), &id.0)?)
+    }
+
+    /// The snapshot with this key.
+    fn snapshot_by_key(&self, key: &str) -> Result<Option<(NodeId, Snapshot)>> {
+        snapshots::by_key(self, key)
+    }
+
+    /// Every snapshot and every blob node id, for the start-up sweep of files without
+    /// records.
+    fn record_ids(&self) -> Result<(Vec<(NodeId, Blob)>, Vec<(NodeId, Snapshot)>)> {
+        let blobs = self.dbs().blobs.iter(self.ro())?.map(|r| r.map(|(id, b)| (NodeId(id), b))).collect::<Result<_, _>>()?;
+        let snaps =
+            self.dbs().snapshots.iter(self.ro())?.map(|r| r.map(|(id, s)| (NodeId(id), s))).collect::<Result<_, _>>()?;
+        Ok((blobs, snaps))
+    }
+
+    /// What references the blob `digest` or the snapshot `key` (for the `references`
+    /// views and for refusing removals).
+    fn referrers(&self, target: gc::Target<'_>) -> Result<Vec<Referrer>> {
+        gc::referrers(self, target)
+    }
+
     /// Every task, in creation order (for reconciliation at start-up).
     fn tasks(&self) -> Result<Vec<(NodeId, Task)>> {
         let mut ids = Vec::new();
@@ -281,8 +339,37 @@ mod tests {
              node 3 parent=1 name=\"containers\" kind=ContainersDir\n\
              node 4 parent=1 name=\"tasks\" kind=TasksDir\n\
              node 5 parent=1 name=\"logs\" kind=LogsDir\n\
-             node 6 parent=1 name=\"wait\" kind=WaitDir\n"
+             node 6 parent=1 name=\"wait\" kind=WaitDir\n\
+             node 7 parent=1 name=\"content\" kind=ContentDir\n\
+             node 8 parent=7 name=\"sha256\" kind=DigestDir\n\
+             node 9 parent=7 name=\"sha512\" kind=DigestDir\n\
+             node 10 parent=1 name=\"snapshots\" kind=SnapshotsDir\n"
         );
+    }
+
+    #[test]
+    fn a_schema_1_database_is_migrated_to_2_and_keeps_its_records() {
+        let (dir, store) = temp_store();
+        store.write(|w| w.create_container("web").map(|_| ())).unwrap();
+        let expected = dump(&store);
+        // Turn it back into what schema 1 wrote: no content/ or snapshots/ nodes, version 1.
+        store
+            .write(|w| -> Result<()> {
+                for id in [schema::CONTENT_SHA256, schema::CONTENT_SHA512, schema::CONTENT, schema::SNAPSHOTS] {
+                    let node = w.node(id)?.unwrap();
+                    w.dbs.nodes.delete(&mut w.txn, &id.0)?;
+                    w.dbs.dirents.delete(&mut w.txn, &schema::dirent_key(node.parent, &node.name))?;
+                    w.dbs.children.delete(&mut w.txn, &schema::child_key(node.parent, id))?;
+                }
+                w.dbs.meta.put(&mut w.txn, schema::META_SCHEMA_VERSION, &1u32.to_be_bytes())?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(!dump(&store).contains("content"));
+        drop(store);
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(dump(&store), expected);
     }
 
     #[test]

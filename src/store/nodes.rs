@@ -34,6 +34,16 @@ pub enum NodeKind {
     WaitDir,
     /// A task: the file `tasks/<id>` (and its views `logs/<id>/`, `wait/<id>`).
     Task,
+    /// `content/`.
+    ContentDir,
+    /// `content/<algorithm>/`.
+    DigestDir,
+    /// A blob: the file `content/<algorithm>/<hex>`.
+    Blob,
+    /// `snapshots/`.
+    SnapshotsDir,
+    /// A snapshot directory `snapshots/<key>/`.
+    Snapshot,
 }
 
 impl NodeKind {
@@ -48,6 +58,11 @@ impl NodeKind {
             NodeKind::LogsDir => 6,
             NodeKind::WaitDir => 7,
             NodeKind::Task => 8,
+            NodeKind::ContentDir => 9,
+            NodeKind::DigestDir => 10,
+            NodeKind::Blob => 11,
+            NodeKind::SnapshotsDir => 12,
+            NodeKind::Snapshot => 13,
         }
     }
 
@@ -62,6 +77,11 @@ impl NodeKind {
             6 => NodeKind::LogsDir,
             7 => NodeKind::WaitDir,
             8 => NodeKind::Task,
+            9 => NodeKind::ContentDir,
+            10 => NodeKind::DigestDir,
+            11 => NodeKind::Blob,
+            12 => NodeKind::SnapshotsDir,
+            13 => NodeKind::Snapshot,
             _ => return None,
         })
     }
@@ -132,9 +152,24 @@ pub(super) fn initialize(dbs: &Dbs, wtxn: &mut RwTxn) -> Result<()> {
         let node = Node { id, parent: schema::ROOT, name: name.into(), kind, created_at: now, updated_at: now };
         link(dbs, wtxn, &node)?;
     }
+    link_v2_fixed_nodes(dbs, wtxn, now)?;
     dbs.meta.put(wtxn, schema::META_SCHEMA_VERSION, &schema::SCHEMA_VERSION.to_be_bytes())?;
     dbs.meta.put(wtxn, schema::META_NEXT_NODE_ID, &schema::FIRST_DYNAMIC_NODE.0.to_be_bytes())?;
     debug_assert_eq!(read_u32(dbs, wtxn, schema::META_SCHEMA_VERSION)?, Some(schema::SCHEMA_VERSION));
+    Ok(())
+}
+
+/// The fixed directories schema 2 added: `content/{sha256,sha512}/` and `snapshots/`.
+pub(super) fn link_v2_fixed_nodes(dbs: &Dbs, wtxn: &mut RwTxn, now: Timestamp) -> Result<()> {
+    for (id, parent, name, kind) in [
+        (schema::CONTENT, schema::ROOT, "content", NodeKind::ContentDir),
+        (schema::CONTENT_SHA256, schema::CONTENT, "sha256", NodeKind::DigestDir),
+        (schema::CONTENT_SHA512, schema::CONTENT, "sha512", NodeKind::DigestDir),
+        (schema::SNAPSHOTS, schema::ROOT, "snapshots", NodeKind::SnapshotsDir),
+    ] {
+        let node = Node { id, parent, name: name.into(), kind, created_at: now, updated_at: now };
+        link(dbs, wtxn, &node)?;
+    }
     Ok(())
 }
 
@@ -201,12 +236,34 @@ impl Writer<'_> {
         Ok(NodeId(next))
     }
 
+    /// Hands out a node id for an object whose host files must exist before its record
+    /// (a snapshot's directory is named by its id). An id reserved and never used is
+    /// simply skipped.
+    pub fn reserve_node_id(&mut self) -> Result<NodeId> {
+        self.allocate_node_id()
+    }
+
     /// Creates `parent/name`, refusing a taken name, and touches the parent.
     pub(super) fn insert_node(&mut self, parent: NodeId, name: &str, kind: NodeKind, now: Timestamp) -> Result<Node> {
+        let id = self.allocate_node_id()?;
+        self.insert_node_with_id(id, parent, name, kind, now)
+    }
+
+    /// Creates `parent/name` under an id from [`Writer::reserve_node_id`].
+    pub(super) fn insert_node_with_id(
+        &mut self,
+        id: NodeId,
+        parent: NodeId,
+        name: &str,
+        kind: NodeKind,
+        now: Timestamp,
+    ) -> Result<Node> {
         if self.lookup(parent, name)?.is_some() {
             return Err(StoreError::AlreadyExists { kind: kind_label(kind), key: name.into() });
         }
-        let id = self.allocate_node_id()?;
+        if self.node(id)?.is_some() {
+            return Err(StoreError::Corrupt(format!("node id {} is taken", id.0)));
+        }
         let node = Node { id, parent, name: name.into(), kind, created_at: now, updated_at: now };
         link(self.dbs, &mut self.txn, &node)?;
         self.touch_node(parent, now)?;
@@ -243,6 +300,8 @@ pub(super) fn kind_label(kind: NodeKind) -> &'static str {
         NodeKind::ImageDir | NodeKind::ImagesDir => "image",
         NodeKind::Container | NodeKind::ContainersDir => "container",
         NodeKind::TasksDir | NodeKind::Task | NodeKind::LogsDir | NodeKind::WaitDir => "task",
+        NodeKind::ContentDir | NodeKind::DigestDir | NodeKind::Blob => "blob",
+        NodeKind::SnapshotsDir | NodeKind::Snapshot => "snapshot",
         NodeKind::Root => "directory",
     }
 }

@@ -4,7 +4,7 @@ use super::NodeId;
 
 /// The layout version written in `meta`. Bump it, redraw the tree in `store/mod.rs` and add
 /// a step to `migrate.rs` whenever the layout changes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `meta` key holding the schema version (u32, big-endian).
 pub const META_SCHEMA_VERSION: &str = "schema_version";
@@ -25,6 +25,10 @@ pub const DB_IMAGES: &str = "images";
 pub const DB_CONTAINERS: &str = "containers";
 /// Task records.
 pub const DB_TASKS: &str = "tasks";
+/// Blob records (schema 2).
+pub const DB_BLOBS: &str = "blobs";
+/// Snapshot records (schema 2).
+pub const DB_SNAPSHOTS: &str = "snapshots";
 
 /// The root directory.
 pub const ROOT: NodeId = NodeId(1);
@@ -38,6 +42,14 @@ pub const TASKS: NodeId = NodeId(4);
 pub const LOGS: NodeId = NodeId(5);
 /// `wait/` (one file per task, mirroring `tasks/`).
 pub const WAIT: NodeId = NodeId(6);
+/// `content/` (schema 2).
+pub const CONTENT: NodeId = NodeId(7);
+/// `content/sha256/` (schema 2).
+pub const CONTENT_SHA256: NodeId = NodeId(8);
+/// `content/sha512/` (schema 2).
+pub const CONTENT_SHA512: NodeId = NodeId(9);
+/// `snapshots/` (schema 2).
+pub const SNAPSHOTS: NodeId = NodeId(10);
 /// The first id handed to a created object; everything below is reserved.
 pub const FIRST_DYNAMIC_NODE: NodeId = NodeId(16);
 

@@ -43,6 +43,13 @@ fn rootfs() -> &'static Path {
 
 /// The spec `runc spec` makes, with `args` and this binary's root filesystem.
 fn spec(args: &[&str]) -> Value {
+    let mut spec = runc_spec(args);
+    spec["root"] = json!({"path": rootfs(), "readonly": true});
+    spec
+}
+
+/// The spec `runc spec` makes, with `args`, no terminal, and its own `root`.
+pub(crate) fn runc_spec(args: &[&str]) -> Value {
     static TEMPLATE: OnceLock<Value> = OnceLock::new();
     let template = TEMPLATE.get_or_init(|| {
         let dir = tempfile::tempdir().expect("spec dir");
@@ -53,13 +60,12 @@ fn spec(args: &[&str]) -> Value {
     let mut spec = template.clone();
     spec["process"]["terminal"] = json!(false);
     spec["process"]["args"] = json!(args);
-    spec["root"] = json!({"path": rootfs(), "readonly": true});
     spec
 }
 
 /// A mount whose tasks are all removed (killed if running) before it is unmounted, so
 /// no container outlives its test.
-struct Tasks {
+pub(crate) struct Tasks {
     fx: MountFixture,
 }
 
@@ -85,39 +91,49 @@ impl Drop for Tasks {
 }
 
 impl Tasks {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Tasks { fx: MountFixture::new() }
     }
 
+    /// Wraps a fixture mounted with other options.
+    pub(crate) fn with(fx: MountFixture) -> Self {
+        Tasks { fx }
+    }
+
+    /// The fixture, for restarts.
+    pub(crate) fn fixture(&mut self) -> &mut MountFixture {
+        &mut self.fx
+    }
+
     /// A container `id` whose process runs `script` with busybox sh.
-    fn container(&self, id: &str, script: &str) {
+    pub(crate) fn container(&self, id: &str, script: &str) {
         fs::create_dir(self.path(&format!("containers/{id}"))).expect("mkdir container");
         self.set_spec(id, &spec(&["/bin/sh", "-c", script]));
     }
 
-    fn set_spec(&self, id: &str, spec: &Value) {
+    pub(crate) fn set_spec(&self, id: &str, spec: &Value) {
         put(&self.path(&format!("containers/{id}/spec")), serde_json::to_vec(spec).unwrap());
     }
 
-    fn start(&self, id: &str) {
+    pub(crate) fn start(&self, id: &str) {
         fs::File::create(self.path(&format!("tasks/{id}")))
             .unwrap_or_else(|e| panic!("start task {id}: {e}; log:\n{}", self.log()));
     }
 
-    fn status(&self, id: &str) -> Value {
+    pub(crate) fn status(&self, id: &str) -> Value {
         read_json(&self.path(&format!("tasks/{id}")))
     }
 
-    fn control(&self, id: &str, word: &str) -> std::io::Result<()> {
+    pub(crate) fn control(&self, id: &str, word: &str) -> std::io::Result<()> {
         fs::write(self.path(&format!("tasks/{id}")), format!("{word}\n"))
     }
 
-    fn wait_status(&self, id: &str, status: &str) {
+    pub(crate) fn wait_status(&self, id: &str, status: &str) {
         wait_until(TASK_DEADLINE, &format!("task {id} to be {status}"), || self.status(id)["status"] == status);
     }
 
     /// `cat wait/<id>`, which blocks until the task exited.
-    fn wait(&self, id: &str) -> String {
+    pub(crate) fn wait(&self, id: &str) -> String {
         self.sh_ok(&format!("cat wait/{id}"))
     }
 }

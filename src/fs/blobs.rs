@@ -1,0 +1,154 @@
+//! `content/<alg>/<hex>`: blobs written and read as files.
+//!
+//! A writer's bytes stream into an ingest file of the content store (never into memory);
+//! at close they are hashed against the file's name and stored, or refused with nothing
+//! kept. A blob that exists can be written again (`cp` over it): the bytes must match, and
+//! nothing changes. Readers read the blob file directly.
+
+use crate::content::Ingest;
+use crate::model::oci::{sniff_children, MAX_DOCUMENT_BYTES};
+use crate::model::{Blob, BlobState, Timestamp};
+use crate::store::{NodeId, StoreError, StoreRead};
+
+use super::content::Loaded;
+use super::errno::FsError;
+use super::{FsCore, Result};
+
+/// A blob opened for writing.
+#[derive(Debug)]
+pub(super) struct BlobWriter {
+    /// `None` once judged (committed or refused).
+    ingest: Option<Ingest>,
+    /// Whether this writer created the blob's record (so a refusal removes it).
+    fresh: bool,
+}
+
+/// When a writer is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Judge {
+    /// At a `close()`: an empty ingest waits (a shell's `>` closes once before writing).
+    Flush,
+    /// At the last release: always.
+    Release,
+}
+
+impl FsCore {
+    /// `create` of `content/<alg>/<hex>`: records an ingesting blob and opens its writer.
+    pub(super) fn create_blob(&self, dir: NodeId, hex: &str) -> Result<(Loaded, BlobWriter)> {
+        let res = self.resources.as_deref().ok_or(FsError::NoResources)?;
+        let (node, blob) = self.store.write(|w| w.begin_blob(dir, hex))?;
+        match res.content.begin(&blob.digest) {
+            Ok(ingest) => {
+                let loaded = Loaded { node, object: super::content::Object::Blob(Box::new(blob)) };
+                Ok((loaded, BlobWriter { ingest: Some(ingest), fresh: true }))
+            }
+            Err(e) => {
+                self.store.write(|w| w.discard_blob(node.id))?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// `open` of a blob for reading: its file.
+    pub(super) fn open_blob_for_reading(&self, blob: &Blob) -> Result<std::fs::File> {
+        let res = self.resources.as_deref().ok_or(FsError::NoResources)?;
+        if blob.state == BlobState::Ingesting {
+            return Err(StoreError::InUse { what: format!("blob {}", blob.digest), by: "its writer".into() }.into());
+        }
+        Ok(res.content.open_blob(&blob.digest)?)
+    }
+
+    /// `open` of a blob for writing: a new ingest that must match the blob's digest.
+    pub(super) fn open_blob_for_writing(&self, blob: &Blob) -> Result<BlobWriter> {
+        let res = self.resources.as_deref().ok_or(FsError::NoResources)?;
+        if blob.state == BlobState::Ingesting {
+            return Err(StoreError::InUse { what: format!("blob {}", blob.digest), by: "another writer".into() }.into());
+        }
+        Ok(BlobWriter { ingest: Some(res.content.begin(&blob.digest)?), fresh: false })
+    }
+
+    /// `write` to a blob.
+    pub(super) fn write_blob(&self, writer: &mut BlobWriter, offset: u64, data: &[u8]) -> Result<usize> {
+        let ingest = writer.ingest.as_mut().ok_or(FsError::BadHandle)?;
+        ingest.write_at(offset, data)?;
+        Ok(data.len())
+    }
+
+    /// `ftruncate` of a blob being written.
+    pub(super) fn truncate_blob(&self, writer: &mut BlobWriter, size: u64) -> Result<u64> {
+        let ingest = writer.ingest.as_mut().ok_or(FsError::BadHandle)?;
+        ingest.set_len(size)?;
+        Ok(size)
+    }
+
+    /// Judges a writer: the bytes match the digest and are stored, or nothing is kept.
+    pub(super) fn judge_blob(&self, node: NodeId, writer: &mut BlobWriter, when: Judge) -> Result<()> {
+        let res = self.resources.as_deref().ok_or(FsError::NoResources)?;
+        let Some(ingest) = writer.ingest.as_ref() else { return Ok(()) };
+        if when == Judge::Flush && ingest.is_empty() {
+            return Ok(());
+        }
+        let ingest = writer.ingest.take().expect("checked above");
+        let digest = ingest.digest().to_owned();
+        let size = match res.content.commit(ingest) {
+            Ok(size) => size,
+            Err(e) => {
+                if writer.fresh {
+                    self.store.write(|w| w.discard_blob(node))?;
+                }
+                return Err(e.into());
+            }
+        };
+        if !writer.fresh {
+            return Ok(());
+        }
+        let children = if size <= MAX_DOCUMENT_BYTES {
+            res.content.read_small(&digest, MAX_DOCUMENT_BYTES).map(|b| sniff_children(&b)).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let lease_nanos = u64::try_from(res.lease.as_nanos()).unwrap_or(u64::MAX);
+        let lease_until = Timestamp::from_nanos(Timestamp::now().as_nanos().saturating_add(lease_nanos));
+        self.store.write(|w| w.commit_blob(node, size, children, Some(lease_until)))?;
+        log::info!("blob {digest} stored ({size} bytes)");
+        Ok(())
+    }
+
+    /// An image's new target, checked against its blob when the blob is here: an index or
+    /// manifest must parse as one, and the size must be the blob's. (A target written
+    /// before its blobs are copied is accepted; unpacking checks it again.)
+    pub(super) fn check_target(&self, target: &crate::model::Descriptor) -> Result<()> {
+        let Some(res) = self.resources.as_deref() else { return Ok(()) };
+        let Some((_, blob)) = self.store.read()?.blob_by_digest(&target.digest)? else { return Ok(()) };
+        if blob.state != BlobState::Committed {
+            return Ok(());
+        }
+        let invalid = |reason: String| FsError::from(crate::model::ValidationError::InvalidImage { reason });
+        if u64::try_from(target.size).ok() != Some(blob.size) {
+            return Err(invalid(format!("target size is {}, but blob {} has {} bytes", target.size, blob.digest, blob.size)));
+        }
+        if crate::model::oci::is_document_media_type(&target.media_type) {
+            let bytes = res.content.read_small(&target.digest, MAX_DOCUMENT_BYTES)?;
+            crate::model::oci::Document::parse(&target.media_type, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// `rm content/<alg>/<hex>`.
+    pub(super) fn delete_blob(&self, dir: NodeId, hex: &str) -> Result<()> {
+        let res = self.resources.as_deref().ok_or(FsError::NoResources)?;
+        let (_, blob) = self.store.write(|w| w.delete_blob(dir, hex))?;
+        res.content.remove(&blob.digest)?;
+        log::info!("blob {} deleted", blob.digest);
+        Ok(())
+    }
+
+    /// `rmdir snapshots/<key>`: a snapshot nothing references.
+    pub(super) fn delete_snapshot(&self, key: &str) -> Result<crate::store::Node> {
+        let res = self.resources.as_deref().ok_or(FsError::NoResources)?;
+        let (node, _) = self.store.write(|w| w.delete_snapshot(key))?;
+        res.snapshots.remove(node.id.0)?;
+        log::info!("snapshot {key} deleted");
+        Ok(node)
+    }
+}

@@ -1,0 +1,131 @@
+//! The host-side resources the filesystem composes with the store: the blob files, the
+//! snapshot directories, and the bookkeeping that keeps a collection from taking what an
+//! unpack is still building.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::content::ContentStore;
+use crate::snapshot::{Driver, Snapshotter};
+
+use super::Result;
+
+/// Where and how blobs and snapshots are kept.
+#[derive(Debug, Clone)]
+pub struct ResourceConfig {
+    /// `STATE_DIR/content`.
+    pub content_dir: PathBuf,
+    /// `STATE_DIR/snapshots`.
+    pub snapshots_dir: PathBuf,
+    /// `STATE_DIR/rootfs`: where a task's snapshot is mounted while it exists.
+    pub rootfs_dir: PathBuf,
+    /// The snapshotter, or `None` to use overlayfs where it mounts.
+    pub driver: Option<Driver>,
+    /// How long a blob nothing references is kept (containerd's ingest lease).
+    pub lease: Duration,
+}
+
+impl ResourceConfig {
+    /// The usual layout under one state directory.
+    pub fn under(state_dir: &Path, driver: Option<Driver>, lease: Duration) -> ResourceConfig {
+        ResourceConfig {
+            content_dir: state_dir.join("content"),
+            snapshots_dir: state_dir.join("snapshots"),
+            rootfs_dir: state_dir.join("rootfs"),
+            driver,
+            lease,
+        }
+    }
+}
+
+/// The open resources.
+pub struct Resources {
+    pub(super) content: ContentStore,
+    pub(super) snapshots: Snapshotter,
+    pub(super) rootfs_dir: PathBuf,
+    pub(super) lease: Duration,
+    /// Snapshot keys being unpacked or prepared, with how many operations hold each.
+    /// A collection holds this lock for its whole transaction, so a key registered here
+    /// before its record is committed is never collected.
+    in_flight: Mutex<HashMap<String, usize>>,
+    /// One lock per chain ID being unpacked, so an image's layers are unpacked once even
+    /// when several containers of it start at the same moment.
+    unpacking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl Resources {
+    /// Opens the content store and the snapshotter.
+    pub fn open(config: &ResourceConfig) -> Result<Resources> {
+        let content = ContentStore::open(&config.content_dir)?;
+        let snapshots = Snapshotter::open(&config.snapshots_dir, config.driver)?;
+        std::fs::create_dir_all(&config.rootfs_dir)
+            .map_err(|e| super::FsError::Host(format!("create {}: {e}", config.rootfs_dir.display())))?;
+        Ok(Resources {
+            content,
+            snapshots,
+            rootfs_dir: config.rootfs_dir.clone(),
+            lease: config.lease,
+            in_flight: Mutex::default(),
+            unpacking: Mutex::default(),
+        })
+    }
+
+    /// The snapshotter's name (`overlayfs` or `native`).
+    pub fn snapshotter_name(&self) -> &'static str {
+        self.snapshots.driver().name()
+    }
+
+    /// Protects `keys` from collection until the guard drops.
+    pub(super) fn hold(&self, keys: &[String]) -> InFlight<'_> {
+        let mut held = lock(&self.in_flight);
+        for key in keys {
+            *held.entry(key.clone()).or_insert(0) += 1;
+        }
+        InFlight { resources: self, keys: keys.to_vec() }
+    }
+
+    /// Runs `collect` with the set of in-flight keys, holding the lock throughout.
+    pub(super) fn with_in_flight<T>(&self, collect: impl FnOnce(&HashSet<String>) -> T) -> T {
+        let held = lock(&self.in_flight);
+        let keys: HashSet<String> = held.keys().cloned().collect();
+        collect(&keys)
+    }
+
+    /// The lock that serializes unpacking of one chain ID.
+    pub(super) fn unpack_lock(&self, chain_id: &str) -> Arc<Mutex<()>> {
+        let mut locks = lock(&self.unpacking);
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(chain_id.to_owned()).or_default().clone()
+    }
+
+    /// Where task `id`'s root filesystem is mounted.
+    pub(super) fn rootfs_of(&self, id: &str) -> PathBuf {
+        self.rootfs_dir.join(id)
+    }
+}
+
+/// Keys protected from collection; released on drop.
+pub(super) struct InFlight<'a> {
+    resources: &'a Resources,
+    keys: Vec<String>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut held = lock(&self.resources.in_flight);
+        for key in &self.keys {
+            if let Some(count) = held.get_mut(key) {
+                *count -= 1;
+                if *count == 0 {
+                    held.remove(key);
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

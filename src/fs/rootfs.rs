@@ -1,0 +1,337 @@
+//! A container's root filesystem from its image.
+//!
+//! Resolve the image's target to this platform's manifest, unpack each layer not yet
+//! unpacked into a committed snapshot named by its chain ID (once, shared by every
+//! container of every image with the same lower layers), prepare the container's active
+//! snapshot on top, and mount it while the container's task exists. No store transaction
+//! is held while layers are unpacked: records are written one short transaction per layer,
+//! and the keys are held in flight so a collection cannot take them half-way.
+
+use std::io::{BufReader, Read, Seek};
+use std::path::PathBuf;
+
+use super::errno::FsError;
+use super::resources::{lock, Resources};
+use super::{FsCore, Result};
+use crate::model::oci::{chain_ids, Document, ImageConfig, Platform, MAX_DOCUMENT_BYTES};
+use crate::model::{
+    Container, ContainerField, Descriptor, Labels, Snapshot, SnapshotKind, Timestamp, LABEL_REF_SNAPSHOT,
+};
+use crate::snapshot::{mount_all, unmount, Compression, SnapshotError};
+use crate::store::{resolve_image_dir, NodeId, StoreError, StoreRead};
+
+/// An image resolved down to what unpacking needs.
+struct ResolvedImage {
+    name: String,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+    diff_ids: Vec<String>,
+    chain: Vec<String>,
+}
+
+/// Nested indexes deeper than this are refused (a loop of indexes would never end).
+const MAX_INDEX_DEPTH: usize = 4;
+
+impl FsCore {
+    fn resources(&self) -> Result<&Resources> {
+        self.resources.as_deref().ok_or(FsError::NoResources)
+    }
+
+    /// The container's `snapshot` field is being set to `key`: prepares the snapshot from
+    /// the container's image (when it has one) and records the field in the same
+    /// transaction as the snapshot. Without an image only the field is recorded; the task's
+    /// start prepares it once the image is known.
+    pub(super) fn set_container_snapshot(&self, node: NodeId, key: &str) -> Result<()> {
+        let container = self.container_record(node)?;
+        if self.store.read()?.lookup(crate::store::schema::TASKS, &container.id)?.is_some() && key != container.snapshot {
+            return Err(StoreError::InUse {
+                what: format!("container {}'s root filesystem", container.id),
+                by: format!("task {}", container.id),
+            }
+            .into());
+        }
+        if key.is_empty() || container.image.is_empty() || self.resources.is_none() {
+            self.store.write(|w| w.update_container(node, |c| c.set_field(ContainerField::Snapshot, key)))?;
+        } else {
+            self.prepare_active(node, &container, key)?;
+        }
+        if key != container.snapshot && !container.snapshot.is_empty() {
+            self.collect_after_delete();
+        }
+        Ok(())
+    }
+
+    /// Makes sure active snapshot `key` exists for `container` (unpacking its image as
+    /// needed) and that the container names it.
+    fn prepare_active(&self, node: NodeId, container: &Container, key: &str) -> Result<()> {
+        let res = self.resources()?;
+        self.check_key_free(&container.id, key)?;
+        let image = self.resolve_image(res, container)?;
+        let mut held_keys = image.chain.clone();
+        held_keys.push(key.to_owned());
+        let _held = res.hold(&held_keys);
+        let parents = self.unpack_layers(res, &image)?;
+        let snapshotter = res.snapshotter_name();
+        if self.store.read()?.snapshot_by_key(key)?.is_some() {
+            // Adopted: an active snapshot no other container names (checked above).
+            self.store.write(|w| w.update_container(node, |c| c.set_field(ContainerField::Snapshot, key)))?;
+            return Ok(());
+        }
+        let id = self.store.write(|w| w.reserve_node_id())?;
+        res.snapshots.prepare_active(id.0, &ids(&parents))?;
+        let now = Timestamp::now();
+        let snapshot = Snapshot {
+            key: key.to_owned(),
+            kind: SnapshotKind::Active,
+            parent: image.chain.last().cloned(),
+            snapshotter: snapshotter.to_owned(),
+            labels: Labels::new(),
+            usage: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let recorded = self.store.write(|w| -> Result<(), FsError> {
+            self.check_key_free_in(w, &container.id, key)?;
+            w.create_snapshot(id, &snapshot)?;
+            w.update_container(node, |c| c.set_field(ContainerField::Snapshot, key))?;
+            Ok(())
+        });
+        if let Err(e) = recorded {
+            if let Err(cleanup) = res.snapshots.remove(id.0) {
+                log::error!("snapshot {key}: not recorded ({e}), and its directory stays until start-up: {cleanup}");
+            }
+            return Err(e);
+        }
+        log::info!("container {}: active snapshot {key} prepared on image {}", container.id, image.name);
+        Ok(())
+    }
+
+    /// Refuses a key another container uses or a committed snapshot has.
+    fn check_key_free(&self, container_id: &str, key: &str) -> Result<()> {
+        self.check_key_free_in(&self.store.read()?, container_id, key)
+    }
+
+    fn check_key_free_in(&self, reader: &impl StoreRead, container_id: &str, key: &str) -> Result<()> {
+        let Some((_, snapshot)) = reader.snapshot_by_key(key)? else { return Ok(()) };
+        if snapshot.kind == SnapshotKind::Committed {
+            return Err(StoreError::AlreadyExists { kind: "committed snapshot", key: key.to_owned() }.into());
+        }
+        let users = reader.referrers(crate::store::Target::Snapshot(key))?;
+        let other = users.iter().find(|r| matches!(r, crate::store::Referrer::Container(id) if id != container_id));
+        match other {
+            Some(user) => Err(StoreError::InUse { what: format!("snapshot {key}"), by: user.to_string() }.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Walks the container's image down to one manifest for this platform and checks that
+    /// every blob it needs is present.
+    fn resolve_image(&self, res: &Resources, container: &Container) -> Result<ResolvedImage> {
+        let name = container.image.clone();
+        let no_image = || FsError::NoImage { container: container.id.clone(), image: name.clone() };
+        let target = {
+            let reader = self.store.read()?;
+            let dir = resolve_image_dir(&reader, &name)?.ok_or_else(no_image)?;
+            reader.image(dir.id)?.ok_or_else(no_image)?.target
+        };
+        let missing = |digest: &str, what: String| FsError::MissingBlob { digest: digest.to_owned(), what, image: name.clone() };
+        let read_document = |d: &Descriptor, what: &str| -> Result<Vec<u8>> {
+            res.content.read_small(&d.digest, MAX_DOCUMENT_BYTES).map_err(|e| match e {
+                e if e.is_not_found() => missing(&d.digest, what.to_owned()),
+                e => e.into(),
+            })
+        };
+        let mut descriptor = target;
+        for _ in 0..=MAX_INDEX_DEPTH {
+            let bytes = read_document(&descriptor, "manifest")?;
+            match Document::parse(&descriptor.media_type, &bytes)? {
+                Document::Index { manifests } => {
+                    let platform = Platform::host();
+                    descriptor = platform.choose(&manifests).cloned().ok_or_else(|| {
+                        crate::model::ValidationError::InvalidImage {
+                            reason: format!("image {name}: the index has no manifest for {platform}"),
+                        }
+                    })?;
+                }
+                Document::Manifest { config, layers } => {
+                    let config_bytes = read_document(&config, "config")?;
+                    let diff_ids = ImageConfig::parse(&config_bytes)?.diff_ids;
+                    if diff_ids.len() != layers.len() {
+                        return Err(crate::model::ValidationError::InvalidImage {
+                            reason: format!("image {name}: {} layers but {} diff_ids in the config", layers.len(), diff_ids.len()),
+                        }
+                        .into());
+                    }
+                    for (i, layer) in layers.iter().enumerate() {
+                        if !res.content.path(&layer.digest).exists() {
+                            return Err(missing(&layer.digest, format!("layer {i}")));
+                        }
+                    }
+                    let chain = chain_ids(&diff_ids);
+                    return Ok(ResolvedImage { name, config, layers, diff_ids, chain });
+                }
+            }
+        }
+        Err(crate::model::ValidationError::InvalidImage { reason: format!("image {name}: indexes nested too deep") }.into())
+    }
+
+    /// Unpacks the layers not yet unpacked; returns the chain's snapshot ids, top first,
+    /// and labels the config blob so the image pins the chain.
+    fn unpack_layers(&self, res: &Resources, image: &ResolvedImage) -> Result<Vec<NodeId>> {
+        let mut chain_nodes: Vec<NodeId> = Vec::with_capacity(image.chain.len());
+        for (index, key) in image.chain.iter().enumerate() {
+            let unpack_lock = res.unpack_lock(key);
+            let _unpacking = lock(&unpack_lock);
+            if let Some((id, _)) = self.store.read()?.snapshot_by_key(key)? {
+                chain_nodes.push(id);
+                continue;
+            }
+            let parents: Vec<NodeId> = chain_nodes.iter().rev().copied().collect();
+            let id = self.unpack_layer(res, image, index, &parents)?;
+            chain_nodes.push(id);
+        }
+        if let Some(top) = image.chain.last() {
+            let label = format!("{LABEL_REF_SNAPSHOT}{}", res.snapshotter_name());
+            self.store.write(|w| -> Result<(), FsError> {
+                if let Some((blob, record)) = w.blob_by_digest(&image.config.digest)? {
+                    if record.labels.get(&label) != Some(top.as_str()) {
+                        w.update_labels(blob, |l| l.set(&label, top))?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(chain_nodes.into_iter().rev().collect())
+    }
+
+    fn unpack_layer(&self, res: &Resources, image: &ResolvedImage, index: usize, parents: &[NodeId]) -> Result<NodeId> {
+        let layer = &image.layers[index];
+        let key = &image.chain[index];
+        let id = self.store.write(|w| w.reserve_node_id())?;
+        let unpacked = (|| -> Result<crate::model::Usage> {
+            let mut file = BufReader::with_capacity(1 << 20, res.content.open_blob(&layer.digest)?);
+            let compression = layer_compression(&layer.media_type, &mut file)?;
+            let applied = res.snapshots.unpack_layer(id.0, &ids(parents), file, compression)?;
+            if applied.diff_id != image.diff_ids[index] {
+                return Err(SnapshotError::Invalid(format!(
+                    "layer {index} ({}) unpacks to {}, but the image config says {}",
+                    layer.digest, applied.diff_id, image.diff_ids[index]
+                ))
+                .into());
+            }
+            Ok(res.snapshots.usage(id.0)?)
+        })();
+        let recorded = unpacked.and_then(|usage| {
+            let now = Timestamp::now();
+            let snapshot = Snapshot {
+                key: key.clone(),
+                kind: SnapshotKind::Committed,
+                parent: index.checked_sub(1).map(|i| image.chain[i].clone()),
+                snapshotter: res.snapshotter_name().to_owned(),
+                labels: Labels::new(),
+                usage: Some(usage),
+                created_at: now,
+                updated_at: now,
+            };
+            self.store.write(|w| w.create_snapshot(id, &snapshot)).map_err(FsError::from)
+        });
+        if let Err(e) = recorded {
+            if let Err(cleanup) = res.snapshots.remove(id.0) {
+                log::error!("snapshot {key}: unpack failed ({e}) and its directory stays until start-up: {cleanup}");
+            }
+            return Err(e);
+        }
+        log::info!("image {}: layer {index} unpacked as snapshot {key}", image.name);
+        Ok(id)
+    }
+
+    /// Mounts the root filesystem of task `id` when its container has a snapshot (preparing
+    /// it from the image if only the key was written); returns the mount point, or `None`
+    /// when the spec's own `root.path` is used.
+    pub(super) fn mount_rootfs(&self, id: &str) -> Result<Option<PathBuf>> {
+        let Some(res) = &self.resources else { return Ok(None) };
+        let (node, container) = {
+            let reader = self.store.read()?;
+            let node = reader.lookup(crate::store::schema::CONTAINERS, id)?.ok_or_else(|| FsError::NoContainer(id.into()))?;
+            (node.id, reader.container(node.id)?.ok_or_else(|| FsError::NoContainer(id.into()))?)
+        };
+        let key = container.snapshot.clone();
+        if key.is_empty() {
+            return Ok(None);
+        }
+        let existing = self.store.read()?.snapshot_by_key(&key)?;
+        if existing.is_none() {
+            if container.image.is_empty() {
+                return Ok(None);
+            }
+            self.prepare_active(node, &container, &key)?;
+        }
+        let reader = self.store.read()?;
+        let (snapshot_id, snapshot) = reader.snapshot_by_key(&key)?.ok_or_else(|| FsError::NotFound)?;
+        if snapshot.kind != SnapshotKind::Active {
+            return Err(crate::model::ValidationError::InvalidField {
+                field: "snapshot",
+                reason: format!("{key} is a committed snapshot; a task needs an active one"),
+            }
+            .into());
+        }
+        let parents = self.parent_chain(&reader, &snapshot)?;
+        drop(reader);
+        let mounts = res.snapshots.mounts(snapshot_id.0, &ids(&parents), true);
+        let target = res.rootfs_of(id);
+        unmount(&target)?;
+        std::fs::create_dir_all(&target).map_err(|e| FsError::Host(format!("create {}: {e}", target.display())))?;
+        mount_all(&mounts, &target)?;
+        Ok(Some(target))
+    }
+
+    /// Unmounts task `id`'s root filesystem, if it has one; failures are logged (the
+    /// start-up sweep retries).
+    pub(super) fn release_rootfs(&self, id: &str) {
+        let Some(res) = &self.resources else { return };
+        let target = res.rootfs_of(id);
+        if !target.exists() {
+            return;
+        }
+        let released = unmount(&target).map_err(FsError::from).and_then(|()| {
+            std::fs::remove_dir(&target).map_err(|e| FsError::Host(format!("remove {}: {e}", target.display())))
+        });
+        if let Err(e) = released {
+            log::error!("task {id}: root filesystem not released: {e}");
+        }
+    }
+
+    /// The node ids of a snapshot's parents, the parent first.
+    pub(super) fn parent_chain(&self, reader: &impl StoreRead, snapshot: &Snapshot) -> Result<Vec<NodeId>> {
+        let mut chain = Vec::new();
+        let mut next = snapshot.parent.clone();
+        while let Some(key) = next {
+            let (id, parent) = reader
+                .snapshot_by_key(&key)?
+                .ok_or_else(|| StoreError::Corrupt(format!("snapshot {} has a missing parent {key}", snapshot.key)))?;
+            chain.push(id);
+            next = parent.parent;
+        }
+        Ok(chain)
+    }
+
+    fn container_record(&self, node: NodeId) -> Result<Container> {
+        self.store.read()?.container(node)?.ok_or(FsError::NotFound)
+    }
+}
+
+/// How a layer blob is compressed: its media type says, and where it does not (Docker's
+/// and custom types), the first bytes do.
+fn layer_compression(media_type: &str, file: &mut BufReader<std::fs::File>) -> Result<Compression> {
+    if media_type.contains("zstd") {
+        return Err(SnapshotError::Invalid(format!("{media_type}: zstd layers are not supported")).into());
+    }
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic).map_err(|e| FsError::Host(format!("read layer: {e}")))?;
+    file.rewind().map_err(|e| FsError::Host(format!("rewind layer: {e}")))?;
+    Ok(Compression::sniff(&magic[..n]))
+}
+
+fn ids(nodes: &[NodeId]) -> Vec<u64> {
+    nodes.iter().map(|n| n.0).collect()
+}

@@ -1,0 +1,213 @@
+//! The snapshotter: one directory per snapshot, laid out for overlayfs or, where overlayfs
+//! cannot mount, as full copies (containerd's `native`).
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::apply::{apply_layer, Applied, ApplyOptions, Compression, Whiteouts};
+use super::copy::{copy_tree, remove_tree, tree_usage};
+use super::{mount, Result, SnapshotError};
+use crate::model::{Mount, Usage};
+
+/// How snapshots are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// Layers stacked by overlayfs; an active snapshot is an upper directory.
+    Overlay,
+    /// Each snapshot a full copy of its parent.
+    Native,
+}
+
+impl Driver {
+    /// containerd's name for it (what `containerd.io/gc.ref.snapshot.<name>` uses).
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Overlay => "overlayfs",
+            Driver::Native => "native",
+        }
+    }
+
+    /// Parses a name as the command line gives it.
+    pub fn from_name(name: &str) -> Option<Driver> {
+        match name {
+            "overlayfs" | "overlay" => Some(Driver::Overlay),
+            "native" => Some(Driver::Native),
+            _ => None,
+        }
+    }
+}
+
+/// The snapshots of one state directory.
+#[derive(Debug)]
+pub struct Snapshotter {
+    root: PathBuf,
+    driver: Driver,
+}
+
+impl Snapshotter {
+    /// Opens `root`, using `driver` or, when `None`, overlayfs if it mounts there and the
+    /// copying driver otherwise.
+    pub fn open(root: &Path, driver: Option<Driver>) -> Result<Snapshotter> {
+        fs::create_dir_all(root).map_err(|e| SnapshotError::io(format!("create {}", root.display()), e))?;
+        let driver = match driver {
+            Some(d) => d,
+            None if overlay_works(root) => Driver::Overlay,
+            None => {
+                log::warn!("overlayfs does not mount in {}; snapshots are full copies (native)", root.display());
+                Driver::Native
+            }
+        };
+        Ok(Snapshotter { root: root.to_owned(), driver })
+    }
+
+    /// The driver in use.
+    pub fn driver(&self) -> Driver {
+        self.driver
+    }
+
+    /// The directory of snapshot `id`.
+    pub fn dir(&self, id: u64) -> PathBuf {
+        self.root.join(id.to_string())
+    }
+
+    fn files(&self, id: u64) -> PathBuf {
+        self.dir(id).join("fs")
+    }
+
+    /// Unpacks one layer as snapshot `id` on top of `parents` (ids, the parent first).
+    /// Returns the layer's diff ID, which the caller checks against the image config.
+    pub fn unpack_layer(&self, id: u64, parents: &[u64], layer: impl Read, compression: Compression) -> Result<Applied> {
+        let files = self.fresh_dir(id)?;
+        let applied = match self.driver {
+            Driver::Overlay => {
+                let lowers: Vec<PathBuf> = parents.iter().map(|p| self.files(*p)).collect();
+                apply_layer(layer, compression, &files, &ApplyOptions { whiteouts: Whiteouts::Overlay, lowers: &lowers })
+            }
+            Driver::Native => {
+                if let Some(parent) = parents.first() {
+                    copy_tree(&self.files(*parent), &files)?;
+                }
+                apply_layer(layer, compression, &files, &ApplyOptions { whiteouts: Whiteouts::Delete, lowers: &[] })
+            }
+        }?;
+        sync_filesystem(&files)?;
+        Ok(applied)
+    }
+
+    /// Makes the writable directory of active snapshot `id` on top of `parents`.
+    pub fn prepare_active(&self, id: u64, parents: &[u64]) -> Result<()> {
+        let files = self.fresh_dir(id)?;
+        match self.driver {
+            Driver::Overlay => {
+                let work = self.dir(id).join("work");
+                fs::create_dir(&work).map_err(|e| SnapshotError::io(format!("create {}", work.display()), e))?;
+            }
+            Driver::Native => {
+                if let Some(parent) = parents.first() {
+                    copy_tree(&self.files(*parent), &files)?;
+                }
+            }
+        }
+        sync_filesystem(&files)
+    }
+
+    /// The mounts that show snapshot `id` (with `parents`, the parent first): writable
+    /// when `active`, a read-only view otherwise.
+    pub fn mounts(&self, id: u64, parents: &[u64], active: bool) -> Vec<Mount> {
+        let path = |id: u64| self.files(id).to_string_lossy().into_owned();
+        let bind = |id: u64, ro: bool| Mount {
+            kind: "bind".into(),
+            source: path(id),
+            options: vec![if ro { "ro" } else { "rw" }.into(), "rbind".into()],
+        };
+        match (self.driver, active, parents.is_empty()) {
+            (Driver::Native, _, _) | (Driver::Overlay, true, true) => vec![bind(id, !active)],
+            (Driver::Overlay, true, false) => {
+                let lower: Vec<String> = parents.iter().map(|p| path(*p)).collect();
+                vec![Mount {
+                    kind: "overlay".into(),
+                    source: "overlay".into(),
+                    options: vec![
+                        format!("workdir={}", self.dir(id).join("work").display()),
+                        format!("upperdir={}", path(id)),
+                        format!("lowerdir={}", lower.join(":")),
+                    ],
+                }]
+            }
+            (Driver::Overlay, false, true) => vec![bind(id, true)],
+            (Driver::Overlay, false, false) => {
+                let lower: Vec<String> = std::iter::once(id).chain(parents.iter().copied()).map(path).collect();
+                vec![Mount { kind: "overlay".into(), source: "overlay".into(), options: vec!["ro".into(), format!("lowerdir={}", lower.join(":"))] }]
+            }
+        }
+    }
+
+    /// What snapshot `id`'s own directory uses.
+    pub fn usage(&self, id: u64) -> Result<Usage> {
+        let usage = tree_usage(&self.files(id))?;
+        Ok(Usage { size: usage.size, inodes: usage.inodes })
+    }
+
+    /// Removes snapshot `id`'s directory; one already gone is not an error.
+    pub fn remove(&self, id: u64) -> Result<()> {
+        remove_tree(&self.dir(id))
+    }
+
+    /// The ids of every snapshot directory on disk, for the start-up sweep. Anything else
+    /// in the directory is not ours and is left alone.
+    pub fn ids_on_disk(&self) -> Result<Vec<u64>> {
+        let entries = fs::read_dir(&self.root).map_err(|e| SnapshotError::io(format!("list {}", self.root.display()), e))?;
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| SnapshotError::io(format!("list {}", self.root.display()), e))?;
+            if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// A new, empty `<id>/fs`; debris of an earlier attempt at the same id is removed.
+    fn fresh_dir(&self, id: u64) -> Result<PathBuf> {
+        let dir = self.dir(id);
+        remove_tree(&dir)?;
+        let files = self.files(id);
+        fs::create_dir_all(&files).map_err(|e| SnapshotError::io(format!("create {}", files.display()), e))?;
+        Ok(files)
+    }
+}
+
+/// Flushes everything written under `path` to disk, so a snapshot recorded after this
+/// survives a power cut as well as a crash (one `syncfs` instead of an fsync per file).
+fn sync_filesystem(path: &Path) -> Result<()> {
+    let dir = fs::File::open(path).map_err(|e| SnapshotError::io(format!("open {}", path.display()), e))?;
+    nix::unistd::syncfs(&dir).map_err(|e| SnapshotError::io(format!("syncfs {}", path.display()), e.into()))
+}
+
+/// Tries an overlay mount inside `root`, as containerd's overlay snapshotter checks
+/// support before use.
+fn overlay_works(root: &Path) -> bool {
+    let probe = root.join(".overlay-probe");
+    let _ = remove_tree(&probe);
+    let dirs = ["lower1", "lower2", "upper", "work", "merged"].map(|d| probe.join(d));
+    if dirs.iter().any(|d| fs::create_dir_all(d).is_err()) {
+        return false;
+    }
+    let m = Mount {
+        kind: "overlay".into(),
+        source: "overlay".into(),
+        options: vec![
+            format!("lowerdir={}:{}", dirs[0].display(), dirs[1].display()),
+            format!("upperdir={}", dirs[2].display()),
+            format!("workdir={}", dirs[3].display()),
+        ],
+    };
+    let works = mount::mount_all(&[m], &dirs[4]).is_ok();
+    if works {
+        let _ = mount::unmount(&dirs[4]);
+    }
+    let _ = remove_tree(&probe);
+    works
+}

@@ -1,0 +1,158 @@
+//! The collection rules, on real LMDB records: what each kind of reference keeps.
+
+use std::collections::HashSet;
+
+use super::testing::temp_store;
+use super::*;
+use crate::model::{ContainerField, Descriptor, Labels, Snapshot, SnapshotKind, Timestamp, LABEL_ROOT};
+
+fn hex(fill: char) -> String {
+    fill.to_string().repeat(64)
+}
+
+fn digest(fill: char) -> String {
+    format!("sha256:{}", hex(fill))
+}
+
+/// A committed blob with these children and no lease.
+fn blob(store: &Store, fill: char, children: &[char]) -> NodeId {
+    store
+        .write(|w| -> Result<NodeId> {
+            let (node, _) = w.begin_blob(schema::CONTENT_SHA256, &hex(fill))?;
+            w.commit_blob(node.id, 1, children.iter().map(|c| digest(*c)).collect(), None)?;
+            Ok(node.id)
+        })
+        .unwrap()
+}
+
+fn snapshot(store: &Store, key: &str, kind: SnapshotKind, parent: Option<&str>) {
+    let now = Timestamp::now();
+    let record = Snapshot {
+        key: key.into(),
+        kind,
+        parent: parent.map(str::to_owned),
+        snapshotter: "overlayfs".into(),
+        labels: Labels::new(),
+        usage: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.write(|w| { let id = w.reserve_node_id()?; w.create_snapshot(id, &record) }).unwrap();
+}
+
+fn image(store: &Store, name: &str, target: char) {
+    let descriptor = Descriptor::from_json(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(target), "size": 1
+    }))
+    .unwrap();
+    store.write(|w| { let dir = w.create_image_dir(schema::IMAGES, name)?; w.put_image_target(dir.id, descriptor) }).unwrap();
+}
+
+fn collect(store: &Store) -> Collected {
+    store.write(|w| w.collect_garbage(&HashSet::new(), Timestamp::now())).unwrap()
+}
+
+fn names(collected: &Collected) -> (Vec<String>, Vec<String>) {
+    (collected.blobs.iter().map(|(_, d)| d.clone()).collect(), collected.snapshots.iter().map(|(_, k)| k.clone()).collect())
+}
+
+#[test]
+fn an_image_keeps_what_its_target_reaches_and_a_container_its_snapshot_chain() {
+    let (_dir, store) = temp_store();
+    // index a → manifest b → config c, layer d; e is unreferenced.
+    for (fill, children) in [('a', &['b'][..]), ('b', &['c', 'd']), ('c', &[]), ('d', &[]), ('e', &[])] {
+        blob(&store, fill, children);
+    }
+    image(&store, "app", 'a');
+    snapshot(&store, "l1", SnapshotKind::Committed, None);
+    snapshot(&store, "l2", SnapshotKind::Committed, Some("l1"));
+    snapshot(&store, "web", SnapshotKind::Active, Some("l2"));
+    snapshot(&store, "stray", SnapshotKind::Active, Some("l1"));
+    store
+        .write(|w| {
+            let (node, _) = w.create_container("web")?;
+            w.update_container(node.id, |c| c.set_field(ContainerField::Snapshot, "web"))
+        })
+        .unwrap();
+    let (blobs, snapshots) = names(&collect(&store));
+    assert_eq!(blobs, vec![digest('e')]);
+    assert_eq!(snapshots, vec!["stray".to_owned()]);
+    assert!(collect(&store).is_empty(), "a second collection finds nothing");
+
+    // Deleting the container frees its snapshot and the chain below it.
+    store.write(|w| w.delete_container("web")).unwrap();
+    let (_, mut snapshots) = names(&collect(&store));
+    snapshots.sort();
+    assert_eq!(snapshots, vec!["l1".to_owned(), "l2".to_owned(), "web".to_owned()]);
+    // Deleting the image frees its content.
+    store.write(|w| w.delete_image_dir(schema::IMAGES, "app")).unwrap();
+    let (blobs, _) = names(&collect(&store));
+    assert_eq!(blobs, vec![digest('a'), digest('b'), digest('c'), digest('d')]);
+}
+
+#[test]
+fn labels_pin_content_and_snapshots_and_gc_root_keeps_a_record() {
+    let (_dir, store) = temp_store();
+    let config = blob(&store, 'c', &[]);
+    blob(&store, 'd', &[]);
+    let rooted = blob(&store, 'f', &[]);
+    snapshot(&store, "l1", SnapshotKind::Committed, None);
+    image(&store, "app", 'c');
+    store
+        .write(|w| -> Result<()> {
+            w.update_labels(config, |l| l.set("containerd.io/gc.ref.snapshot.overlayfs", "l1"))?;
+            w.update_labels(config, |l| l.set("containerd.io/gc.ref.content.l.0", &digest('d')))?;
+            w.update_labels(rooted, |l| l.set(LABEL_ROOT, "yes"))?;
+            Ok(())
+        })
+        .unwrap();
+    assert!(collect(&store).is_empty());
+    let reader = store.read().unwrap();
+    assert_eq!(reader.referrers(Target::Snapshot("l1")).unwrap(), vec![Referrer::Blob(digest('c'))]);
+    assert_eq!(reader.referrers(Target::Blob(&digest('c'))).unwrap(), vec![Referrer::Image("app".into())]);
+    assert_eq!(reader.referrers(Target::Blob(&digest('f'))).unwrap(), vec![Referrer::Root]);
+}
+
+#[test]
+fn a_lease_keeps_a_blob_until_it_expires_or_an_image_reaches_it() {
+    let (_dir, store) = temp_store();
+    let later = Timestamp::from_nanos(Timestamp::now().as_nanos() + 3_600_000_000_000);
+    for fill in ['a', 'b'] {
+        store
+            .write(|w| {
+                let (node, _) = w.begin_blob(schema::CONTENT_SHA256, &hex(fill))?;
+                w.commit_blob(node.id, 1, vec![], Some(later))
+            })
+            .unwrap();
+    }
+    assert!(collect(&store).is_empty(), "leased blobs stay");
+    image(&store, "app", 'a');
+    store.write(|w| w.delete_image_dir(schema::IMAGES, "app")).unwrap();
+    let (blobs, _) = names(&collect(&store));
+    assert_eq!(blobs, vec![digest('a')], "the image ended a's lease; b keeps its own");
+    let after = Timestamp::from_nanos(later.as_nanos() + 1);
+    let collected = store.write(|w| w.collect_garbage(&HashSet::new(), after)).unwrap();
+    assert_eq!(names(&collected).0, vec![digest('b')]);
+}
+
+#[test]
+fn removals_that_break_a_reference_are_refused_and_writers_and_in_flight_keys_are_kept() {
+    let (_dir, store) = temp_store();
+    blob(&store, 'a', &['b']);
+    blob(&store, 'b', &[]);
+    image(&store, "app", 'a');
+    let refused = store.write(|w| w.delete_blob(schema::CONTENT_SHA256, &hex('b')));
+    assert!(matches!(refused, Err(StoreError::InUse { ref by, .. }) if by == "images/app"), "{refused:?}");
+    snapshot(&store, "l1", SnapshotKind::Committed, None);
+    snapshot(&store, "web", SnapshotKind::Active, Some("l1"));
+    let refused = store.write(|w| w.delete_snapshot("l1"));
+    assert!(matches!(refused, Err(StoreError::InUse { .. })), "{refused:?}");
+    let (ingesting, _) = store.write(|w| w.begin_blob(schema::CONTENT_SHA256, &hex('e'))).unwrap();
+    let in_flight = HashSet::from(["web".to_owned()]);
+    let collected = store.write(|w| w.collect_garbage(&in_flight, Timestamp::now())).unwrap();
+    assert!(collected.is_empty(), "{collected:?}");
+    assert!(store.write(|w| w.discard_blob(ingesting.id)).unwrap().is_some());
+    store.write(|w| w.delete_snapshot("web")).unwrap();
+    let (_, snapshots) = names(&collect(&store));
+    assert_eq!(snapshots, vec!["l1".to_owned()]);
+}

@@ -1,0 +1,64 @@
+//! Snapshot records: create (after the snapshotter made the directory), update, delete.
+//! Each call validates first, then writes, inside the caller's one transaction.
+
+use super::nodes::{Node, NodeId, NodeKind};
+use super::{gc, schema, Result, StoreError, StoreRead, Writer};
+use crate::model::{validate_snapshot_key, Snapshot, SnapshotKind, Timestamp, ValidationError};
+
+impl Writer<'_> {
+    /// Records a snapshot under `snapshots/<key>` with the id its directory was made
+    /// under. Its parent must exist and be committed.
+    pub fn create_snapshot(&mut self, id: NodeId, snapshot: &Snapshot) -> Result<Node> {
+        validate_snapshot_key(&snapshot.key)?;
+        if let Some(parent) = &snapshot.parent {
+            match self.snapshot_by_key(parent)? {
+                Some((_, p)) if p.kind == SnapshotKind::Committed => {}
+                Some(_) => return Err(StoreError::NotPermitted(format!("parent snapshot {parent} is not committed"))),
+                None => return Err(StoreError::NotFound { kind: "snapshot", key: parent.clone() }),
+            }
+        }
+        let node = self.insert_node_with_id(id, schema::SNAPSHOTS, &snapshot.key, NodeKind::Snapshot, snapshot.created_at)?;
+        self.dbs.snapshots.put(&mut self.txn, &node.id.0, snapshot)?;
+        Ok(node)
+    }
+
+    /// Applies `change` to a snapshot and stamps `updated_at`.
+    pub fn update_snapshot(
+        &mut self,
+        node: NodeId,
+        change: impl FnOnce(&mut Snapshot) -> Result<(), ValidationError>,
+    ) -> Result<Snapshot> {
+        let mut snapshot = self
+            .snapshot(node)?
+            .ok_or_else(|| StoreError::NotFound { kind: "snapshot", key: format!("node {}", node.0) })?;
+        change(&mut snapshot)?;
+        snapshot.updated_at = Timestamp::now();
+        self.dbs.snapshots.put(&mut self.txn, &node.0, &snapshot)?;
+        Ok(snapshot)
+    }
+
+    /// `rmdir snapshots/<key>`: deletes a snapshot nothing pins.
+    pub fn delete_snapshot(&mut self, key: &str) -> Result<(Node, Snapshot)> {
+        let (id, snapshot) =
+            self.snapshot_by_key(key)?.ok_or_else(|| StoreError::NotFound { kind: "snapshot", key: key.into() })?;
+        if let Some(by) = gc::pinned_by(self, gc::Target::Snapshot(key))? {
+            return Err(StoreError::InUse { what: format!("snapshot {key}"), by });
+        }
+        let node = self.node(id)?.ok_or_else(|| StoreError::Corrupt(format!("snapshot {key} has no node")))?;
+        self.remove_snapshot(&node)?;
+        Ok((node, snapshot))
+    }
+
+    /// Removes a snapshot's node and record.
+    pub(super) fn remove_snapshot(&mut self, node: &Node) -> Result<()> {
+        self.remove_node(node, Timestamp::now())?;
+        self.dbs.snapshots.delete(&mut self.txn, &node.id.0)?;
+        Ok(())
+    }
+}
+
+/// The snapshot called `key`.
+pub(super) fn by_key(reader: &(impl StoreRead + ?Sized), key: &str) -> Result<Option<(NodeId, Snapshot)>> {
+    let Some(node) = reader.lookup(schema::SNAPSHOTS, key)? else { return Ok(None) };
+    Ok(reader.snapshot(node.id)?.map(|s| (node.id, s)))
+}

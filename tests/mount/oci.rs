@@ -1,0 +1,412 @@
+//! From an OCI image to running tasks through the mount alone: blobs in `content/`, an
+//! image made by copying a layout (and by `ctrfs import`), containers whose root
+//! filesystems are snapshots unpacked from it, and collection of everything once the
+//! containers and the image are gone. Also the crash cases: `kill -9` during an import
+//! and during a collection.
+//!
+//! The images are real OCI layouts built with umoci from a busybox root filesystem
+//! (`oci_fixture.rs`): layer 2 deletes and replaces files of layer 1.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::common::*;
+use crate::oci_fixture::{layout_blobs, layout_manifest_descriptor, layout_tar, opaque_layer_layout, two_layer_layout};
+use crate::tasks::{runc_spec, Tasks};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Copies every blob of `layout` into `content/sha256/` with `cp`, and writes the image.
+fn import_by_copying(fx: &MountFixture, layout: &Path, tag: &str, name: &str) {
+    let (code, _, err) = fx.sh(&format!("cp {}/blobs/sha256/* content/sha256/", layout.display()));
+    assert_eq!(code, 0, "cp of the blobs: {err}\n{}", fx.log());
+    fs::create_dir_all(fx.path(&format!("images/{name}"))).unwrap();
+    put(&fx.path(&format!("images/{name}/target")), layout_manifest_descriptor(layout, tag));
+}
+
+/// A container of `image` whose task runs `script`, with its snapshot key written.
+fn image_container(t: &Tasks, id: &str, image: &str, script: &str) {
+    fs::create_dir(t.path(&format!("containers/{id}"))).unwrap();
+    let script = script.replace("@ID@", id);
+    let mut spec = runc_spec(&["/bin/sh", "-c", &script]);
+    spec["root"] = json!({"path": "rootfs", "readonly": false});
+    t.set_spec(id, &spec);
+    put(&t.path(&format!("containers/{id}/image")), format!("{image}\n"));
+    let key = format!("{id}-root");
+    if let Err((stage, errno)) = write_doc(&t.path(&format!("containers/{id}/snapshot")), format!("{key}\n").as_bytes(), Mode::Truncate) {
+        panic!("writing the snapshot key failed at {stage:?} with {}; log:\n{}", errno_name(errno), t.log());
+    }
+}
+
+/// Names under `snapshots/`.
+fn snapshot_keys(fx: &MountFixture) -> Vec<String> {
+    ls(&fx.path("snapshots"))
+}
+
+/// Files and directories the state directory holds for blobs, snapshots and rootfs mounts.
+fn resource_debris(state: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for dir in ["content/blobs/sha256", "content/blobs/sha512", "content/ingest", "rootfs"] {
+        if let Ok(entries) = fs::read_dir(state.join(dir)) {
+            found.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    if let Ok(entries) = fs::read_dir(state.join("snapshots")) {
+        found.extend(entries.flatten().map(|e| e.path()).filter(|p| !p.ends_with(".overlay-probe")));
+    }
+    found.sort();
+    found
+}
+
+/// What a task of the two-layer image prints: proof of each of layer 2's changes, of the
+/// metadata layer 1 carried, and of this container's own writes.
+const PROBE: &str = "
+set -e
+test ! -e /data/gone.txt && echo deleted:gone.txt
+cat /data/replaced.txt
+test ! -e /data/dir/a && cat /data/dir/b
+cat /data/new.txt /data/keep.txt
+stat -c 'links:%h' /data/hardlink
+stat -c 'suid:%a:%u:%g' /data/suid
+stat -c 'dev:%t,%T' /data/null
+test ! -e /data/mine.txt && echo clean
+echo mine-@ID@ > /data/mine.txt
+";
+
+const PROBE_OUTPUT: &str = "deleted:gone.txt\nupper\nb\nnew\nkept\nlinks:2\nsuid:4755:1000:1000\ndev:1,3\nclean\n";
+
+#[test]
+fn blobs_are_verified_at_close_and_shown_with_true_sizes() {
+    let fx = MountFixture::new();
+    let big: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let hex = sha256_hex(&big);
+    let source = fx.root().join("big.bin");
+    fs::write(&source, &big).unwrap();
+    fx.sh_ok(&format!("cp {} content/sha256/{hex}", source.display()));
+    let blob = fx.path(&format!("content/sha256/{hex}"));
+    assert_eq!(fs::read(&blob).unwrap(), big);
+    assert_eq!(fs::metadata(&blob).unwrap().len(), big.len() as u64);
+    assert_eq!(fx.sh_ok(&format!("ls -l content/sha256/{hex} | awk '{{print $5}}'")), format!("{}\n", big.len()));
+    assert_eq!(fx.sh_ok(&format!("sha256sum content/sha256/{hex} | cut -d' ' -f1")), format!("{hex}\n"));
+    // Again, with the same bytes: accepted, nothing changes.
+    fx.sh_ok(&format!("cp {} content/sha256/{hex}", source.display()));
+    // Bytes that do not match the name are refused at close, and nothing is stored.
+    let wrong = sha256_hex(b"something else");
+    let refused = write_doc(&fx.path(&format!("content/sha256/{wrong}")), b"not those bytes", Mode::Truncate);
+    assert_eq!(refused, Err((Stage::Close, libc::EINVAL)));
+    assert!(!fx.path(&format!("content/sha256/{wrong}")).exists());
+    fx.wait_for_log_line("the refusal", |l| l.contains("does not match its digest"));
+    let (code, _, _) = fx.sh(&format!("echo nope > content/sha256/{wrong}"));
+    assert_ne!(code, 0);
+    // Writing over a stored blob with other bytes is refused and the blob is intact.
+    let over = write_doc(&blob, b"other", Mode::Truncate);
+    assert_eq!(over, Err((Stage::Close, libc::EINVAL)));
+    assert_eq!(fs::read(&blob).unwrap(), big);
+    // Names that are not digests, and places that hold no blobs.
+    assert_eq!(errno_of(fs::write(fx.path("content/sha256/xyz"), b"x")), libc::EINVAL);
+    assert_eq!(errno_of(fs::write(fx.path("content/other"), b"x")), libc::EPERM);
+    assert_eq!(errno_of(fs::create_dir(fx.path("snapshots/mine"))), libc::EPERM);
+    // An unreferenced blob can be removed; the file goes with it.
+    fs::remove_file(&blob).unwrap();
+    assert!(!blob.exists());
+    assert!(resource_debris(&fx.state()).is_empty(), "{:?}", resource_debris(&fx.state()));
+}
+
+#[test]
+fn an_image_copied_in_runs_two_containers_that_share_its_layers_and_keep_their_writes() {
+    let layout = two_layer_layout();
+    let mut t = Tasks::new();
+    import_by_copying(&t, layout, "latest", "local/busybox:2layers");
+    let blob_count = layout_blobs(layout).len();
+    assert_eq!(ls(&t.path("content/sha256")).len(), blob_count);
+    let manifest: Value = serde_json::from_str(&layout_manifest_descriptor(layout, "latest")).unwrap();
+    let manifest_hex = manifest["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
+    assert_eq!(
+        errno_of(fs::remove_file(t.path(&format!("content/sha256/{manifest_hex}")))),
+        libc::EBUSY,
+        "the image reaches its manifest"
+    );
+    t.assert_logged(&format!("content/sha256/{manifest_hex}"), libc::EBUSY);
+
+    image_container(&t, "img-a", "local/busybox:2layers", PROBE);
+    image_container(&t, "img-b", "local/busybox:2layers", PROBE);
+    let keys = snapshot_keys(&t);
+    let committed: Vec<&String> = keys.iter().filter(|k| k.starts_with("sha256:")).collect();
+    assert_eq!(committed.len(), 2, "one committed snapshot per layer, shared: {keys:?}");
+    assert!(keys.contains(&"img-a-root".to_owned()) && keys.contains(&"img-b-root".to_owned()));
+    assert_eq!(read(&t.path("snapshots/img-a-root/kind")), "active\n");
+    let top = read(&t.path("snapshots/img-a-root/parent"));
+    assert_eq!(read(&t.path(&format!("snapshots/{}/kind", top.trim()))), "committed\n");
+    let lower = read(&t.path(&format!("snapshots/{}/parent", top.trim())));
+    assert_eq!(read(&t.path(&format!("snapshots/{}/parent", lower.trim()))), "");
+    assert_eq!(
+        read(&t.path(&format!("snapshots/{}/references", top.trim()))),
+        format!("content/sha256/{}\nsnapshots/img-a-root\nsnapshots/img-b-root\n", config_hex(layout))
+    );
+    assert_eq!(read(&t.path("snapshots/img-a-root/references")), "containers/img-a\n");
+    let mounts: Value = read_json(&t.path("snapshots/img-a-root/mounts"));
+    assert!(mounts.as_array().is_some_and(|m| !m.is_empty()), "{mounts}");
+    let usage: Value = read_json(&t.path(&format!("snapshots/{}/usage", lower.trim())));
+    assert!(usage["size"].as_u64().unwrap() > 500_000, "busybox is in the lower layer: {usage}");
+    for rel in ["snapshots/img-a-root/mounts", "snapshots/img-a-root/usage", "snapshots/img-a-root/references"] {
+        assert_eq!(fs::metadata(t.path(rel)).unwrap().len() as usize, fs::read(t.path(rel)).unwrap().len(), "{rel}");
+    }
+
+    for id in ["img-a", "img-b"] {
+        t.start(id);
+        assert_eq!(t.wait(id), "0\n", "{id}: {}", read(&t.path(&format!("logs/{id}/stderr"))));
+        assert_eq!(read(&t.path(&format!("logs/{id}/stdout"))), PROBE_OUTPUT, "{id}");
+    }
+    // Each container's write stays in its own snapshot.
+    let state = t.state();
+    let own = |id: &str| {
+        let mounts: Value = read_json(&t.path(&format!("snapshots/{id}-root/mounts")));
+        let upper = mounts[0]["options"]
+            .as_array()
+            .and_then(|o| o.iter().filter_map(Value::as_str).find_map(|o| o.strip_prefix("upperdir=")))
+            .map(PathBuf::from)
+            .or_else(|| mounts[0]["source"].as_str().map(PathBuf::from))
+            .unwrap();
+        fs::read_to_string(upper.join("data/mine.txt")).unwrap_or_default()
+    };
+    assert_eq!(own("img-a"), "mine-img-a\n");
+    assert_eq!(own("img-b"), "mine-img-b\n");
+    t.control("img-a", "start").unwrap();
+    assert_eq!(t.wait("img-a").trim(), "1", "the second run of img-a sees its first run's write");
+
+    // Deleting img-a: its task unmounts, its active snapshot goes, the shared layers stay.
+    let a_dir = own_dir(&t, "img-a-root");
+    t.sh_ok("rm tasks/img-a && rmdir containers/img-a");
+    assert!(!keys_now(&t).contains(&"img-a-root".to_owned()));
+    assert!(!a_dir.exists(), "{} is removed with the snapshot", a_dir.display());
+    assert!(!state.join("rootfs/img-a").exists());
+    assert_eq!(keys_now(&t).iter().filter(|k| k.starts_with("sha256:")).count(), 2);
+
+    // Deleting img-b and then the image: every blob and snapshot is collected.
+    t.sh_ok("rm tasks/img-b && rm -r containers/img-b");
+    assert_eq!(keys_now(&t).iter().filter(|k| k.starts_with("sha256:")).count(), 2, "the image pins its layers");
+    t.sh_ok("rmdir images/local/busybox:2layers");
+    assert!(ls(&t.path("content/sha256")).is_empty(), "{:?}", ls(&t.path("content/sha256")));
+    assert!(keys_now(&t).is_empty(), "{:?}", keys_now(&t));
+    assert!(resource_debris(&state).is_empty(), "{:?}", resource_debris(&state));
+    let fx = t.fixture();
+    fx.remount();
+    assert!(resource_debris(&fx.state()).is_empty());
+}
+
+fn keys_now(fx: &MountFixture) -> Vec<String> {
+    snapshot_keys(fx)
+}
+
+/// The host directory of a snapshot, from its `info.json`-free view: the mounts.
+fn own_dir(fx: &MountFixture, key: &str) -> PathBuf {
+    let mounts: Value = read_json(&fx.path(&format!("snapshots/{key}/mounts")));
+    let options = mounts[0]["options"].as_array().cloned().unwrap_or_default();
+    let upper = options.iter().filter_map(Value::as_str).find_map(|o| o.strip_prefix("upperdir=")).map(PathBuf::from);
+    let files = upper.unwrap_or_else(|| PathBuf::from(mounts[0]["source"].as_str().unwrap()));
+    files.parent().unwrap().to_owned()
+}
+
+fn config_hex(layout: &Path) -> String {
+    let manifest: Value = serde_json::from_str(&layout_manifest_descriptor(layout, "latest")).unwrap();
+    let hex = manifest["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    let manifest: Value = serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap();
+    manifest["config"]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned()
+}
+
+#[test]
+fn ctrfs_import_of_a_tar_then_a_key_written_first_is_prepared_by_the_task() {
+    let layout = opaque_layer_layout();
+    let tar = layout_tar(layout);
+    let t = Tasks::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_ctrfs"))
+        .arg("import")
+        .arg(t.mnt())
+        .arg(&tar)
+        .args(["--name", "library/busybox"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "import: {}\n{}", String::from_utf8_lossy(&out.stderr), t.log());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("imported library/busybox"), "{stdout}");
+    let images = t.sh_ok("find images -name target | sort");
+    assert!(images.contains("images/library/busybox"), "{images}");
+    let image = images.lines().next().unwrap().trim_start_matches("images/").trim_end_matches("/target").to_owned();
+    // The key first, then the image: nothing is unpacked until the task starts.
+    fs::create_dir(t.path("containers/opq")).unwrap();
+    let mut spec = runc_spec(&["/bin/sh", "-c", "ls /data/dir | tr '\\n' ' '; cat /data/replaced.txt"]);
+    spec["root"] = json!({"path": "rootfs", "readonly": false});
+    t.set_spec("opq", &spec);
+    put(&t.path("containers/opq/snapshot"), "opq-root\n");
+    put(&t.path("containers/opq/image"), format!("{image}\n"));
+    assert!(snapshot_keys(&t).is_empty());
+    t.start("opq");
+    assert_eq!(t.wait("opq"), "0\n", "{}", read(&t.path("logs/opq/stderr")));
+    assert_eq!(read(&t.path("logs/opq/stdout")), "c upper\n", "the opaque directory hides the lower a and b");
+    assert_eq!(snapshot_keys(&t).iter().filter(|k| k.starts_with("sha256:")).count(), 3);
+}
+
+#[test]
+fn references_that_do_not_resolve_are_refused_with_their_errno() {
+    let layout = two_layer_layout();
+    let t = Tasks::new();
+    // A container naming an image that does not exist.
+    fs::create_dir(t.path("containers/ghost")).unwrap();
+    put(&t.path("containers/ghost/image"), "no/such:image\n");
+    assert_eq!(write_doc(&t.path("containers/ghost/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Close, libc::ENOENT)));
+    assert_eq!(read(&t.path("containers/ghost/snapshot")), "", "the refused key was not recorded");
+    t.assert_logged("containers/ghost/snapshot", libc::ENOENT);
+
+    // An image whose layer blob is missing: ENOENT, and the log names the digest.
+    let blobs = layout_blobs(layout);
+    let manifest: Value = serde_json::from_str(&layout_manifest_descriptor(layout, "latest")).unwrap();
+    let manifest_hex = manifest["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
+    let doc: Value = serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&manifest_hex)).unwrap()).unwrap();
+    let missing_layer = doc["layers"][1]["digest"].as_str().unwrap().to_owned();
+    for (hex, path) in &blobs {
+        if !missing_layer.ends_with(hex.as_str()) {
+            fs::copy(path, t.path(&format!("content/sha256/{hex}"))).unwrap();
+        }
+    }
+    fs::create_dir_all(t.path("images/partial")).unwrap();
+    put(&t.path("images/partial/target"), manifest.to_string());
+    put(&t.path("containers/ghost/image"), "partial\n");
+    assert_eq!(write_doc(&t.path("containers/ghost/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Close, libc::ENOENT)));
+    assert!(t.log().contains(&missing_layer), "the log names the missing layer {missing_layer}");
+    assert!(!snapshot_keys(&t).contains(&"ghost-root".to_owned()));
+
+    // A target whose blob is not a manifest.
+    let config = config_hex(layout);
+    let bad = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{config}"),
+                     "size": fs::metadata(layout.join("blobs/sha256").join(&config)).unwrap().len()});
+    fs::create_dir_all(t.path("images/bad")).unwrap();
+    assert_eq!(write_doc(&t.path("images/bad/target"), bad.to_string().as_bytes(), Mode::Truncate), Err((Stage::Close, libc::EINVAL)));
+    // A snapshot key another container holds.
+    let missing_path = layout.join("blobs/sha256").join(missing_layer.trim_start_matches("sha256:"));
+    fs::copy(missing_path, t.path(&format!("content/sha256/{}", missing_layer.trim_start_matches("sha256:")))).unwrap();
+    put(&t.path("containers/ghost/snapshot"), "ghost-root\n");
+    fs::create_dir(t.path("containers/thief")).unwrap();
+    put(&t.path("containers/thief/image"), "partial\n");
+    assert_eq!(write_doc(&t.path("containers/thief/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Close, libc::EBUSY)));
+    // A snapshot in use cannot be removed; neither can a parent.
+    assert_eq!(errno_of(fs::remove_dir(t.path("snapshots/ghost-root"))), libc::EBUSY);
+    let top = read(&t.path("snapshots/ghost-root/parent"));
+    assert_eq!(errno_of(fs::remove_dir(t.path(&format!("snapshots/{}", top.trim())))), libc::EBUSY);
+    assert_eq!(errno_of(fs::write(t.path("snapshots/ghost-root/kind"), b"committed\n")), libc::EACCES);
+    // Changing the key of a container whose task exists is refused.
+    let mut spec = runc_spec(&["/bin/sh", "-c", "sleep 1000"]);
+    spec["root"] = json!({"path": "rootfs", "readonly": false});
+    t.set_spec("ghost", &spec);
+    t.start("ghost");
+    assert_eq!(write_doc(&t.path("containers/ghost/snapshot"), b"other\n", Mode::Truncate), Err((Stage::Close, libc::EBUSY)));
+}
+
+#[test]
+fn kill_9_during_an_import_leaves_only_whole_blobs_and_a_rerun_completes_it() {
+    let mut fx = MountFixture::new();
+    // A layout with one large incompressible blob, so the import is still writing when killed.
+    let layout = fx.root().join("big-layout");
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut big = Vec::with_capacity(96 << 20);
+    let mut x = 0x9e3779b97f4a7c15u64;
+    while big.len() < 96 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    let big_hex = sha256_hex(&big);
+    fs::write(layout.join("blobs/sha256").join(&big_hex), &big).unwrap();
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_hex = sha256_hex(config);
+    fs::write(layout.join("blobs/sha256").join(&config_hex), config).unwrap();
+    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{config_hex}"), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{big_hex}"), "size": big.len()}]});
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    let manifest_hex = sha256_hex(&manifest_bytes);
+    fs::write(layout.join("blobs/sha256").join(&manifest_hex), &manifest_bytes).unwrap();
+    let index = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{manifest_hex}"), "size": manifest_bytes.len()}]});
+    fs::write(layout.join("index.json"), index.to_string()).unwrap();
+
+    let mut import = Command::new(env!("CARGO_BIN_EXE_ctrfs"))
+        .arg("import")
+        .arg(fx.mnt())
+        .arg(&layout)
+        .args(["--name", "big"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once the big blob is being written (its ingest file exists and grows).
+    let ingest = fx.state().join("content/ingest");
+    wait_until(DEADLINE, "the import to be writing the big blob", || {
+        fs::read_dir(&ingest).map(|d| d.flatten().any(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false))).unwrap_or(false)
+    });
+    fx.kill9_and_remount();
+    let _ = import.wait();
+    // Every blob that is listed is whole and matches its name; no ingest is left.
+    for hex in ls(&fx.path("content/sha256")) {
+        let bytes = fs::read(fx.path(&format!("content/sha256/{hex}"))).unwrap();
+        assert_eq!(sha256_hex(&bytes), hex);
+    }
+    assert_eq!(fs::read_dir(&ingest).unwrap().count(), 0);
+    assert!(!fx.path(&format!("content/sha256/{big_hex}")).exists() || fs::metadata(fx.path(&format!("content/sha256/{big_hex}"))).unwrap().len() == big.len() as u64);
+    // Running the import again finishes it.
+    let out = Command::new(env!("CARGO_BIN_EXE_ctrfs")).arg("import").arg(fx.mnt()).arg(&layout).args(["--name", "big"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ls(&fx.path("content/sha256")).len(), 3);
+    assert_eq!(read_json(&fx.path("images/big/target"))["digest"], format!("sha256:{manifest_hex}"));
+}
+
+#[test]
+fn kill_9_during_a_collection_is_finished_by_the_restart() {
+    let layout = two_layer_layout();
+    let mut t = Tasks::new();
+    import_by_copying(&t, layout, "latest", "gc/busybox");
+    image_container(&t, "gc1", "gc/busybox", "true");
+    let state = t.state();
+    assert!(!resource_debris(&state).is_empty());
+    // Delete the container and the image, and kill the daemon as the collection starts
+    // removing files: the records are gone in one transaction, the files may not be.
+    fs::remove_dir(t.path("containers/gc1")).unwrap();
+    let mut rmdir = Command::new("rmdir").arg(t.path("images/gc/busybox")).spawn().unwrap();
+    t.wait_for_log_line("the collection", |l| l.contains("collected"));
+    let fx = t.fixture();
+    // Whatever the kill interrupted, a crash can also leave these: a blob file and a
+    // snapshot directory without records, and an ingest never closed.
+    fx.kill9_and_remount_with(|| {
+        fs::create_dir_all(state.join("snapshots/999999/fs/etc")).unwrap();
+        fs::write(state.join(format!("content/blobs/sha256/{}", "ab".repeat(32))), b"debris").unwrap();
+        let mut ingest = fs::File::create(state.join("content/ingest/1-2-sha256-x")).unwrap();
+        ingest.write_all(b"half").unwrap();
+    });
+    let _ = rmdir.wait();
+    // After the restart nothing is half-deleted: either the image survived whole (the kill
+    // came before its commit) or everything is collected.
+    let images = fx.sh_ok("find images -name target");
+    if images.is_empty() {
+        assert!(ls(&fx.path("content/sha256")).is_empty());
+        assert!(ls(&fx.path("snapshots")).is_empty());
+        assert!(resource_debris(&fx.state()).is_empty(), "{:?}", resource_debris(&fx.state()));
+    } else {
+        for hex in ls(&fx.path("content/sha256")) {
+            assert_eq!(sha256_hex(&fs::read(fx.path(&format!("content/sha256/{hex}"))).unwrap()), hex);
+        }
+        fx.sh_ok("rmdir images/gc/busybox");
+        assert!(resource_debris(&fx.state()).is_empty(), "{:?}", resource_debris(&fx.state()));
+    }
+    fx.wait_for_log_line("the sweep", |l| l.contains("removed snapshot directory 999999"));
+}
