@@ -15,10 +15,12 @@ pub mod apply;
 pub mod copy;
 mod error;
 mod mount;
+mod ops;
 mod snapshotter;
+mod xattr;
 
-pub use apply::Compression;
-pub use copy::Usage as TreeUsage;
+pub use apply::{apply_layer, Applied, ApplyOptions, Compression, Whiteouts};
+pub use copy::{copy_tree, remove_tree, tree_usage, Usage as TreeUsage};
 pub use error::{Result, SnapshotError};
 pub use mount::{mount_all, unmount};
 pub use snapshotter::{Driver, Snapshotter};
