@@ -38,7 +38,7 @@ enum HandleState {
     /// A stored blob, read straight from its file.
     BlobRead(std::fs::File),
     /// A blob being written.
-    BlobWrite(BlobWriter),
+    BlobWrite(Box<BlobWriter>),
 }
 
 /// What a read gives: bytes now, or a wait for a task's exit (the adapter parks the
@@ -139,7 +139,7 @@ impl FsCore {
             Ino::Node(_) if loaded.blob().is_some() => {
                 let blob = loaded.blob().expect("checked");
                 if writing {
-                    HandleState::BlobWrite(self.open_blob_for_writing(blob)?)
+                    HandleState::BlobWrite(Box::new(self.open_blob_for_writing(blob)?))
                 } else {
                     HandleState::BlobRead(self.open_blob_for_reading(blob)?)
                 }
@@ -186,7 +186,7 @@ impl FsCore {
             NodeKind::DigestDir => {
                 let (blob, writer) = self.create_blob(dir.node.id, name)?;
                 let attr = node_attr(&blob);
-                let fh = self.handles.insert(Handle { node: blob.node.id, kind: NodeKind::Blob, state: HandleState::BlobWrite(writer) });
+                let fh = self.handles.insert(Handle { node: blob.node.id, kind: NodeKind::Blob, state: HandleState::BlobWrite(Box::new(writer)) });
                 self.inodes.remember(attr.ino);
                 return Ok((attr, fh));
             }

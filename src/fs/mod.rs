@@ -513,3 +513,6 @@ fn load_node(reader: &impl StoreRead, id: NodeId) -> Result<Loaded> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod blob_tests;

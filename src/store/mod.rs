@@ -66,6 +66,9 @@ pub use gc::{Collected, Referrer, Target};
 pub use images::resolve_image_dir;
 pub use nodes::{Node, NodeId, NodeKind};
 
+/// Every blob and snapshot record with its node id.
+pub type RecordIds = (Vec<(NodeId, Blob)>, Vec<(NodeId, Snapshot)>);
+
 type NodeDb = Database<U64<BigEndian>, SerdeJson<nodes::NodeRecord>>;
 
 /// The typed databases of one environment (opaque outside the store).
@@ -241,7 +244,7 @@ pub trait StoreRead: Access {
 
     /// Every snapshot and every blob node id, for the start-up sweep of files without
     /// records.
-    fn record_ids(&self) -> Result<(Vec<(NodeId, Blob)>, Vec<(NodeId, Snapshot)>)> {
+    fn record_ids(&self) -> Result<RecordIds> {
         let blobs = self.dbs().blobs.iter(self.ro())?.map(|r| r.map(|(id, b)| (NodeId(id), b))).collect::<Result<_, _>>()?;
         let snaps =
             self.dbs().snapshots.iter(self.ro())?.map(|r| r.map(|(id, s)| (NodeId(id), s))).collect::<Result<_, _>>()?;
