@@ -126,11 +126,12 @@ run 'jq . info.json'
 go ../../../..
 
 say "a container is metadata: a spec, the image it came from, labels"
-run 'mkdir containers/web'
-run "echo '{\"ociVersion\":\"1.2.0\",\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\"},\"root\":{\"path\":\"rootfs\"}}' > containers/web/spec"
-run 'echo docker.io/library/busybox:1.36 > containers/web/image'
-run 'ls -l containers/web'
-run 'cat containers/web/info.json | jq'
+run 'mkdir containers/meta'
+run "echo '{\"ociVersion\":\"1.2.0\",\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\"},\"root\":{\"path\":\"rootfs\"}}' > containers/meta/spec"
+run 'echo docker.io/library/busybox:1.36 > containers/meta/image'
+run 'ls -l containers/meta'
+run 'cat containers/meta/info.json | jq'
+run 'rm -r containers/meta'
 
 say "an invalid document is refused at write(); the stored value stays"
 before="$(cat "$image/target")"
@@ -138,33 +139,72 @@ refused "echo '{bad' > $image/target"
 run "cat $image/target"
 [ "$(cat "$image/target")" = "$before" ] || die "the refused write changed $image/target"
 
-say "a task is the container's process, run by runc"
-rootfs="$tmp/rootfs"
-mkdir -p "$rootfs/bin" "$rootfs/proc" "$rootfs/dev" "$rootfs/sys" "$rootfs/tmp"
-cp "$(command -v busybox)" "$rootfs/bin/busybox"
-for applet in sh echo sleep cat uname; do ln -sf busybox "$rootfs/bin/$applet"; done
+say "an OCI image, built with umoci from busybox in two layers (layer 2 deletes a file)"
+layout="$tmp/layout"
+bundle="$tmp/bundle"
+printf '+ umoci init / new / unpack / repack ...   # a real OCI image layout in %s\n' "$layout"
+umoci init --layout "$layout" >/dev/null
+umoci new --image "$layout:1.0" >/dev/null
+umoci unpack --image "$layout:1.0" "$bundle" >/dev/null 2>&1
+mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/etc" "$bundle/rootfs/proc" "$bundle/rootfs/dev" "$bundle/rootfs/sys" "$bundle/rootfs/tmp"
+cp "$(command -v busybox)" "$bundle/rootfs/bin/busybox"
+for applet in sh echo sleep cat ls uname; do ln -sf busybox "$bundle/rootfs/bin/$applet"; done
+echo "from layer 1" > "$bundle/rootfs/etc/motd"
+echo "deleted by layer 2" > "$bundle/rootfs/etc/old"
+umoci repack --image "$layout:1.0" "$bundle" >/dev/null
+rm -rf "$bundle"
+umoci unpack --image "$layout:1.0" "$bundle" >/dev/null 2>&1
+rm "$bundle/rootfs/etc/old"
+echo "from layer 2" >> "$bundle/rootfs/etc/motd"
+umoci repack --image "$layout:1.0" "$bundle" >/dev/null
+umoci gc --layout "$layout" >/dev/null
+run "jq -c '.manifests[0]' $layout/index.json"
+
+say "import it through the mount: blobs into content/, the descriptor into images/NAME/target"
+run "$bin import $mnt $layout --name demo/busybox"
+run 'ls -l content/sha256'
+run 'cat images/demo/busybox:1.0/target'
+
+say "a container of that image: writing its snapshot key unpacks the layers"
+# runc spec's defaults, with a writable root and the demo's own command.
 printf '+ (cd %s && runc spec)   # a default OCI spec, then adjusted with jq\n' "$tmp"
 (cd "$tmp" && runc spec && mv config.json spec.json)
-run "jq --arg root $rootfs '.process.terminal=false | .root={path:\$root,readonly:true} | .process.args=[\"sh\",\"-c\",\"echo hello from \$(uname -n); echo to stderr >&2; exit 7\"]' $tmp/spec.json > containers/web/spec"
+run 'mkdir containers/web'
+run "jq '.process.terminal=false | .root.readonly=false | .process.args=[\"sh\",\"-c\",\"cat /etc/motd; ls /etc; echo written-by-web > /tmp/note; exit 7\"]' $tmp/spec.json > containers/web/spec"
+run 'echo demo/busybox:1.0 > containers/web/image'
+run 'echo web-rootfs > containers/web/snapshot'
+run 'ls snapshots'
+run 'cat snapshots/web-rootfs/kind snapshots/web-rootfs/parent snapshots/web-rootfs/references'
+run 'jq -c . snapshots/web-rootfs/mounts'
+
+say "a task is the container's process, run by runc on that snapshot"
 run 'touch tasks/web'
 run 'cat wait/web'
 run 'cat logs/web/stdout logs/web/stderr'
 run 'jq . tasks/web'
 refused 'rmdir containers/web'
+refused "rm content/sha256/$(jq -r '.manifests[0].digest' "$layout/index.json" | cut -d: -f2)"
 # The process is pid 1 of its pid namespace: it gets only the signals it handles.
-run "jq --arg root $rootfs '.process.terminal=false | .root={path:\$root,readonly:true} | .process.args=[\"sh\",\"-c\",\"trap \\\"exit 143\\\" TERM; while true; do sleep 0.2; done\"]' $tmp/spec.json > containers/web/spec"
+run "jq '.process.terminal=false | .root.readonly=false | .process.args=[\"sh\",\"-c\",\"cat /tmp/note; trap \\\"exit 143\\\" TERM; while true; do sleep 0.2; done\"]' $tmp/spec.json > containers/web/spec"
 run 'echo start > tasks/web'
 run 'jq -r .status tasks/web'
 run 'echo pause > tasks/web; jq -r .status tasks/web'
 run 'echo resume > tasks/web; echo TERM > tasks/web'
 run 'cat wait/web'
+run 'tail -n 1 logs/web/stdout'
 run 'rm tasks/web'
 
-say "rm -r and rmdir delete the records"
+say "deleting the container deletes its snapshot; deleting the image collects the rest"
 run 'rm -r containers/web'
+run 'ls snapshots'
+run 'rmdir images/demo/busybox:1.0'
+run 'ls content/sha256 snapshots'
+run "find $state/content/blobs $state/snapshots $state/rootfs -mindepth 1 | wc -l"
+
+say "rm -r and rmdir delete the records"
 run "rmdir $image"
-run 'rmdir images/docker.io/library images/docker.io'
-run 'ls -R'
+run 'rmdir images/docker.io/library images/docker.io images/demo'
+run 'ls -R images containers tasks'
 
 say "unmount: the daemon exits by itself"
 cd /

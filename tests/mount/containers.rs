@@ -66,10 +66,12 @@ fn container_files_have_documented_modes_and_owner() {
 fn one_line_fields_read_back_with_one_newline() {
     let fx = MountFixture::new();
     fs::create_dir(fx.path("containers/web")).unwrap();
+    // The key before the image: with an image already set, writing the key would prepare
+    // the root filesystem from it (and there is no such image here).
     for (field, value) in [
+        ("snapshot", "web-snapshot key with spaces"),
         ("image", "docker.io/library/busybox:1.36"),
         ("snapshotter", "native"),
-        ("snapshot", "web-snapshot key with spaces"),
         ("runtime", "io.containerd.runc.v2"),
     ] {
         let p = fx.path(&format!("containers/web/{field}"));
@@ -87,7 +89,7 @@ fn one_line_fields_read_back_with_one_newline() {
         );
     }
     // The optional ones can be cleared.
-    for field in ["image", "snapshot"] {
+    for field in ["snapshot", "image"] {
         let p = fx.path(&format!("containers/web/{field}"));
         put(&p, "");
         assert_eq!(read(&p), "", "{field} cleared");
@@ -140,9 +142,9 @@ fn info_json_reflects_every_field() {
     fs::create_dir(fx.path("containers/web")).unwrap();
     let p = |f: &str| fx.path(&format!("containers/web/{f}"));
     put(&p("spec"), sample_spec().to_string());
+    put(&p("snapshot"), "snap-1\n");
     put(&p("image"), "docker.io/library/busybox:1.36\n");
     put(&p("snapshotter"), "native\n");
-    put(&p("snapshot"), "snap-1\n");
     put(&p("runtime"), "crun\n");
     put(&p("labels"), "env=prod\n");
 

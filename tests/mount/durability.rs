@@ -85,12 +85,12 @@ fn populate(fx: &MountFixture) {
         fs::create_dir(p(&format!("containers/{id}"))).unwrap();
     }
     put(&p("containers/web/spec"), spec().to_string());
+    put(&p("containers/web/snapshot"), "web-root\n");
     put(
         &p("containers/web/image"),
         "docker.io/library/busybox:1.36\n",
     );
     put(&p("containers/web/snapshotter"), "native\n");
-    put(&p("containers/web/snapshot"), "web-root\n");
     put(&p("containers/web/runtime"), "crun\n");
     put(&p("containers/web/labels"), "env=prod\nteam=infra\n");
     append(&p("containers/web/labels"), "team=\ntier=front\n");

@@ -521,7 +521,7 @@ fn eperm_files_directly_under_images_containers_or_the_root() {
             "create {rel}"
         );
     }
-    assert_eq!(ls(&fx.path("")), ["containers", "images", "logs", "tasks", "wait"]);
+    assert_eq!(ls(&fx.path("")), ["containers", "content", "images", "logs", "snapshots", "tasks", "wait"]);
 }
 
 #[test]

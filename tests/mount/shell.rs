@@ -22,7 +22,8 @@ fn desc_json() -> String {
 #[test]
 fn the_root_lists_images_containers_tasks_and_their_views() {
     let fx = MountFixture::new();
-    assert_eq!(fx.sh_ok("ls"), "containers\nimages\nlogs\ntasks\nwait\n");
+    assert_eq!(fx.sh_ok("ls"), "containers\ncontent\nimages\nlogs\nsnapshots\ntasks\nwait\n");
+    assert_eq!(fx.sh_ok("ls content"), "sha256\nsha512\n");
     assert_eq!(fx.sh_ok("ls tasks"), "");
 }
 
