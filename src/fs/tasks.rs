@@ -161,12 +161,7 @@ impl FsCore {
             }
             self.container_spec(&reader, id)?
         };
-        let mut spec = spec;
-        let rootfs = self.mount_rootfs(id)?;
-        if let Some(rootfs) = &rootfs {
-            // The container's snapshot is its root filesystem, whatever the spec said.
-            spec["root"]["path"] = Value::String(rootfs.to_string_lossy().into_owned());
-        }
+        let spec = self.with_rootfs(id, spec)?;
         let started = runtime.validate_spec(&spec).and_then(|()| runtime.start(id, &spec));
         let started = match started {
             Ok(started) => started,
@@ -191,6 +186,15 @@ impl FsCore {
         self.record_exit(id)?;
         let reader = self.store.read()?;
         Ok(Loaded::read(&reader, node)?)
+    }
+
+    /// The spec with its root pointed at the container's snapshot, mounted now, when the
+    /// container has one: the snapshot is the root filesystem, whatever the spec said.
+    fn with_rootfs(&self, id: &str, mut spec: Value) -> Result<Value> {
+        if let Some(rootfs) = self.mount_rootfs(id)? {
+            spec["root"]["path"] = Value::String(rootfs.to_string_lossy().into_owned());
+        }
+        Ok(spec)
     }
 
     fn container_spec(&self, reader: &impl StoreRead, id: &str) -> Result<Value> {
@@ -246,6 +250,7 @@ impl FsCore {
             }
             Control::Start => {
                 let spec = self.container_spec(&self.store.read()?, &id)?;
+                let spec = self.with_rootfs(&id, spec)?;
                 runtime.validate_spec(&spec)?;
                 let started = runtime.start(&id, &spec)?;
                 let fresh = new_task(&id, &started);
