@@ -20,6 +20,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod fs;
+pub mod import;
 pub mod model;
 pub mod runtime;
 pub mod snapshot;
