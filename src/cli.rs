@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Mount the filesystem; returns once the mount is live (unless --foreground).
     Mount(MountArgs),
+    /// Import an OCI image layout (directory, tar or tar.gz) through a mount.
+    Import(crate::import::ImportArgs),
     /// Supervise one task (run by the daemon, not by users).
     #[command(hide = true)]
     Supervise(crate::runtime::SuperviseArgs),
@@ -66,6 +68,7 @@ pub fn main() -> ExitCode {
         }
         Command::Mount(args) => daemon::spawn_background(&args),
         Command::Supervise(args) => return crate::runtime::supervise_main(args),
+        Command::Import(args) => return crate::import::run_cli(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod content;
 pub mod daemon;
 pub mod fs;
+pub mod import;
 pub mod model;
 pub mod runtime;
 pub mod snapshot;

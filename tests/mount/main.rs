@@ -10,5 +10,6 @@ mod durability;
 mod errno;
 mod images;
 mod labels;
+mod oci_fixture;
 mod shell;
 mod tasks;
