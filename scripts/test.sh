@@ -47,6 +47,12 @@ fuse_mounts_under() {
     awk -v p="$1" '$3 ~ /^fuse/ && index($2, p) == 1 { print $2 }' /proc/mounts
 }
 
+# Every mount point under $1 (FUSE, and the overlay or bind mounts of task root
+# filesystems), deepest first so they can be detached in that order.
+mounts_under() {
+    awk -v p="$1" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r
+}
+
 # PIDs of processes whose command line mentions $1 (read with builtins only, so that no
 # helper process of ours, carrying $1 in its own arguments, can match itself).
 procs_mentioning() {
@@ -64,7 +70,7 @@ indent() { sed 's/^/    /'; }
 cleanup() {
     stop_child
     if [ -n "$test_tmp" ] && [ -d "$test_tmp" ]; then
-        if [ -z "$(fuse_mounts_under "$test_tmp/")" ]; then
+        if [ -z "$(mounts_under "$test_tmp/")" ]; then
             rm -rf --one-file-system -- "$test_tmp"
         else
             note "leaving $test_tmp in place: a mount under it could not be removed"
@@ -136,13 +142,13 @@ section "leftover mounts and daemons"
 # The tests' fixtures unmount and stop their daemons on drop; give a slow exit a moment.
 leftover_mounts="" leftover_procs=""
 for _ in $(seq 50); do
-    leftover_mounts="$(fuse_mounts_under "$test_tmp/")"
+    leftover_mounts="$(mounts_under "$test_tmp/")"
     leftover_procs="$(procs_mentioning "$test_tmp/")"
     [ -z "$leftover_mounts$leftover_procs" ] && break
     sleep 0.1
 done
 if [ -z "$leftover_mounts$leftover_procs" ]; then
-    note "no FUSE mount or daemon left under $test_tmp"
+    note "no mount (FUSE, overlay, bind) or daemon left under $test_tmp"
     record "no leftover mount" ok
 else
     record "no leftover mount" FAILED
@@ -153,7 +159,7 @@ else
         done
     fi
     if [ -n "$leftover_mounts" ]; then
-        note "FUSE mounts left behind by the tests:"
+        note "mounts left behind by the tests:"
         printf '%s\n' "$leftover_mounts" | indent
         # They are this run's own mounts: detach them so the machine stays usable.
         while read -r m; do umount -l "$m" 2>/dev/null || true; done <<<"$leftover_mounts"

@@ -17,7 +17,7 @@ use fuser::{
 use super::attr::{Attr, Kind, ENTRY_TTL};
 use super::errno::{errno_name, FsError};
 use super::wait::WaitRegistry;
-use super::{FsCore, ReadOutcome, TaskEvent};
+use super::{FsCore, Ownership, ReadOutcome, TaskEvent};
 
 /// The `fuser::Filesystem` over an `FsCore`.
 pub struct FuseAdapter {
@@ -147,8 +147,8 @@ impl Filesystem for FuseAdapter {
         reply: ReplyAttr,
     ) {
         guarded("setattr", || {
-            let owner_or_mode = mode.is_some() || uid.is_some() || gid.is_some();
-            match self.core.setattr(ino.0, size, fh.map(|f| f.0), owner_or_mode) {
+            let ownership = Ownership { mode, uid, gid };
+            match self.core.setattr(ino.0, size, fh.map(|f| f.0), ownership) {
                 Ok(attr) => reply.attr(&attr.ttl, &file_attr(&attr)),
                 Err(e) => reply.error(self.refuse("setattr", || self.core.path_of(ino.0), &e)),
             }

@@ -99,6 +99,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The owner and mode a `setattr` asks for (each `None` when not asked).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ownership {
+    /// New permission bits (and file type bits, ignored).
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+}
+
+impl Ownership {
+    fn is_empty(&self) -> bool {
+        self.mode.is_none() && self.uid.is_none() && self.gid.is_none()
+    }
+
+    /// Whether it asks for what the file has: everything is owned by root.
+    fn matches(&self, attr: &Attr) -> bool {
+        self.mode.is_none_or(|m| m & 0o7777 == u32::from(attr.perm))
+            && self.uid.is_none_or(|u| u == 0)
+            && self.gid.is_none_or(|g| g == 0)
+    }
+}
+
 /// Which close a commit answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Commit {
@@ -397,9 +421,17 @@ impl FsCore {
     /// `setattr`. Size 0 without a handle (`truncate -s 0`) commits the empty value at
     /// once; through a handle it edits the buffer. Times are accepted and ignored (they
     /// follow the records), ownership and modes are fixed.
-    pub fn setattr(&self, ino: u64, size: Option<u64>, fh: Option<u64>, changes_owner_or_mode: bool) -> Result<Attr> {
-        if changes_owner_or_mode {
-            return Err(FsError::NotPermitted("owners and permissions in ctrfs are fixed".into()));
+    pub fn setattr(&self, ino: u64, size: Option<u64>, fh: Option<u64>, ownership: Ownership) -> Result<Attr> {
+        if !ownership.is_empty() {
+            // Setting what is already there is allowed: `std::fs::copy` and `cp -p` set the
+            // source's mode on the copy, and the copy of a 0644 file is still 0644.
+            // A blob being written takes any mode (`shutil.copy` copies the source's
+            // 0444): stored blobs are 0444 whatever was asked.
+            let current = self.getattr(ino)?;
+            let writing_blob = matches!(Ino::decode(ino), Some(Ino::Node(node)) if self.handles.has_blob_writer(node));
+            if !(ownership.matches(&current) || writing_blob && ownership.uid.is_none_or(|u| u == 0)) {
+                return Err(FsError::NotPermitted("owners and permissions in ctrfs are fixed".into()));
+            }
         }
         let Some(size) = size else { return self.getattr(ino) };
         let (node, file) = match Ino::decode(ino).ok_or(FsError::NotFound)? {

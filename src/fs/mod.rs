@@ -34,7 +34,7 @@ use inodes::InodeTable;
 use crate::model::MAX_COMPONENT_BYTES;
 use crate::store::{schema, Node, NodeId, NodeKind, Store, StoreRead};
 
-pub use handles::ReadOutcome;
+pub use handles::{Ownership, ReadOutcome};
 pub use resources::{ResourceConfig, Resources};
 pub use tasks::{TaskEvent, TaskRuntime};
 

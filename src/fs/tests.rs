@@ -196,8 +196,8 @@ fn refusals_have_their_errno() {
         (core.unlink(containers, OsStr::new("web")), libc::EISDIR),
         (core.getxattr(web, OsStr::new("user.none")).map(drop), libc::ENODATA),
         (core.setxattr(web, OsStr::new("trusted.x"), b"v", 0), libc::ENOTSUP),
-        (core.setattr(info, Some(0), None, false).map(drop), libc::EACCES),
-        (core.setattr(web, None, None, true).map(drop), libc::EPERM),
+        (core.setattr(info, Some(0), None, Default::default()).map(drop), libc::EACCES),
+        (core.setattr(web, None, None, super::Ownership { mode: Some(0o700), ..Default::default() }).map(drop), libc::EPERM),
     ];
     for (i, (result, errno)) in rows.into_iter().enumerate() {
         assert_eq!(result.map_err(|e| e.errno()), Err(errno), "row {i}");

@@ -10,6 +10,7 @@ mod durability;
 mod errno;
 mod images;
 mod labels;
+mod oci;
 mod oci_fixture;
 mod shell;
 mod tasks;
