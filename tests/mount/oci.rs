@@ -419,3 +419,68 @@ fn kill_9_during_a_collection_is_finished_by_the_restart() {
     }
     fx.wait_for_log_line("the sweep", |l| l.contains("removed snapshot directory 999999"));
 }
+
+/// An index over the two-layer manifest and a manifest for another platform (whose blob is
+/// not even here): the host's entry is chosen.
+fn write_index_image(fx: &MountFixture, layout: &Path, name: &str) {
+    let (code, _, err) = fx.sh(&format!("cp {}/blobs/sha256/* content/sha256/", layout.display()));
+    assert_eq!(code, 0, "{err}");
+    let mut ours: Value = serde_json::from_str(&layout_manifest_descriptor(layout, "latest")).unwrap();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    ours["platform"] = json!({"os": "linux", "architecture": arch});
+    let other = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{}", "0e".repeat(32)), "size": 100,
+        "platform": {"os": "linux", "architecture": "s390x-elsewhere"}});
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [other, ours]}))
+    .unwrap();
+    let hex = sha256_hex(&index);
+    let staged = fx.root().join("index.json");
+    fs::write(&staged, &index).unwrap();
+    fx.sh_ok(&format!("cp {} content/sha256/{hex}", staged.display()));
+    fs::create_dir_all(fx.path(&format!("images/{name}"))).unwrap();
+    let target = json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{hex}"), "size": index.len()});
+    put(&fx.path(&format!("images/{name}/target")), target.to_string());
+}
+
+#[test]
+fn the_copying_snapshotter_runs_an_index_image_unpacked_once_for_concurrent_containers() {
+    let layout = two_layer_layout();
+    let mut t = Tasks::with(MountFixture::with_args(&["--snapshotter", "native"]));
+    write_index_image(&t, layout, "multi");
+    let ids = ["n1", "n2", "n3", "n4"];
+    for id in ids {
+        fs::create_dir(t.path(&format!("containers/{id}"))).unwrap();
+        let script = PROBE.replace("@ID@", id);
+        let mut spec = runc_spec(&["/bin/sh", "-c", &script]);
+        spec["root"] = json!({"path": "rootfs", "readonly": false});
+        t.set_spec(id, &spec);
+        put(&t.path(&format!("containers/{id}/image")), "multi\n");
+    }
+    // Four keys written at once: each layer is still unpacked exactly once.
+    std::thread::scope(|scope| {
+        for id in ids {
+            let path = t.path(&format!("containers/{id}/snapshot"));
+            scope.spawn(move || put(&path, format!("{id}-root\n")));
+        }
+    });
+    let unpacked = t.log().lines().filter(|l| l.contains("unpacked as snapshot")).count();
+    assert_eq!(unpacked, 2, "{}", t.log());
+    assert_eq!(read(&t.path("snapshots/n1-root/snapshotter")), "native\n");
+    let mounts = read_json(&t.path("snapshots/n1-root/mounts"));
+    assert_eq!(mounts[0]["type"], "bind", "{mounts}");
+    for id in ["n1", "n2"] {
+        t.start(id);
+        assert_eq!(t.wait(id), "0\n", "{id}: {}", read(&t.path(&format!("logs/{id}/stderr"))));
+        assert_eq!(read(&t.path(&format!("logs/{id}/stdout"))), PROBE_OUTPUT, "{id}");
+    }
+    t.sh_ok("for id in n1 n2; do rm tasks/$id; done; rm -r containers/n1 containers/n2 containers/n3 containers/n4");
+    t.sh_ok("rmdir images/multi");
+    assert!(ls(&t.path("snapshots")).is_empty());
+    assert!(resource_debris(&t.state()).is_empty(), "{:?}", resource_debris(&t.state()));
+    t.fixture().remount();
+}

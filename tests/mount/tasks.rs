@@ -95,6 +95,11 @@ impl Tasks {
         Tasks { fx: MountFixture::new() }
     }
 
+    /// Wraps a fixture mounted with other options.
+    pub(crate) fn with(fx: MountFixture) -> Self {
+        Tasks { fx }
+    }
+
     /// The fixture, for restarts.
     pub(crate) fn fixture(&mut self) -> &mut MountFixture {
         &mut self.fx
