@@ -56,8 +56,14 @@ impl FsCore {
         let ids: HashSet<u64> = snapshots.iter().map(|(id, _)| id.0).collect();
         for id in res.snapshots.ids_on_disk()? {
             if !ids.contains(&id) {
-                log::info!("removed snapshot directory {id}: it had no record (an unpack or collection was interrupted)");
-                res.snapshots.remove(id)?;
+                // A directory that cannot go now (something mounted inside it?) must not keep
+                // the filesystem from mounting: it is retried at the next start-up.
+                match res.snapshots.remove(id) {
+                    Ok(()) => log::info!(
+                        "removed snapshot directory {id}: it had no record (an unpack or collection was interrupted)"
+                    ),
+                    Err(e) => log::error!("snapshot directory {id} has no record but could not be removed: {e}"),
+                }
             }
         }
         Ok(())

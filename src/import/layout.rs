@@ -224,6 +224,15 @@ fn ref_name(descriptor: &Descriptor) -> Option<&str> {
     (!name.is_empty()).then_some(name.as_str())
 }
 
+/// containerd's annotation for the whole image name (`ctr export`, `docker save` of
+/// containerd-backed images).
+const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
+
+fn full_name(descriptor: &Descriptor) -> Option<&str> {
+    let name = descriptor.annotations.as_ref()?.get(CONTAINERD_IMAGE_NAME)?;
+    (!name.is_empty()).then_some(name.as_str())
+}
+
 /// The image name of each entry, in order: `--name` alone for a single entry,
 /// `NAME:<ref>` for several, the ref name itself without `--name`.
 pub fn image_names(descriptors: &[(Value, Descriptor)], name: Option<&str>) -> Result<Vec<String>, ImportError> {
@@ -235,6 +244,8 @@ pub fn image_names(descriptors: &[(Value, Descriptor)], name: Option<&str>) -> R
             (Some(name), _) if single => name.to_owned(),
             (Some(name), Some(reference)) => format!("{name}:{reference}"),
             (Some(_), None) => return Err(ImportError::NoRefName { position }),
+            // containerd and docker record the full name here; the ref name is often a tag.
+            (None, _) if full_name(descriptor).is_some() => full_name(descriptor).unwrap_or_default().to_owned(),
             (None, Some(reference)) => reference.to_owned(),
             (None, None) => return Err(ImportError::NeedName { position }),
         };

@@ -455,3 +455,14 @@ fn sizes_and_progress_lines_read_well() {
     unknown.add_bytes(2048);
     assert_eq!(unknown.line(), "import: 1 blobs, 2.0 KiB");
 }
+
+#[test]
+fn containerds_image_name_annotation_names_the_image_over_a_bare_tag() {
+    let scene = Scene::new();
+    let mut layout = scene.layout();
+    layout.image(Some("latest"), "first");
+    layout.entries[0]["annotations"]["io.containerd.image.name"] = json!("docker.io/library/busybox:latest");
+    layout.write_index();
+    let report = scene.import(&layout.root, None).unwrap();
+    assert_eq!(report.images[0].name, "docker.io/library/busybox:latest");
+}

@@ -484,3 +484,24 @@ fn the_copying_snapshotter_runs_an_index_image_unpacked_once_for_concurrent_cont
     assert!(resource_debris(&t.state()).is_empty(), "{:?}", resource_debris(&t.state()));
     t.fixture().remount();
 }
+
+#[test]
+fn a_task_on_a_snapshot_survives_kill_9_of_the_daemon_and_rm_unmounts_it_after() {
+    let layout = two_layer_layout();
+    let mut t = Tasks::new();
+    import_by_copying(&t, layout, "latest", "keep/busybox");
+    image_container(&t, "alive", "keep/busybox", "trap 'exit 143' TERM; echo up; while true; do sleep 0.05; done");
+    t.start("alive");
+    wait_until(DEADLINE, "the task to print", || read(&t.path("logs/alive/stdout")) == "up\n");
+    let rootfs = t.state().join("rootfs/alive");
+    assert!(is_mounted(&rootfs), "the snapshot is mounted for the task");
+    t.fixture().kill9_and_remount();
+    assert_eq!(t.status("alive")["status"], "running");
+    assert!(is_mounted(&rootfs), "a restart leaves a running task's root filesystem alone");
+    assert_eq!(snapshot_keys(&t).len(), 3);
+    t.control("alive", "TERM").unwrap();
+    assert_eq!(t.wait("alive"), "143\n");
+    t.sh_ok("rm tasks/alive && rmdir containers/alive images/keep/busybox");
+    assert!(!is_mounted(&rootfs) && !rootfs.exists());
+    assert!(resource_debris(&t.state()).is_empty(), "{:?}", resource_debris(&t.state()));
+}
