@@ -121,6 +121,11 @@ fn blobs_are_verified_at_close_and_shown_with_true_sizes() {
     assert_eq!(errno_of(fs::write(fx.path("content/sha256/xyz"), b"x")), libc::EINVAL);
     assert_eq!(errno_of(fs::write(fx.path("content/other"), b"x")), libc::EPERM);
     assert_eq!(errno_of(fs::create_dir(fx.path("snapshots/mine"))), libc::EPERM);
+    // Labels are user.* xattrs; containerd.io/gc.root keeps a blob nothing references.
+    fx.sh_ok(&format!("setfattr -n user.containerd.io/gc.root -v yes content/sha256/{hex}"));
+    assert_eq!(fx.sh_ok(&format!("getfattr --only-values -n user.containerd.io/gc.root content/sha256/{hex}")), "yes");
+    assert_eq!(errno_of(fs::remove_file(&blob)), libc::EBUSY);
+    fx.sh_ok(&format!("setfattr -x user.containerd.io/gc.root content/sha256/{hex}"));
     // An unreferenced blob can be removed; the file goes with it.
     fs::remove_file(&blob).unwrap();
     assert!(!blob.exists());
