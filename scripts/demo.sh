@@ -199,7 +199,7 @@ run 'rm -r containers/web'
 run 'ls snapshots'
 run 'rmdir images/demo/busybox:1.0'
 run 'ls content/sha256 snapshots'
-run "ls -A $state/content/blobs/sha256 $state/snapshots $state/rootfs   # nothing left on disk either"
+run "ls -A $state/content/blobs/sha256 $state/rootfs $state/snapshots   # on disk: only the snapshotter's name"
 
 say "rm -r and rmdir delete the records"
 run "rmdir $image"

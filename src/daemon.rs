@@ -62,7 +62,10 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
         Err(e) => log::error!("reconciling tasks: {e}"),
     }
     // Finish what a crash left: ingests, files without records, a collection cut short.
-    core.recover_resources().map_err(|e| format!("cannot recover the content store and snapshots: {e}"))?;
+    if let Err(e) = core.recover_resources() {
+        // Debris costs disk space, not correctness: serve, and retry at the next start.
+        log::error!("start-up recovery of the content store and snapshots did not finish: {e}");
+    }
     let (stale_tx, stale_rx) = mpsc::channel::<u64>();
     core.on_task_event(move |event| {
         for ino in event.inos() {

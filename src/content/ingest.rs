@@ -13,6 +13,7 @@ use super::{ContentError, Result};
 static NEXT_INGEST: AtomicU64 = AtomicU64::new(1);
 
 /// The two digest algorithms OCI registers.
+#[derive(Clone)]
 enum Hasher {
     Sha256(Sha256),
     Sha512(Sha512),
@@ -120,15 +121,20 @@ impl Ingest {
         Ok(())
     }
 
-    /// Checks the bytes against the digest; on success syncs the file, renames it to
-    /// `destination` and syncs the directory, and returns the size. On a mismatch the
-    /// file is removed (by drop) and nothing is stored.
-    pub(super) fn commit(mut self, destination: &Path) -> Result<u64> {
+    /// Checks the bytes against the digest and, when they match, syncs them to disk and
+    /// returns the size. A mismatch leaves the ingest as it was: more bytes may still come
+    /// (several processes writing one descriptor in turn).
+    pub fn verify(&mut self) -> Result<u64> {
         let actual = self.final_digest()?;
         if actual != self.digest {
             return Err(ContentError::DigestMismatch { expected: self.digest.clone(), actual });
         }
         self.file.sync_all().map_err(|e| ContentError::io(format!("sync {}", self.path.display()), e))?;
+        Ok(self.len)
+    }
+
+    /// Renames a verified ingest to `destination` and syncs the directory.
+    pub(super) fn place(mut self, destination: &Path) -> Result<()> {
         std::fs::rename(&self.path, destination)
             .map_err(|e| ContentError::io(format!("rename into {}", destination.display()), e))?;
         self.committed = true;
@@ -137,13 +143,21 @@ impl Ingest {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| ContentError::io(format!("sync {}", dir.display()), e))?;
         }
-        Ok(self.len)
+        Ok(())
     }
 
-    fn final_digest(&mut self) -> Result<String> {
-        let hasher = std::mem::replace(&mut self.hasher, Hasher::for_digest(&self.digest));
+    /// [`Ingest::verify`], then [`Ingest::place`]; on a mismatch the file is removed (by
+    /// drop) and nothing is stored.
+    pub(super) fn commit(mut self, destination: &Path) -> Result<u64> {
+        let size = self.verify()?;
+        self.place(destination)?;
+        Ok(size)
+    }
+
+    fn final_digest(&self) -> Result<String> {
         if self.in_order && self.hashed == self.len {
-            return Ok(hasher.finish());
+            // A copy: writes may still follow a verification that failed.
+            return Ok(self.hasher.clone().finish());
         }
         let mut hasher = Hasher::for_digest(&self.digest);
         let mut buffer = vec![0u8; 1 << 20];

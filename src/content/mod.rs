@@ -78,6 +78,12 @@ impl ContentStore {
         ingest.commit(&destination)
     }
 
+    /// Moves an ingest that [`Ingest::verify`] accepted into place.
+    pub fn place(&self, ingest: Ingest) -> Result<()> {
+        let destination = self.path(ingest.digest());
+        ingest.place(&destination)
+    }
+
     /// Removes a blob file; one already gone is not an error.
     pub fn remove(&self, digest: &str) -> Result<()> {
         match fs::remove_file(self.path(digest)) {

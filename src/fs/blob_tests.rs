@@ -78,7 +78,7 @@ fn a_blob_is_stored_at_close_when_its_bytes_match_its_name() {
     let other = core.open(ino, libc::O_WRONLY | libc::O_TRUNC).unwrap();
     core.write(other, 0, b"other").unwrap();
     assert_eq!(core.flush(other).unwrap_err().errno(), libc::EINVAL);
-    core.release(other).unwrap();
+    assert_eq!(core.release(other).unwrap_err().errno(), libc::EINVAL, "the final verdict");
     assert_eq!(read_all(&core, ino), bytes);
     // Truncating a stored blob without a writer is refused.
     assert_eq!(core.setattr(ino, Some(0), None, Default::default()).unwrap_err().errno(), libc::EPERM);
@@ -92,7 +92,7 @@ fn a_mismatch_stores_nothing_and_an_empty_early_close_waits_for_release() {
     core.flush(fh).unwrap(); // a shell's `>` closes once before the command writes
     core.write(fh, 0, b"unexpected").unwrap();
     assert_eq!(core.flush(fh).unwrap_err().errno(), libc::EINVAL);
-    core.release(fh).unwrap();
+    assert_eq!(core.release(fh).unwrap_err().errno(), libc::EINVAL);
     let sha256 = ino_of(&core, "content/sha256");
     assert_eq!(core.lookup(sha256, OsStr::new(&hex)).unwrap_err().errno(), libc::ENOENT);
     assert_eq!(std::fs::read_dir(dir.path().join("content/ingest")).unwrap().count(), 0);
@@ -151,4 +151,18 @@ fn start_up_removes_what_a_crash_left() {
     assert!(core.lookup(sha256, OsStr::new(&hex)).is_err(), "the unfinished blob's record is dropped");
     assert!(!dir.path().join("snapshots/4242").exists());
     assert_eq!(std::fs::read_dir(dir.path().join("content/blobs/sha256")).unwrap().count(), 0);
+}
+
+#[test]
+fn bytes_from_several_descriptors_are_judged_at_the_last_release() {
+    // `{ cat a; cat b; } > blob`: the first cat's close sees half the bytes.
+    let (_dir, core) = core_with(Duration::from_secs(3600));
+    let whole = b"first half, second half".to_vec();
+    let hex = hex_of(&whole);
+    let fh = create_blob(&core, &hex, &[&whole[..11]]).unwrap();
+    assert_eq!(core.flush(fh).unwrap_err().errno(), libc::EINVAL, "not yet the whole blob");
+    core.write(fh, 11, &whole[11..]).unwrap();
+    core.flush(fh).unwrap();
+    core.release(fh).unwrap();
+    assert_eq!(read_all(&core, ino_of(&core, &format!("content/sha256/{hex}"))), whole);
 }

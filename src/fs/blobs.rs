@@ -5,13 +5,14 @@
 //! kept. A blob that exists can be written again (`cp` over it): the bytes must match, and
 //! nothing changes. Readers read the blob file directly.
 
-use crate::content::Ingest;
+use crate::content::{ContentError, Ingest};
 use crate::model::oci::{sniff_children, MAX_DOCUMENT_BYTES};
 use crate::model::{Blob, BlobState, Timestamp};
 use crate::store::{NodeId, StoreError, StoreRead};
 
 use super::content::Loaded;
 use super::errno::FsError;
+use super::resources::lock;
 use super::{FsCore, Result};
 
 /// A blob opened for writing.
@@ -82,34 +83,58 @@ impl FsCore {
     }
 
     /// Judges a writer: the bytes match the digest and are stored, or nothing is kept.
+    /// A mismatch at a `close()` is answered `EINVAL` but the bytes are kept until the last
+    /// release, since another descriptor of the same open file may still write the rest
+    /// (`{ cat a; cat b; } > blob`); only the release's verdict is final.
     pub(super) fn judge_blob(&self, node: NodeId, writer: &mut BlobWriter, when: Judge) -> Result<()> {
         let res = self.resources.as_deref().ok_or(FsError::NoResources)?;
-        let Some(ingest) = writer.ingest.as_ref() else { return Ok(()) };
+        let Some(ingest) = writer.ingest.as_mut() else { return Ok(()) };
         if when == Judge::Flush && ingest.is_empty() {
             return Ok(());
         }
-        let ingest = writer.ingest.take().expect("checked above");
-        let digest = ingest.digest().to_owned();
-        let size = match res.content.commit(ingest) {
+        let size = match ingest.verify() {
             Ok(size) => size,
+            Err(e @ ContentError::DigestMismatch { .. }) if when == Judge::Flush => {
+                return Err(FsError::Unsettled(Box::new(e.into())));
+            }
             Err(e) => {
+                writer.ingest = None;
                 if writer.fresh {
                     self.store.write(|w| w.discard_blob(node))?;
                 }
                 return Err(e.into());
             }
         };
+        let ingest = writer.ingest.take().expect("checked above");
+        let digest = ingest.digest().to_owned();
         if !writer.fresh {
-            return Ok(());
+            // The same bytes as the stored blob: nothing to change (dropping the ingest
+            // removes its file), unless the blob was removed meanwhile.
+            return match self.store.read()?.blob(node)? {
+                Some(blob) if blob.state == BlobState::Committed => Ok(()),
+                _ => Err(FsError::NotFound),
+            };
         }
-        let children = if size <= MAX_DOCUMENT_BYTES {
-            res.content.read_small(&digest, MAX_DOCUMENT_BYTES).map(|b| sniff_children(&b)).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let lease_nanos = u64::try_from(res.lease.as_nanos()).unwrap_or(u64::MAX);
-        let lease_until = Timestamp::from_nanos(Timestamp::now().as_nanos().saturating_add(lease_nanos));
-        self.store.write(|w| w.commit_blob(node, size, children, Some(lease_until)))?;
+        let _files = lock(&res.blob_files);
+        let stored = res.content.place(ingest).map_err(FsError::from).and_then(|()| {
+            let children = if size <= MAX_DOCUMENT_BYTES {
+                res.content.read_small(&digest, MAX_DOCUMENT_BYTES).map(|b| sniff_children(&b)).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let lease_nanos = u64::try_from(res.lease.as_nanos()).unwrap_or(u64::MAX);
+            let lease_until = Timestamp::from_nanos(Timestamp::now().as_nanos().saturating_add(lease_nanos));
+            self.store.write(|w| w.commit_blob(node, size, children, Some(lease_until))).map_err(FsError::from)
+        });
+        if let Err(e) = stored {
+            // Neither a file without a record nor a record stuck "ingesting".
+            if let Err(cleanup) = res.content.remove(&digest).map_err(FsError::from).and_then(|()| {
+                self.store.write(|w| w.discard_blob(node)).map(drop).map_err(FsError::from)
+            }) {
+                log::error!("blob {digest}: not stored ({e}) and not cleaned up until start-up: {cleanup}");
+            }
+            return Err(e);
+        }
         log::info!("blob {digest} stored ({size} bytes)");
         Ok(())
     }
@@ -137,6 +162,7 @@ impl FsCore {
     /// `rm content/<alg>/<hex>`.
     pub(super) fn delete_blob(&self, dir: NodeId, hex: &str) -> Result<()> {
         let res = self.resources.as_deref().ok_or(FsError::NoResources)?;
+        let _files = lock(&res.blob_files);
         let (_, blob) = self.store.write(|w| w.delete_blob(dir, hex))?;
         res.content.remove(&blob.digest)?;
         log::info!("blob {} deleted", blob.digest);
@@ -146,7 +172,13 @@ impl FsCore {
     /// `rmdir snapshots/<key>`: a snapshot nothing references.
     pub(super) fn delete_snapshot(&self, key: &str) -> Result<crate::store::Node> {
         let res = self.resources.as_deref().ok_or(FsError::NoResources)?;
-        let (node, _) = self.store.write(|w| w.delete_snapshot(key))?;
+        // A key being unpacked or prepared is about to be used.
+        let (node, _) = res.with_in_flight(|keys| {
+            if keys.contains(key) {
+                return Err(FsError::from(StoreError::InUse { what: format!("snapshot {key}"), by: "an unpack".into() }));
+            }
+            Ok(self.store.write(|w| w.delete_snapshot(key))?)
+        })?;
         res.snapshots.remove(node.id.0)?;
         log::info!("snapshot {key} deleted");
         Ok(node)

@@ -14,17 +14,24 @@ impl FsCore {
     /// removes them later, since their records are already gone.
     pub fn collect_garbage(&self) -> Result<Collected> {
         let Some(res) = &self.resources else { return Ok(Collected::default()) };
-        let collected = res.with_in_flight(|keys| self.store.write(|w| w.collect_garbage(keys, Timestamp::now())))?;
+        let collected = {
+            // Blob files go under the same lock as their records (see Resources::blob_files);
+            // snapshot directories, which can take long, after it is released.
+            let _files = super::resources::lock(&res.blob_files);
+            let collected =
+                res.with_in_flight(|keys| self.store.write(|w| w.collect_garbage(keys, Timestamp::now())))?;
+            for (_, digest) in &collected.blobs {
+                log::info!("collected blob {digest}");
+                if let Err(e) = res.content.remove(digest) {
+                    log::error!("blob {digest}: record collected, file left for the next start-up: {e}");
+                }
+            }
+            collected
+        };
         for (id, key) in &collected.snapshots {
             log::info!("collected snapshot {key}");
             if let Err(e) = res.snapshots.remove(id.0) {
                 log::error!("snapshot {key}: record collected, files left for the next start-up: {e}");
-            }
-        }
-        for (_, digest) in &collected.blobs {
-            log::info!("collected blob {digest}");
-            if let Err(e) = res.content.remove(digest) {
-                log::error!("blob {digest}: record collected, file left for the next start-up: {e}");
             }
         }
         Ok(collected)

@@ -56,11 +56,32 @@ pub enum ReadOutcome {
 pub struct HandleTable {
     next: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
+    /// What each writing handle writes, kept outside the handles' own locks: a handle can
+    /// stay locked for as long as its commit takes (a whole image unpacked at the close of
+    /// `snapshot`), and questions about writers must not wait for that.
+    writers: Mutex<HashMap<u64, Writes>>,
+}
+
+/// What a writing handle writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    /// An attribute file of a node.
+    File(NodeId, AttrFile),
+    /// A blob.
+    Blob(NodeId),
 }
 
 impl HandleTable {
     fn insert(&self, handle: Handle) -> u64 {
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let writes = match &handle.state {
+            HandleState::Write { file, .. } => Some(Writes::File(handle.node, *file)),
+            HandleState::BlobWrite(_) => Some(Writes::Blob(handle.node)),
+            _ => None,
+        };
+        if let Some(writes) = writes {
+            lock(&self.writers).insert(fh, writes);
+        }
         lock(&self.open).insert(fh, Arc::new(Mutex::new(handle)));
         fh
     }
@@ -72,23 +93,16 @@ impl HandleTable {
     /// Whether some handle is writing `file` of `node` (a `target` being created has no
     /// record yet, but the kernel asks for its attributes before the first write).
     pub fn is_writing(&self, node: NodeId, file: AttrFile) -> bool {
-        let open: Vec<Arc<Mutex<Handle>>> = lock(&self.open).values().cloned().collect();
-        open.iter().any(|h| {
-            let h = lock(h);
-            h.node == node && matches!(h.state, HandleState::Write { file: f, .. } if f == file)
-        })
+        lock(&self.writers).values().any(|w| *w == Writes::File(node, file))
     }
 
     /// Whether some handle is writing the blob `node`.
     fn has_blob_writer(&self, node: NodeId) -> bool {
-        let open: Vec<Arc<Mutex<Handle>>> = lock(&self.open).values().cloned().collect();
-        open.iter().any(|h| {
-            let h = lock(h);
-            h.node == node && matches!(h.state, HandleState::BlobWrite(_))
-        })
+        lock(&self.writers).values().any(|w| *w == Writes::Blob(node))
     }
 
     fn remove(&self, fh: u64) -> Option<Arc<Mutex<Handle>>> {
+        lock(&self.writers).remove(&fh);
         lock(&self.open).remove(&fh)
     }
 }
@@ -425,11 +439,13 @@ impl FsCore {
         if !ownership.is_empty() {
             // Setting what is already there is allowed: `std::fs::copy` and `cp -p` set the
             // source's mode on the copy, and the copy of a 0644 file is still 0644.
-            // A blob being written takes any mode (`shutil.copy` copies the source's
-            // 0444): stored blobs are 0444 whatever was asked.
+            // A blob takes any mode and keeps its own (stored blobs are 0444): copy tools
+            // (`std::fs::copy`, `shutil.copy`) set the source's mode, some after the close.
             let current = self.getattr(ino)?;
-            let writing_blob = matches!(Ino::decode(ino), Some(Ino::Node(node)) if self.handles.has_blob_writer(node));
-            if !(ownership.matches(&current) || writing_blob && ownership.uid.is_none_or(|u| u == 0)) {
+            let is_blob = matches!(Ino::decode(ino), Some(Ino::Node(node)) if self.handles.has_blob_writer(node)
+                || load_node(&self.store.read()?, node).is_ok_and(|l| l.blob().is_some()));
+            let root_owned = ownership.uid.is_none_or(|u| u == 0) && ownership.gid.is_none_or(|g| g == 0);
+            if !(ownership.matches(&current) || is_blob && root_owned) {
                 return Err(FsError::NotPermitted("owners and permissions in ctrfs are fixed".into()));
             }
         }

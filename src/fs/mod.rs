@@ -259,7 +259,11 @@ impl FsCore {
         drop(reader);
         match dir.node.kind {
             NodeKind::ImagesDir | NodeKind::ImageDir => self.store.write(|w| w.delete_image_dir(dir.node.id, name))?,
-            NodeKind::ContainersDir => self.store.write(|w| w.delete_container(name))?,
+            NodeKind::ContainersDir => {
+                // Not while its task is being started (the start would outlive its container).
+                let _gate = self.tasks.enter(name)?;
+                self.store.write(|w| w.delete_container(name))?
+            }
             NodeKind::SnapshotsDir => self.delete_snapshot(name)?,
             NodeKind::TasksDir | NodeKind::DigestDir => return Err(FsError::NotDir),
             NodeKind::Root

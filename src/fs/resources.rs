@@ -50,6 +50,10 @@ pub struct Resources {
     /// A collection holds this lock for its whole transaction, so a key registered here
     /// before its record is committed is never collected.
     in_flight: Mutex<HashMap<String, usize>>,
+    /// Serializes every change to blob files with the record change it goes with (a
+    /// writer's rename + commit, a delete's or collection's transaction + unlink), so a
+    /// collection can never unlink the file a new writer of the same digest just placed.
+    pub(super) blob_files: Mutex<()>,
     /// One lock per chain ID being unpacked, so an image's layers are unpacked once even
     /// when several containers of it start at the same moment.
     unpacking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -68,6 +72,7 @@ impl Resources {
             rootfs_dir: config.rootfs_dir.clone(),
             lease: config.lease,
             in_flight: Mutex::default(),
+            blob_files: Mutex::default(),
             unpacking: Mutex::default(),
         })
     }

@@ -43,15 +43,15 @@ impl FsCore {
     /// start prepares it once the image is known.
     pub(super) fn set_container_snapshot(&self, node: NodeId, key: &str) -> Result<()> {
         let container = self.container_record(node)?;
-        if self.store.read()?.lookup(crate::store::schema::TASKS, &container.id)?.is_some() && key != container.snapshot {
-            return Err(StoreError::InUse {
-                what: format!("container {}'s root filesystem", container.id),
-                by: format!("task {}", container.id),
-            }
-            .into());
-        }
+        // Task starts take the same gate: a root filesystem never changes under a start.
+        let _gate = self.tasks.enter(&container.id)?;
+        check_key_change(&self.store.read()?, &container, key)?;
         if key.is_empty() || container.image.is_empty() || self.resources.is_none() {
-            self.store.write(|w| w.update_container(node, |c| c.set_field(ContainerField::Snapshot, key)))?;
+            self.store.write(|w| -> Result<(), FsError> {
+                check_key_change(w, &container, key)?;
+                w.update_container(node, |c| c.set_field(ContainerField::Snapshot, key))?;
+                Ok(())
+            })?;
         } else {
             self.prepare_active(node, &container, key)?;
         }
@@ -65,7 +65,7 @@ impl FsCore {
     /// needed) and that the container names it.
     fn prepare_active(&self, node: NodeId, container: &Container, key: &str) -> Result<()> {
         let res = self.resources()?;
-        self.check_key_free(&container.id, key)?;
+        check_key_change(&self.store.read()?, container, key)?;
         let image = self.resolve_image(res, container)?;
         let mut held_keys = image.chain.clone();
         held_keys.push(key.to_owned());
@@ -73,8 +73,12 @@ impl FsCore {
         let parents = self.unpack_layers(res, &image)?;
         let snapshotter = res.snapshotter_name();
         if self.store.read()?.snapshot_by_key(key)?.is_some() {
-            // Adopted: an active snapshot no other container names (checked above).
-            self.store.write(|w| w.update_container(node, |c| c.set_field(ContainerField::Snapshot, key)))?;
+            // Adopted: an active snapshot no other container names.
+            self.store.write(|w| -> Result<(), FsError> {
+                check_key_change(w, container, key)?;
+                w.update_container(node, |c| c.set_field(ContainerField::Snapshot, key))?;
+                Ok(())
+            })?;
             return Ok(());
         }
         let id = self.store.write(|w| w.reserve_node_id())?;
@@ -91,7 +95,7 @@ impl FsCore {
             updated_at: now,
         };
         let recorded = self.store.write(|w| -> Result<(), FsError> {
-            self.check_key_free_in(w, &container.id, key)?;
+            check_key_change(w, container, key)?;
             w.create_snapshot(id, &snapshot)?;
             w.update_container(node, |c| c.set_field(ContainerField::Snapshot, key))?;
             Ok(())
@@ -104,24 +108,6 @@ impl FsCore {
         }
         log::info!("container {}: active snapshot {key} prepared on image {}", container.id, image.name);
         Ok(())
-    }
-
-    /// Refuses a key another container uses or a committed snapshot has.
-    fn check_key_free(&self, container_id: &str, key: &str) -> Result<()> {
-        self.check_key_free_in(&self.store.read()?, container_id, key)
-    }
-
-    fn check_key_free_in(&self, reader: &impl StoreRead, container_id: &str, key: &str) -> Result<()> {
-        let Some((_, snapshot)) = reader.snapshot_by_key(key)? else { return Ok(()) };
-        if snapshot.kind == SnapshotKind::Committed {
-            return Err(StoreError::AlreadyExists { kind: "committed snapshot", key: key.to_owned() }.into());
-        }
-        let users = reader.referrers(crate::store::Target::Snapshot(key))?;
-        let other = users.iter().find(|r| matches!(r, crate::store::Referrer::Container(id) if id != container_id));
-        match other {
-            Some(user) => Err(StoreError::InUse { what: format!("snapshot {key}"), by: user.to_string() }.into()),
-            None => Ok(()),
-        }
     }
 
     /// Walks the container's image down to one manifest for this platform and checks that
@@ -182,7 +168,10 @@ impl FsCore {
         for (index, key) in image.chain.iter().enumerate() {
             let unpack_lock = res.unpack_lock(key);
             let _unpacking = lock(&unpack_lock);
-            if let Some((id, _)) = self.store.read()?.snapshot_by_key(key)? {
+            if let Some((id, existing)) = self.store.read()?.snapshot_by_key(key)? {
+                if existing.kind != SnapshotKind::Committed {
+                    return Err(StoreError::AlreadyExists { kind: "active snapshot", key: key.clone() }.into());
+                }
                 chain_nodes.push(id);
                 continue;
             }
@@ -268,20 +257,19 @@ impl FsCore {
         }
         let reader = self.store.read()?;
         let (snapshot_id, snapshot) = reader.snapshot_by_key(&key)?.ok_or_else(|| FsError::NotFound)?;
-        if snapshot.kind != SnapshotKind::Active {
-            return Err(crate::model::ValidationError::InvalidField {
-                field: "snapshot",
-                reason: format!("{key} is a committed snapshot; a task needs an active one"),
-            }
-            .into());
-        }
+        // Committed, or another container's: never run on it.
+        check_key_free(&reader, &container.id, &key)?;
         let parents = self.parent_chain(&reader, &snapshot)?;
         drop(reader);
         let mounts = res.snapshots.mounts(snapshot_id.0, &ids(&parents), true);
         let target = res.rootfs_of(id);
         unmount(&target)?;
         std::fs::create_dir_all(&target).map_err(|e| FsError::Host(format!("create {}: {e}", target.display())))?;
-        mount_all(&mounts, &target)?;
+        if let Err(e) = mount_all(&mounts, &target) {
+            // A bind that mounted before its read-only remount failed must not stay.
+            self.release_rootfs(id);
+            return Err(e.into());
+        }
         Ok(Some(target))
     }
 
@@ -317,6 +305,36 @@ impl FsCore {
 
     fn container_record(&self, node: NodeId) -> Result<Container> {
         self.store.read()?.container(node)?.ok_or(FsError::NotFound)
+    }
+}
+
+/// Whether `container` may name `key` now: not while its task exists (unless the key
+/// stays), and only a key no other container names and no committed snapshot has.
+fn check_key_change(reader: &impl StoreRead, container: &Container, key: &str) -> Result<()> {
+    if key != container.snapshot && reader.lookup(crate::store::schema::TASKS, &container.id)?.is_some() {
+        return Err(StoreError::InUse {
+            what: format!("container {}'s root filesystem", container.id),
+            by: format!("task {}", container.id),
+        }
+        .into());
+    }
+    if key.is_empty() {
+        return Ok(());
+    }
+    check_key_free(reader, &container.id, key)
+}
+
+/// Refuses a key another container uses or a committed snapshot has.
+fn check_key_free(reader: &impl StoreRead, container_id: &str, key: &str) -> Result<()> {
+    if let Some((_, snapshot)) = reader.snapshot_by_key(key)? {
+        if snapshot.kind == SnapshotKind::Committed {
+            return Err(StoreError::AlreadyExists { kind: "committed snapshot", key: key.to_owned() }.into());
+        }
+    }
+    let users = reader.referrers(crate::store::Target::Snapshot(key))?;
+    match users.iter().find(|r| matches!(r, crate::store::Referrer::Container(id) if id != container_id)) {
+        Some(user) => Err(StoreError::InUse { what: format!("snapshot {key}"), by: user.to_string() }.into()),
+        None => Ok(()),
     }
 }
 

@@ -121,7 +121,7 @@ impl Drop for GateGuard<'_> {
 }
 
 impl TaskGate {
-    fn enter(&self, id: &str) -> Result<GateGuard<'_>> {
+    pub(super) fn enter(&self, id: &str) -> Result<GateGuard<'_>> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         if !busy.insert(id.to_owned()) {
             return Err(FsError::TaskBusy(id.to_owned()));

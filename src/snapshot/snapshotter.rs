@@ -38,6 +38,9 @@ impl Driver {
     }
 }
 
+/// The file in the snapshots directory that records which driver made them.
+const DRIVER_FILE: &str = "driver";
+
 /// The snapshots of one state directory.
 #[derive(Debug)]
 pub struct Snapshotter {
@@ -50,15 +53,39 @@ impl Snapshotter {
     /// copying driver otherwise.
     pub fn open(root: &Path, driver: Option<Driver>) -> Result<Snapshotter> {
         fs::create_dir_all(root).map_err(|e| SnapshotError::io(format!("create {}", root.display()), e))?;
-        let driver = match driver {
-            Some(d) => d,
-            None if overlay_works(root) => Driver::Overlay,
-            None => {
+        let snapshotter = Snapshotter { root: root.to_owned(), driver: Driver::Native };
+        // Snapshots made by one driver cannot be read by the other (overlay layers are
+        // diffs, native ones full copies), so the first choice holds while any exist.
+        let recorded = snapshotter.recorded_driver()?;
+        let in_use = !snapshotter.ids_on_disk()?.is_empty();
+        let driver = match (driver, recorded) {
+            (Some(asked), Some(had)) if in_use && asked != had => {
+                return Err(SnapshotError::Invalid(format!(
+                    "the snapshots in {} were made by {}; mount with --snapshotter {} (or delete the containers and images first)",
+                    root.display(),
+                    had.name(),
+                    had.name()
+                )))
+            }
+            (Some(asked), _) => asked,
+            (None, Some(had)) if in_use => had,
+            (None, _) if overlay_works(root) => Driver::Overlay,
+            (None, _) => {
                 log::warn!("overlayfs does not mount in {}; snapshots are full copies (native)", root.display());
                 Driver::Native
             }
         };
-        Ok(Snapshotter { root: root.to_owned(), driver })
+        let path = root.join(DRIVER_FILE);
+        fs::write(&path, driver.name()).map_err(|e| SnapshotError::io(format!("write {}", path.display()), e))?;
+        Ok(Snapshotter { driver, ..snapshotter })
+    }
+
+    fn recorded_driver(&self) -> Result<Option<Driver>> {
+        match fs::read_to_string(self.root.join(DRIVER_FILE)) {
+            Ok(name) => Ok(Driver::from_name(name.trim())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SnapshotError::io(format!("read {}", self.root.join(DRIVER_FILE).display()), e)),
+        }
     }
 
     /// The driver in use.
@@ -210,4 +237,21 @@ fn overlay_works(root: &Path) -> bool {
     }
     let _ = remove_tree(&probe);
     works
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_driver_that_made_snapshots_stays_while_they_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Snapshotter::open(dir.path(), Some(Driver::Native)).unwrap();
+        first.prepare_active(5, &[]).unwrap();
+        assert!(matches!(Snapshotter::open(dir.path(), Some(Driver::Overlay)), Err(SnapshotError::Invalid(_))));
+        assert_eq!(Snapshotter::open(dir.path(), None).unwrap().driver(), Driver::Native);
+        first.remove(5).unwrap();
+        assert_eq!(Snapshotter::open(dir.path(), Some(Driver::Overlay)).unwrap().driver(), Driver::Overlay);
+        assert_eq!(first.ids_on_disk().unwrap(), Vec::<u64>::new(), "the driver file is not a snapshot");
+    }
 }
