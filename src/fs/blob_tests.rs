@@ -166,3 +166,15 @@ fn bytes_from_several_descriptors_are_judged_at_the_last_release() {
     core.release(fh).unwrap();
     assert_eq!(read_all(&core, ino_of(&core, &format!("content/sha256/{hex}"))), whole);
 }
+
+#[test]
+fn a_create_of_a_stored_blob_rewrites_it() {
+    let (_dir, core) = core_with(Duration::from_secs(3600));
+    let hex = hex_of(b"same");
+    for _ in 0..2 {
+        let fh = create_blob(&core, &hex, &[b"same"]).unwrap();
+        core.flush(fh).unwrap();
+        core.release(fh).unwrap();
+    }
+    assert_eq!(read_all(&core, ino_of(&core, &format!("content/sha256/{hex}"))), b"same");
+}

@@ -13,7 +13,7 @@ use super::ino::{AttrFile, Ino};
 use super::write::{Edit, WriteBuffer, WriteMode};
 use super::{component, is_read_only, load_node, node_attr, Dir, FsCore, Result};
 use crate::model::{ContainerField, Timestamp};
-use crate::store::{NodeId, NodeKind};
+use crate::store::{NodeId, NodeKind, StoreRead};
 
 /// One open file.
 #[derive(Debug)]
@@ -222,6 +222,18 @@ impl FsCore {
         }
         match dir.node.kind {
             NodeKind::DigestDir => {
+                // A create that races another (or follows a stale negative dentry) for a blob
+                // that is stored by now rewrites it, as an open of the existing file would.
+                if let Some(existing) = self.store.read()?.lookup(dir.node.id, name)? {
+                    let loaded = load_node(&self.store.read()?, existing.id)?;
+                    let blob = loaded.blob().ok_or(FsError::NotFound)?;
+                    let writer = self.open_blob_for_writing(blob)?;
+                    let attr = node_attr(&loaded);
+                    let state = HandleState::BlobWrite(Box::new(writer));
+                    let fh = self.handles.insert(Handle { node: existing.id, kind: NodeKind::Blob, state });
+                    self.inodes.remember(attr.ino);
+                    return Ok((attr, fh));
+                }
                 let (blob, writer) = self.create_blob(dir.node.id, name)?;
                 let attr = node_attr(&blob);
                 let fh = self.handles.insert(Handle { node: blob.node.id, kind: NodeKind::Blob, state: HandleState::BlobWrite(Box::new(writer)) });
