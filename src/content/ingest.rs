@@ -146,14 +146,6 @@ impl Ingest {
         Ok(())
     }
 
-    /// [`Ingest::verify`], then [`Ingest::place`]; on a mismatch the file is removed (by
-    /// drop) and nothing is stored.
-    pub(super) fn commit(mut self, destination: &Path) -> Result<u64> {
-        let size = self.verify()?;
-        self.place(destination)?;
-        Ok(size)
-    }
-
     fn final_digest(&self) -> Result<String> {
         if self.in_order && self.hashed == self.len {
             // A copy: writes may still follow a verification that failed.

@@ -72,12 +72,6 @@ impl ContentStore {
         Ingest::create(&self.ingest_dir(), digest)
     }
 
-    /// Moves a verified ingest into place (see [`Ingest::commit`]).
-    pub fn commit(&self, ingest: Ingest) -> Result<u64> {
-        let destination = self.path(ingest.digest());
-        ingest.commit(&destination)
-    }
-
     /// Moves an ingest that [`Ingest::verify`] accepted into place.
     pub fn place(&self, ingest: Ingest) -> Result<()> {
         let destination = self.path(ingest.digest());

@@ -5,6 +5,13 @@ use sha2::{Digest as _, Sha256};
 
 use super::*;
 
+/// Verifies and places an ingest, as the filesystem does at close.
+fn commit(store: &ContentStore, mut ingest: Ingest) -> Result<u64> {
+    let size = ingest.verify()?;
+    store.place(ingest)?;
+    Ok(size)
+}
+
 fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -23,7 +30,7 @@ fn a_blob_written_in_order_is_verified_and_stored() {
     for (i, chunk) in bytes.chunks(4096).enumerate() {
         ingest.write_at((i * 4096) as u64, chunk).unwrap();
     }
-    assert_eq!(store.commit(ingest).unwrap(), bytes.len() as u64);
+    assert_eq!(commit(&store, ingest).unwrap(), bytes.len() as u64);
     let mut read = Vec::new();
     store.open_blob(&digest).unwrap().read_to_end(&mut read).unwrap();
     assert_eq!(read, bytes);
@@ -39,7 +46,7 @@ fn out_of_order_writes_are_rehashed() {
     let mut ingest = store.begin(&digest).unwrap();
     ingest.write_at(512, &bytes[512..]).unwrap();
     ingest.write_at(0, &bytes[..512]).unwrap();
-    store.commit(ingest).unwrap();
+    commit(&store, ingest).unwrap();
     assert_eq!(fs::read(store.path(&digest)).unwrap(), bytes);
 }
 
@@ -50,7 +57,7 @@ fn a_mismatch_stores_nothing() {
     let digest = digest_of(b"expected");
     let mut ingest = store.begin(&digest).unwrap();
     ingest.write_at(0, b"something else").unwrap();
-    assert!(matches!(store.commit(ingest), Err(ContentError::DigestMismatch { .. })));
+    assert!(matches!(commit(&store, ingest), Err(ContentError::DigestMismatch { .. })));
     assert!(!store.path(&digest).exists());
     assert_eq!(ingest_files(dir.path()), 0);
 }
@@ -64,7 +71,7 @@ fn truncation_restarts_the_hash() {
     ingest.write_at(0, b"draft that is longer").unwrap();
     ingest.set_len(0).unwrap();
     ingest.write_at(0, b"final").unwrap();
-    assert_eq!(store.commit(ingest).unwrap(), 5);
+    assert_eq!(commit(&store, ingest).unwrap(), 5);
 }
 
 #[test]
@@ -76,7 +83,7 @@ fn reopening_clears_ingests_and_sweep_removes_unrecorded_blobs() {
     for (digest, bytes) in [(&kept, &b"kept"[..]), (&stray, &b"stray"[..])] {
         let mut ingest = store.begin(digest).unwrap();
         ingest.write_at(0, bytes).unwrap();
-        store.commit(ingest).unwrap();
+        commit(&store, ingest).unwrap();
     }
     let abandoned = store.begin(&digest_of(b"x")).unwrap();
     std::mem::forget(abandoned); // as if the daemon died mid-write

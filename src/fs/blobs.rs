@@ -12,7 +12,7 @@ use crate::store::{NodeId, StoreError, StoreRead};
 
 use super::content::Loaded;
 use super::errno::FsError;
-use super::resources::lock;
+use super::handles::lock;
 use super::{FsCore, Result};
 
 /// A blob opened for writing.

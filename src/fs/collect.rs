@@ -17,7 +17,7 @@ impl FsCore {
         let collected = {
             // Blob files go under the same lock as their records (see Resources::blob_files);
             // snapshot directories, which can take long, after it is released.
-            let _files = super::resources::lock(&res.blob_files);
+            let _files = super::handles::lock(&res.blob_files);
             let collected =
                 res.with_in_flight(|keys| self.store.write(|w| w.collect_garbage(keys, Timestamp::now())))?;
             for (_, digest) in &collected.blobs {

@@ -109,7 +109,7 @@ impl HandleTable {
 
 /// Locks a mutex; a poisoned one (a request panicked while holding it) still holds
 /// consistent data here, since every update is a single assignment or push.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -224,19 +224,20 @@ impl FsCore {
             NodeKind::DigestDir => {
                 // A create that races another (or follows a stale negative dentry) for a blob
                 // that is stored by now rewrites it, as an open of the existing file would.
-                if let Some(existing) = self.store.read()?.lookup(dir.node.id, name)? {
-                    let loaded = load_node(&self.store.read()?, existing.id)?;
-                    let blob = loaded.blob().ok_or(FsError::NotFound)?;
-                    let writer = self.open_blob_for_writing(blob)?;
-                    let attr = node_attr(&loaded);
-                    let state = HandleState::BlobWrite(Box::new(writer));
-                    let fh = self.handles.insert(Handle { node: existing.id, kind: NodeKind::Blob, state });
-                    self.inodes.remember(attr.ino);
-                    return Ok((attr, fh));
-                }
-                let (blob, writer) = self.create_blob(dir.node.id, name)?;
+                let existing = {
+                    let reader = self.store.read()?;
+                    reader.lookup(dir.node.id, name)?.map(|node| load_node(&reader, node.id)).transpose()?
+                };
+                let (blob, writer) = match existing {
+                    Some(loaded) => {
+                        let writer = self.open_blob_for_writing(loaded.blob().ok_or(FsError::NotFound)?)?;
+                        (loaded, writer)
+                    }
+                    None => self.create_blob(dir.node.id, name)?,
+                };
                 let attr = node_attr(&blob);
-                let fh = self.handles.insert(Handle { node: blob.node.id, kind: NodeKind::Blob, state: HandleState::BlobWrite(Box::new(writer)) });
+                let state = HandleState::BlobWrite(Box::new(writer));
+                let fh = self.handles.insert(Handle { node: blob.node.id, kind: NodeKind::Blob, state });
                 self.inodes.remember(attr.ino);
                 return Ok((attr, fh));
             }

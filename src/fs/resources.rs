@@ -4,12 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::content::ContentStore;
 use crate::snapshot::{Driver, Snapshotter};
 
+use super::handles::lock;
 use super::Result;
 
 /// Where and how blobs and snapshots are kept.
@@ -129,8 +130,4 @@ impl Drop for InFlight<'_> {
             }
         }
     }
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

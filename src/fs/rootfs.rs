@@ -11,7 +11,8 @@ use std::io::{BufReader, Read, Seek};
 use std::path::PathBuf;
 
 use super::errno::FsError;
-use super::resources::{lock, Resources};
+use super::handles::lock;
+use super::resources::Resources;
 use super::{FsCore, Result};
 use crate::model::oci::{chain_ids, Document, ImageConfig, Platform, MAX_DOCUMENT_BYTES};
 use crate::model::{
@@ -259,9 +260,8 @@ impl FsCore {
         let (snapshot_id, snapshot) = reader.snapshot_by_key(&key)?.ok_or_else(|| FsError::NotFound)?;
         // Committed, or another container's: never run on it.
         check_key_free(&reader, &container.id, &key)?;
-        let parents = self.parent_chain(&reader, &snapshot)?;
+        let mounts = self.snapshot_mounts(&reader, snapshot_id, &snapshot)?;
         drop(reader);
-        let mounts = res.snapshots.mounts(snapshot_id.0, &ids(&parents), true);
         let target = res.rootfs_of(id);
         unmount(&target)?;
         std::fs::create_dir_all(&target).map_err(|e| FsError::Host(format!("create {}: {e}", target.display())))?;
@@ -289,8 +289,20 @@ impl FsCore {
         }
     }
 
+    /// How to mount a snapshot: writable when active, a read-only view when committed.
+    pub(super) fn snapshot_mounts(
+        &self,
+        reader: &impl StoreRead,
+        id: NodeId,
+        snapshot: &Snapshot,
+    ) -> Result<Vec<crate::model::Mount>> {
+        let res = self.resources()?;
+        let parents = self.parent_chain(reader, snapshot)?;
+        Ok(res.snapshots.mounts(id.0, &ids(&parents), snapshot.kind == SnapshotKind::Active))
+    }
+
     /// The node ids of a snapshot's parents, the parent first.
-    pub(super) fn parent_chain(&self, reader: &impl StoreRead, snapshot: &Snapshot) -> Result<Vec<NodeId>> {
+    fn parent_chain(&self, reader: &impl StoreRead, snapshot: &Snapshot) -> Result<Vec<NodeId>> {
         let mut chain = Vec::new();
         let mut next = snapshot.parent.clone();
         while let Some(key) = next {

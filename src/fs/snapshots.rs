@@ -19,10 +19,7 @@ impl FsCore {
         let snapshot = loaded.snapshot().ok_or(FsError::NotFound)?;
         let text = match file {
             AttrFile::Mounts => {
-                let res = self.resources.as_deref().ok_or(FsError::NoResources)?;
-                let parents: Vec<u64> = self.parent_chain(reader, snapshot)?.iter().map(|n| n.0).collect();
-                let active = snapshot.kind == SnapshotKind::Active;
-                let mounts = res.snapshots.mounts(loaded.node.id.0, &parents, active);
+                let mounts = self.snapshot_mounts(reader, loaded.node.id, snapshot)?;
                 let mut text = serde_json::to_string_pretty(&mounts).expect("mounts serialize");
                 text.push('\n');
                 text

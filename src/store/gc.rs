@@ -202,6 +202,12 @@ pub(super) fn pinned_by(reader: &(impl StoreRead + ?Sized), target: Target<'_>) 
             return Ok(Some(format!("snapshots/{}", child.key)));
         }
     }
+    let mut marks = Marks::default();
+    graph.mark(graph.strong_roots(&HashSet::new()), &mut marks);
+    if !reached(&marks, target) {
+        return Ok(None);
+    }
+    // Pinned: name the record that does it (one walk per root, only on this refusal path).
     for (who, pins) in &graph.roots {
         let mut marks = Marks::default();
         graph.mark(pins.iter().cloned(), &mut marks);
@@ -209,9 +215,7 @@ pub(super) fn pinned_by(reader: &(impl StoreRead + ?Sized), target: Target<'_>) 
             return Ok(Some(who.to_string()));
         }
     }
-    let mut marks = Marks::default();
-    graph.mark(graph.strong_roots(&HashSet::new()), &mut marks);
-    Ok(reached(&marks, target).then(|| "a record labelled containerd.io/gc.root, or a writer".to_owned()))
+    Ok(Some("a record labelled containerd.io/gc.root, or a writer".to_owned()))
 }
 
 fn reached(marks: &Marks, target: Target<'_>) -> bool {
@@ -269,13 +273,7 @@ impl Writer<'_> {
         let graph = Graph::load(self)?;
         let mut marks = Marks::default();
         graph.mark(graph.strong_roots(in_flight), &mut marks);
-        for digest in &marks.blobs {
-            if let Some((id, blob)) = graph.blobs.get(digest).filter(|(_, b)| b.lease_until.is_some()) {
-                let mut blob = blob.clone();
-                blob.lease_until = None;
-                self.dbs.blobs.put(&mut self.txn, &id.0, &blob)?;
-            }
-        }
+        self.end_leases(&graph, &marks)?;
         graph.mark(graph.leased(now), &mut marks);
         let mut collected = Collected::default();
         for (digest, (id, blob)) in &graph.blobs {
@@ -302,6 +300,11 @@ impl Writer<'_> {
         let graph = Graph::load(self)?;
         let mut marks = Marks::default();
         graph.mark([Reference::Blob(digest.to_owned())], &mut marks);
+        self.end_leases(&graph, &marks)
+    }
+
+    /// Clears the lease of every marked blob that has one.
+    fn end_leases(&mut self, graph: &Graph, marks: &Marks) -> Result<()> {
         for digest in &marks.blobs {
             if let Some((id, blob)) = graph.blobs.get(digest).filter(|(_, b)| b.lease_until.is_some()) {
                 let mut blob = blob.clone();

@@ -26,10 +26,15 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Copies every blob of `layout` into `content/sha256/` with `cp`, and writes the image.
-fn import_by_copying(fx: &MountFixture, layout: &Path, tag: &str, name: &str) {
+/// Copies every blob of `layout` into `content/sha256/` with `cp`.
+fn copy_blobs(fx: &MountFixture, layout: &Path) {
     let (code, _, err) = fx.sh(&format!("cp {}/blobs/sha256/* content/sha256/", layout.display()));
     assert_eq!(code, 0, "cp of the blobs: {err}\n{}", fx.log());
+}
+
+/// Copies every blob of `layout` in, and writes the image.
+fn import_by_copying(fx: &MountFixture, layout: &Path, tag: &str, name: &str) {
+    copy_blobs(fx, layout);
     fs::create_dir_all(fx.path(&format!("images/{name}"))).unwrap();
     put(&fx.path(&format!("images/{name}/target")), layout_manifest_descriptor(layout, tag));
 }
@@ -181,16 +186,7 @@ fn an_image_copied_in_runs_two_containers_that_share_its_layers_and_keep_their_w
     }
     // Each container's write stays in its own snapshot.
     let state = t.state();
-    let own = |id: &str| {
-        let mounts: Value = read_json(&t.path(&format!("snapshots/{id}-root/mounts")));
-        let upper = mounts[0]["options"]
-            .as_array()
-            .and_then(|o| o.iter().filter_map(Value::as_str).find_map(|o| o.strip_prefix("upperdir=")))
-            .map(PathBuf::from)
-            .or_else(|| mounts[0]["source"].as_str().map(PathBuf::from))
-            .unwrap();
-        fs::read_to_string(upper.join("data/mine.txt")).unwrap_or_default()
-    };
+    let own = |id: &str| fs::read_to_string(snapshot_files(&t, &format!("{id}-root")).join("data/mine.txt")).unwrap_or_default();
     assert_eq!(own("img-a"), "mine-img-a\n");
     assert_eq!(own("img-b"), "mine-img-b\n");
     // Started again, img-a runs on the same snapshot: its first run's file is there.
@@ -201,36 +197,32 @@ fn an_image_copied_in_runs_two_containers_that_share_its_layers_and_keep_their_w
     assert_eq!(twice.matches("clean").count(), 1, "the second run found /data/mine.txt: {twice}");
 
     // Deleting img-a: its task unmounts, its active snapshot goes, the shared layers stay.
-    let a_dir = own_dir(&t, "img-a-root");
+    let a_dir = snapshot_files(&t, "img-a-root").parent().unwrap().to_owned();
     t.sh_ok("rm tasks/img-a && rmdir containers/img-a");
-    assert!(!keys_now(&t).contains(&"img-a-root".to_owned()));
+    assert!(!snapshot_keys(&t).contains(&"img-a-root".to_owned()));
     assert!(!a_dir.exists(), "{} is removed with the snapshot", a_dir.display());
     assert!(!state.join("rootfs/img-a").exists());
-    assert_eq!(keys_now(&t).iter().filter(|k| k.starts_with("sha256:")).count(), 2);
+    assert_eq!(snapshot_keys(&t).iter().filter(|k| k.starts_with("sha256:")).count(), 2);
 
     // Deleting img-b and then the image: every blob and snapshot is collected.
     t.sh_ok("rm tasks/img-b && rm -r containers/img-b");
-    assert_eq!(keys_now(&t).iter().filter(|k| k.starts_with("sha256:")).count(), 2, "the image pins its layers");
+    assert_eq!(snapshot_keys(&t).iter().filter(|k| k.starts_with("sha256:")).count(), 2, "the image pins its layers");
     t.sh_ok("rmdir images/local/busybox:2layers");
     assert!(ls(&t.path("content/sha256")).is_empty(), "{:?}", ls(&t.path("content/sha256")));
-    assert!(keys_now(&t).is_empty(), "{:?}", keys_now(&t));
+    assert!(snapshot_keys(&t).is_empty(), "{:?}", snapshot_keys(&t));
     assert!(resource_debris(&state).is_empty(), "{:?}", resource_debris(&state));
     let fx = t.fixture();
     fx.remount();
     assert!(resource_debris(&fx.state()).is_empty());
 }
 
-fn keys_now(fx: &MountFixture) -> Vec<String> {
-    snapshot_keys(fx)
-}
-
-/// The host directory of a snapshot, from its `info.json`-free view: the mounts.
-fn own_dir(fx: &MountFixture, key: &str) -> PathBuf {
+/// The host directory holding an active snapshot's own files, read from its `mounts`:
+/// overlay's upperdir, or the bind source of the copying snapshotter.
+fn snapshot_files(fx: &MountFixture, key: &str) -> PathBuf {
     let mounts: Value = read_json(&fx.path(&format!("snapshots/{key}/mounts")));
     let options = mounts[0]["options"].as_array().cloned().unwrap_or_default();
     let upper = options.iter().filter_map(Value::as_str).find_map(|o| o.strip_prefix("upperdir=")).map(PathBuf::from);
-    let files = upper.unwrap_or_else(|| PathBuf::from(mounts[0]["source"].as_str().unwrap()));
-    files.parent().unwrap().to_owned()
+    upper.unwrap_or_else(|| PathBuf::from(mounts[0]["source"].as_str().unwrap()))
 }
 
 fn config_hex(layout: &Path) -> String {
@@ -433,8 +425,7 @@ fn kill_9_during_a_collection_is_finished_by_the_restart() {
 /// An index over the two-layer manifest and a manifest for another platform (whose blob is
 /// not even here): the host's entry is chosen.
 fn write_index_image(fx: &MountFixture, layout: &Path, name: &str) {
-    let (code, _, err) = fx.sh(&format!("cp {}/blobs/sha256/* content/sha256/", layout.display()));
-    assert_eq!(code, 0, "{err}");
+    copy_blobs(fx, layout);
     let mut ours: Value = serde_json::from_str(&layout_manifest_descriptor(layout, "latest")).unwrap();
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
