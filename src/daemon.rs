@@ -12,13 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use std::sync::mpsc::{self, Receiver};
+use std::ffi::OsStr;
+use std::sync::mpsc::Receiver;
 
 use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::cli::MountArgs;
 use crate::fs::fuse::FuseAdapter;
+use crate::fs::notify::{Notice, Queued};
 use crate::fs::{FsCore, ResourceConfig, Resources};
 use crate::snapshot::Driver;
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -66,10 +68,11 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
         // Debris costs disk space, not correctness: serve, and retry at the next start.
         log::error!("start-up recovery of the content store and snapshots did not finish: {e}");
     }
-    let (stale_tx, stale_rx) = mpsc::channel::<u64>();
+    let notices = core.notices().subscribe();
+    let listener = Arc::clone(&core);
     core.on_task_event(move |event| {
         for ino in event.inos() {
-            let _ = stale_tx.send(*ino);
+            listener.notices().send(Notice::Attributes(*ino));
         }
     });
 
@@ -80,7 +83,7 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     log::info!("mounted {} (state {}, {} threads)", args.mountpoint.display(), args.root.display(), args.threads);
     announce_ready();
 
-    spawn_invalidator(session.notifier(), Arc::clone(&core), stale_rx)?;
+    spawn_notifier(session.notifier(), Arc::clone(&core), notices)?;
     spawn_exit_recorder(Arc::clone(&core), exits)?;
     let mut unmounter = session.unmount_callable();
     let mountpoint = args.mountpoint.clone();
@@ -97,18 +100,29 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Tells the kernel to drop the cached attributes of inodes the daemon changed on its own
-/// (a task exited). On its own thread: a notification sent from a request handler can
-/// deadlock the session.
-fn spawn_invalidator(notifier: Notifier, core: Arc<FsCore>, stale: Receiver<u64>) -> std::io::Result<()> {
-    std::thread::Builder::new().name("invalidate".into()).spawn(move || {
-        for ino in stale {
-            if core.inodes().is_known(ino) {
+/// Tells the kernel what the daemon changed on its own: attributes of inodes (a task
+/// exited) and names it removed (a task's views, collected blobs and snapshots). On its own
+/// thread: a notification sent from a request handler can deadlock the session.
+fn spawn_notifier(notifier: Notifier, core: Arc<FsCore>, notices: Receiver<Queued>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("notify".into()).spawn(move || {
+        for queued in notices {
+            let notice = &queued.notice;
+            let sent = match notice {
                 // Offset -1: attributes only; files are direct I/O, there are no pages.
-                if let Err(e) = notifier.inval_inode(INodeNo(ino), -1, 0) {
-                    log::debug!("invalidate inode {ino}: {e}");
+                Notice::Attributes(ino) if core.inodes().is_known(*ino) => notifier.inval_inode(INodeNo(*ino), -1, 0),
+                Notice::Attributes(_) => Ok(()),
+                // `delete` also tells watchers (inotify) the name is gone; it needs the
+                // child's inode, which the kernel may never have looked up.
+                Notice::Removed { parent, child, name } if core.inodes().is_known(*child) => {
+                    notifier.delete(INodeNo(*parent), INodeNo(*child), OsStr::new(name))
                 }
+                Notice::Removed { parent, name, .. } => notifier.inval_entry(INodeNo(*parent), OsStr::new(name)),
+            };
+            if let Err(e) = sent {
+                // ENOENT: the kernel had already dropped it.
+                log::debug!("notify {notice:?}: {e}");
             }
+            queued.sent();
         }
     })?;
     Ok(())

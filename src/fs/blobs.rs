@@ -174,7 +174,7 @@ impl FsCore {
         let res = self.resources.as_deref().ok_or(FsError::NoResources)?;
         // A key being unpacked or prepared is about to be used.
         let (node, _) = res.with_in_flight(|keys| {
-            if keys.contains(key) {
+            if keys.contains(&crate::store::Reference::Snapshot(key.to_owned())) {
                 return Err(FsError::from(StoreError::InUse { what: format!("snapshot {key}"), by: "an unpack".into() }));
             }
             Ok(self.store.write(|w| w.delete_snapshot(key))?)

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use super::ino::Ino;
 use super::{FsCore, Result};
 use crate::model::{BlobState, Timestamp};
 use crate::store::{schema, Collected, StoreRead};
@@ -20,8 +21,11 @@ impl FsCore {
             let _files = super::handles::lock(&res.blob_files);
             let collected =
                 res.with_in_flight(|keys| self.store.write(|w| w.collect_garbage(keys, Timestamp::now())))?;
-            for (_, digest) in &collected.blobs {
+            for (id, digest) in &collected.blobs {
                 log::info!("collected blob {digest}");
+                if let Some((dir, hex)) = digest_dir(digest) {
+                    self.notify_removed(dir, Ino::Node(*id), hex);
+                }
                 if let Err(e) = res.content.remove(digest) {
                     log::error!("blob {digest}: record collected, file left for the next start-up: {e}");
                 }
@@ -30,6 +34,7 @@ impl FsCore {
         };
         for (id, key) in &collected.snapshots {
             log::info!("collected snapshot {key}");
+            self.notify_removed(schema::SNAPSHOTS, Ino::Node(*id), key);
             if let Err(e) = res.snapshots.remove(id.0) {
                 log::error!("snapshot {key}: record collected, files left for the next start-up: {e}");
             }
@@ -91,5 +96,14 @@ impl FsCore {
             }
         }
         Ok(())
+    }
+}
+
+/// The `content/<alg>/` directory of a digest, and its file name there.
+fn digest_dir(digest: &str) -> Option<(crate::store::NodeId, &str)> {
+    match digest.split_once(':')? {
+        ("sha256", hex) => Some((schema::CONTENT_SHA256, hex)),
+        ("sha512", hex) => Some((schema::CONTENT_SHA512, hex)),
+        _ => None,
     }
 }

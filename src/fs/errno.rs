@@ -104,6 +104,17 @@ pub enum FsError {
     /// A request that makes no sense for this file (e.g. truncating to a non-zero size).
     #[error("{0}")]
     InvalidRequest(String),
+    /// More files are open on the mount than it allows.
+    #[error("more than {0} files are open on this mount")]
+    TooManyOpenFiles(usize),
+    /// A handle whose earlier write was refused: the same answer again.
+    #[error("refused earlier on this open file: {reason}")]
+    Refused {
+        /// The errno of the first refusal.
+        errno: i32,
+        /// Its reason.
+        reason: String,
+    },
     /// A refusal that may not be final (a bare truncation at a shell's early close): the
     /// caller gets the errno, the log line waits for the final judgement.
     #[error("{0} (judged again at release)")]
@@ -140,6 +151,8 @@ impl FsError {
             FsError::Range => libc::ERANGE,
             FsError::BadHandle => libc::EBADF,
             FsError::InvalidRequest(_) => libc::EINVAL,
+            FsError::TooManyOpenFiles(_) => libc::ENFILE,
+            FsError::Refused { errno, .. } => *errno,
             FsError::Unsettled(inner) => inner.errno(),
         }
     }

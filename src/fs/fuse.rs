@@ -2,6 +2,12 @@
 //! With `wait.rs`, the only files of the filesystem layer that name fuser types. Every handler runs under
 //! `catch_unwind`, so a panic answers EIO (fuser replies EIO for a dropped reply) and the
 //! worker thread lives on; every refusal is logged here as one line with path and errno.
+//!
+//! Requests that change something (writes, closes of written files, creates, removals)
+//! may take long: a commit can unpack an image, a task start runs runc, `rm tasks/<id>`
+//! waits for an exit. They are served on the worker pool (`workers.rs`) and answered from
+//! there; lookups, attributes, listings and reads stay on the request threads, so the
+//! mount keeps answering while the slow work runs.
 
 use std::ffi::OsStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,12 +23,19 @@ use fuser::{
 use super::attr::{Attr, Kind, ENTRY_TTL};
 use super::errno::{errno_name, FsError};
 use super::wait::WaitRegistry;
+use super::workers::Workers;
 use super::{FsCore, Ownership, ReadOutcome, TaskEvent};
+
+/// Most threads serving slow requests at once; more wait in the queue.
+const MAX_WORKERS: usize = 64;
+/// Most slow requests waiting for a worker; beyond it they are served on request threads.
+const MAX_QUEUED: usize = 1024;
 
 /// The `fuser::Filesystem` over an `FsCore`.
 pub struct FuseAdapter {
     core: Arc<FsCore>,
     waiters: Arc<WaitRegistry>,
+    workers: Workers,
 }
 
 impl FuseAdapter {
@@ -36,21 +49,32 @@ impl FuseAdapter {
             }
         });
         waiters.spawn_reaper()?;
-        Ok(FuseAdapter { core, waiters })
+        Ok(FuseAdapter { core, waiters, workers: Workers::new(MAX_WORKERS, MAX_QUEUED) })
     }
 
     /// Logs a refusal or failure once and turns it into the reply's errno.
     fn refuse(&self, op: &str, path: impl FnOnce() -> String, err: &FsError) -> Errno {
-        let errno = err.errno();
-        if err.is_internal() {
-            log::error!("{op} {}: {} ({err})", path(), errno_name(errno));
-        } else if is_routine(op, errno) || matches!(err, FsError::Unsettled(_)) {
-            log::debug!("{op} {}: {} ({err})", path(), errno_name(errno));
-        } else {
-            log::info!("{op} {}: {} ({err})", path(), errno_name(errno));
-        }
-        Errno::from_i32(errno)
+        refuse(op, path, err)
     }
+
+    /// Serves a request that may take long on a worker, with its own panic guard.
+    fn offload(&self, op: &'static str, job: impl FnOnce(&FsCore) + Send + 'static) {
+        let core = Arc::clone(&self.core);
+        self.workers.run(op, move || job(&core));
+    }
+}
+
+/// Logs a refusal or failure once and turns it into the reply's errno.
+fn refuse(op: &str, path: impl FnOnce() -> String, err: &FsError) -> Errno {
+    let errno = err.errno();
+    if err.is_internal() {
+        log::error!("{op} {}: {} ({err})", path(), errno_name(errno));
+    } else if is_routine(op, errno) || matches!(err, FsError::Unsettled(_)) {
+        log::debug!("{op} {}: {} ({err})", path(), errno_name(errno));
+    } else {
+        log::info!("{op} {}: {} ({err})", path(), errno_name(errno));
+    }
+    Errno::from_i32(errno)
 }
 
 /// Answers that tools provoke all the time and that are not anyone's mistake: a shell
@@ -146,13 +170,17 @@ impl Filesystem for FuseAdapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        guarded("setattr", || {
-            let ownership = Ownership { mode, uid, gid };
-            match self.core.setattr(ino.0, size, fh.map(|f| f.0), ownership) {
-                Ok(attr) => reply.attr(&attr.ttl, &file_attr(&attr)),
-                Err(e) => reply.error(self.refuse("setattr", || self.core.path_of(ino.0), &e)),
-            }
-        });
+        let ownership = Ownership { mode, uid, gid };
+        let fh = fh.map(|f| f.0);
+        let job = move |core: &FsCore| match core.setattr(ino.0, size, fh, ownership) {
+            Ok(attr) => reply.attr(&attr.ttl, &file_attr(&attr)),
+            Err(e) => reply.error(refuse("setattr", || core.path_of(ino.0), &e)),
+        };
+        if size.is_some() {
+            self.offload("setattr", job);
+        } else {
+            guarded("setattr", || job(&self.core));
+        }
     }
 
     fn mknod(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
@@ -163,23 +191,26 @@ impl Filesystem for FuseAdapter {
     }
 
     fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        guarded("mkdir", || match self.core.mkdir(parent.0, name) {
+        let name = name.to_owned();
+        self.offload("mkdir", move |core| match core.mkdir(parent.0, &name) {
             Ok(attr) => reply_entry(reply, &attr),
-            Err(e) => reply.error(self.refuse("mkdir", || self.core.child_path(parent.0, name), &e)),
+            Err(e) => reply.error(refuse("mkdir", || core.child_path(parent.0, &name), &e)),
         });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guarded("unlink", || match self.core.unlink(parent.0, name) {
+        let name = name.to_owned();
+        self.offload("unlink", move |core| match core.unlink(parent.0, &name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(self.refuse("unlink", || self.core.child_path(parent.0, name), &e)),
+            Err(e) => reply.error(refuse("unlink", || core.child_path(parent.0, &name), &e)),
         });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guarded("rmdir", || match self.core.rmdir(parent.0, name) {
+        let name = name.to_owned();
+        self.offload("rmdir", move |core| match core.rmdir(parent.0, &name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(self.refuse("rmdir", || self.core.child_path(parent.0, name), &e)),
+            Err(e) => reply.error(refuse("rmdir", || core.child_path(parent.0, &name), &e)),
         });
     }
 
@@ -253,17 +284,29 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        guarded("write", || match self.core.write(fh.0, offset, data) {
+        let job = move |core: &FsCore, data: &[u8]| match core.write(fh.0, offset, data) {
             Ok(n) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
-            Err(e) => reply.error(self.refuse("write", || self.core.path_of(ino.0), &e)),
-        });
+            Err(e) => reply.error(refuse("write", || core.path_of(ino.0), &e)),
+        };
+        if self.core.may_block(fh.0) {
+            let data = data.to_vec();
+            self.offload("write", move |core| job(core, &data));
+        } else {
+            // Blob bytes go straight to their ingest file: no commit, nothing to wait for.
+            guarded("write", || job(&self.core, data));
+        }
     }
 
     fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        guarded("flush", || match self.core.flush(fh.0) {
+        let job = move |core: &FsCore| match core.flush(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(self.refuse("close", || self.core.path_of(ino.0), &e)),
-        });
+            Err(e) => reply.error(refuse("close", || core.path_of(ino.0), &e)),
+        };
+        if self.core.is_writing(fh.0) {
+            self.offload("flush", job);
+        } else {
+            guarded("flush", || job(&self.core));
+        }
     }
 
     fn release(
@@ -276,15 +319,23 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        guarded("release", || match self.core.release(fh.0) {
+        let job = move |core: &FsCore| match core.release(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(self.refuse("release", || self.core.path_of(ino.0), &e)),
-        });
+            Err(e) => reply.error(refuse("release", || core.path_of(ino.0), &e)),
+        };
+        if self.core.is_writing(fh.0) {
+            self.offload("release", job);
+        } else {
+            guarded("release", || job(&self.core));
+        }
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        // Every commit is already synced by LMDB before it is acknowledged.
-        reply.ok();
+    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        // Commits what the handle holds; every commit is synced by LMDB before it returns.
+        self.offload("fsync", move |core| match core.fsync(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(refuse("fsync", || core.path_of(ino.0), &e)),
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -325,9 +376,10 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        guarded("setxattr", || match self.core.setxattr(ino.0, name, value, flags) {
+        let (name, value) = (name.to_owned(), value.to_vec());
+        self.offload("setxattr", move |core| match core.setxattr(ino.0, &name, &value, flags) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(self.refuse("setxattr", || self.core.path_of(ino.0), &e)),
+            Err(e) => reply.error(refuse("setxattr", || core.path_of(ino.0), &e)),
         });
     }
 
@@ -346,9 +398,10 @@ impl Filesystem for FuseAdapter {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guarded("removexattr", || match self.core.removexattr(ino.0, name) {
+        let name = name.to_owned();
+        self.offload("removexattr", move |core| match core.removexattr(ino.0, &name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(self.refuse("removexattr", || self.core.path_of(ino.0), &e)),
+            Err(e) => reply.error(refuse("removexattr", || core.path_of(ino.0), &e)),
         });
     }
 
@@ -367,9 +420,10 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        guarded("create", || match self.core.create(parent.0, name, flags) {
+        let name = name.to_owned();
+        self.offload("create", move |core| match core.create(parent.0, &name, flags) {
             Ok((attr, fh)) => reply.created(&attr.ttl, &file_attr(&attr), Generation(0), FileHandle(fh), OPEN_FLAGS),
-            Err(e) => reply.error(self.refuse("create", || self.core.child_path(parent.0, name), &e)),
+            Err(e) => reply.error(refuse("create", || core.child_path(parent.0, &name), &e)),
         });
     }
 }

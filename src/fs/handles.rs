@@ -1,5 +1,11 @@
 //! Open files: a snapshot for readers (a consistent document across read calls), a write
-//! buffer for writers, committed at flush.
+//! buffer for writers, committed at the write() that completes a value (or at flush,
+//! fsync or release for a value left incomplete).
+//!
+//! While a handle is open for writing, what its file referenced at open (an image's
+//! target blob, a container's snapshot, `gc.ref` labels) stays pinned against collection:
+//! the emptiness after `O_TRUNC` or half an edit is never what a collection acts on, and a
+//! refused value can be put back with everything it referenced.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -10,7 +16,10 @@ use super::attr::{Attr, FILE_MODE};
 use super::blobs::{BlobWriter, Judge};
 use super::errno::FsError;
 use super::ino::{AttrFile, Ino};
-use super::write::{Edit, WriteBuffer, WriteMode};
+use super::content::{Loaded, Object};
+use super::resources::HeldRefs;
+use super::write::{empty_value, Edit, WriteBuffer, WriteMode};
+use crate::store::{label_references, Reference};
 use super::{component, is_read_only, load_node, node_attr, Dir, FsCore, Result};
 use crate::model::{ContainerField, Timestamp};
 use crate::store::{NodeId, NodeKind, StoreRead};
@@ -28,7 +37,7 @@ enum HandleState {
     /// Generated content as it was at open: one consistent document across reads.
     Snapshot(Vec<u8>),
     /// An attribute file opened for writing.
-    Write { file: AttrFile, buffer: WriteBuffer },
+    Write(Box<AttrWriter>),
     /// `tasks/<id>` opened for writing: each write is a control word.
     Control { snapshot: Vec<u8> },
     /// A task's log, read straight from the host file.
@@ -40,6 +49,31 @@ enum HandleState {
     /// A blob being written.
     BlobWrite(Box<BlobWriter>),
 }
+
+/// An attribute file open for writing.
+#[derive(Debug)]
+pub(super) struct AttrWriter {
+    buffer: WriteBuffer,
+    /// Why a commit through this handle was refused (errno, reason): later writes and
+    /// closes get the same answer and nothing more is committed.
+    refused: Option<(i32, String)>,
+    /// What the file referenced at open, kept from collection until the handle closes.
+    pins: Option<HeldRefs>,
+}
+
+impl AttrWriter {
+    fn new(buffer: WriteBuffer, pins: Option<HeldRefs>) -> Self {
+        AttrWriter { buffer, refused: None, pins }
+    }
+
+    fn file(&self) -> AttrFile {
+        self.buffer.file()
+    }
+}
+
+/// How many files may be open on the mount at once: each holds at most one document
+/// (4 MiB for a spec, 1 MiB otherwise) twice, so this bounds the daemon's memory.
+pub const MAX_OPEN_FILES: usize = 4096;
 
 /// What a read gives: bytes now, or a wait for a task's exit (the adapter parks the
 /// request instead of blocking a worker thread).
@@ -69,21 +103,27 @@ enum Writes {
     File(NodeId, AttrFile),
     /// A blob.
     Blob(NodeId),
+    /// Control words to a task.
+    Task(NodeId),
 }
 
 impl HandleTable {
-    fn insert(&self, handle: Handle) -> u64 {
+    fn insert(&self, handle: Handle) -> Result<u64> {
+        if lock(&self.open).len() >= MAX_OPEN_FILES {
+            return Err(FsError::TooManyOpenFiles(MAX_OPEN_FILES));
+        }
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let writes = match &handle.state {
-            HandleState::Write { file, .. } => Some(Writes::File(handle.node, *file)),
+            HandleState::Write(writer) => Some(Writes::File(handle.node, writer.file())),
             HandleState::BlobWrite(_) => Some(Writes::Blob(handle.node)),
+            HandleState::Control { .. } => Some(Writes::Task(handle.node)),
             _ => None,
         };
         if let Some(writes) = writes {
             lock(&self.writers).insert(fh, writes);
         }
         lock(&self.open).insert(fh, Arc::new(Mutex::new(handle)));
-        fh
+        Ok(fh)
     }
 
     fn get(&self, fh: u64) -> Result<Arc<Mutex<Handle>>> {
@@ -137,11 +177,19 @@ impl Ownership {
     }
 }
 
+/// Whether a refusal at close says only that the value is not finished (more bytes may
+/// still come through another descriptor of the same open file).
+fn is_incomplete_refusal(e: &FsError) -> bool {
+    matches!(e, FsError::Invalid(_))
+}
+
 /// Which close a commit answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Commit {
     /// A `close()` of one descriptor (more may follow).
     Flush,
+    /// An `fsync()`.
+    Sync,
     /// The last reference went away.
     Release,
 }
@@ -197,7 +245,8 @@ impl FsCore {
                 }
                 let content = self.file_content(&reader, &loaded, file)?;
                 if writing {
-                    HandleState::Write { file, buffer: WriteBuffer::new(mode_for(flags), content) }
+                    let pins = self.pin_references(&loaded, file);
+                    HandleState::Write(Box::new(AttrWriter::new(WriteBuffer::new(file, mode_for(flags), content), pins)))
                 } else {
                     HandleState::Snapshot(content)
                 }
@@ -207,7 +256,7 @@ impl FsCore {
             Ino::Log(node, stream) => HandleState::Log(self.open_log(node, stream)?),
             Ino::Wait(_) => HandleState::Wait,
         };
-        Ok(self.handles.insert(Handle { node: loaded.node.id, kind: loaded.node.kind, state }))
+        self.handles.insert(Handle { node: loaded.node.id, kind: loaded.node.kind, state })
     }
 
     /// `create`: the kernel found no such name. A task starts this way; an image's
@@ -237,7 +286,7 @@ impl FsCore {
                 };
                 let attr = node_attr(&blob);
                 let state = HandleState::BlobWrite(Box::new(writer));
-                let fh = self.handles.insert(Handle { node: blob.node.id, kind: NodeKind::Blob, state });
+                let fh = self.handles.insert(Handle { node: blob.node.id, kind: NodeKind::Blob, state })?;
                 self.inodes.remember(attr.ino);
                 return Ok((attr, fh));
             }
@@ -252,7 +301,7 @@ impl FsCore {
                 let task = self.start_task(name)?;
                 let snapshot = task.task().map(|t| t.status_json().into_bytes()).unwrap_or_default();
                 let attr = node_attr(&task);
-                let fh = self.handles.insert(Handle { node: task.node.id, kind: NodeKind::Task, state: HandleState::Control { snapshot } });
+                let fh = self.handles.insert(Handle { node: task.node.id, kind: NodeKind::Task, state: HandleState::Control { snapshot } })?;
                 self.inodes.remember(attr.ino);
                 return Ok((attr, fh));
             }
@@ -284,8 +333,8 @@ impl FsCore {
             WriteMode::Append | WriteMode::Positional => WriteMode::Positional,
         };
         let file = AttrFile::Target;
-        let state = HandleState::Write { file, buffer: WriteBuffer::new(mode, Vec::new()) };
-        let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state });
+        let state = HandleState::Write(Box::new(AttrWriter::new(WriteBuffer::new(file, mode, Vec::new()), None)));
+        let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state })?;
         let now = Timestamp::now().to_system_time();
         let attr = Attr::file(Ino::File(dir.node.id, file), 0, FILE_MODE, now, now);
         self.inodes.remember(attr.ino);
@@ -300,7 +349,7 @@ impl FsCore {
         // whole of it for each would make reading it quadratic.
         let bytes: std::borrow::Cow<'_, [u8]> = match &handle.state {
             HandleState::Snapshot(content) | HandleState::Control { snapshot: content } => content.as_slice().into(),
-            HandleState::Write { buffer, .. } => buffer.visible(),
+            HandleState::Write(writer) => writer.buffer.visible(),
             HandleState::Log(file) => {
                 let mut buf = vec![0u8; size as usize];
                 let n = std::os::unix::fs::FileExt::read_at(file, &mut buf, offset)
@@ -331,21 +380,30 @@ impl FsCore {
         Ok(ReadOutcome::Data(slice(&bytes, offset, size)))
     }
 
-    /// `write` through an open handle: attribute files are buffered and judged, not yet
-    /// committed; a task's control word acts at once, so its refusal reaches the writer.
+    /// `write` through an open handle. Attribute files are buffered and judged; the write
+    /// that completes a valid value commits it before it returns, and a refusal is this
+    /// write's error (putting back the value from before the open if part of it was
+    /// committed). A task's control word acts at once, so its refusal reaches the writer.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
         let handle = self.handles.get(fh)?;
         let mut handle = lock(&handle);
         let (node, kind) = (handle.node, handle.kind);
         match &mut handle.state {
-            HandleState::Write { file, buffer } => {
-                let file = *file;
-                match buffer.write(file, offset, data) {
-                    Ok(n) => Ok(n),
-                    Err(refusal) => {
-                        self.restore_after_refusal(node, kind, file, buffer);
-                        Err(refusal.into())
+            HandleState::Write(writer) => {
+                if let Some((errno, reason)) = &writer.refused {
+                    return Err(FsError::Refused { errno: *errno, reason: reason.clone() });
+                }
+                let committed = match writer.buffer.write(offset, data) {
+                    Ok(None) => return Ok(data.len()),
+                    Ok(Some(edit)) => self.apply_edit(edit, node, kind),
+                    Err(invalid) => Err(invalid.into()),
+                };
+                match committed {
+                    Ok(()) => {
+                        writer.buffer.mark_committed();
+                        Ok(data.len())
                     }
+                    Err(e) => Err(self.refuse_writer(node, kind, writer, e)),
                 }
             }
             HandleState::Control { .. } => {
@@ -361,72 +419,113 @@ impl FsCore {
         }
     }
 
-    /// `flush` (every `close()` of a descriptor): commits what was written or truncated
-    /// since the last commit, in one transaction. A handle whose write was refused
-    /// commits nothing.
+    /// `flush` (every `close()` of a descriptor): commits what is still uncommitted, in one
+    /// transaction. Usually nothing is: the write that completed the value committed it.
     ///
     /// A shell's `>` opens the file, moves the descriptor and closes the original before
     /// the command writes, so a flush may see a bare truncation that bytes will follow.
     /// An empty value that is valid is committed (as a truncating open does to any file);
-    /// should a write then be refused, the value from before is put back. An empty value
-    /// that is invalid (`target`, `runtime`...) is refused at this flush without a log line
-    /// and judged again, and logged, at release.
+    /// what the file referenced stays pinned while the handle is open, and a refused write
+    /// afterwards puts the value from before back. A value that is invalid or incomplete
+    /// here is answered with its errno but judged again, and logged, at release: another
+    /// descriptor of the same open file may still write the rest.
     pub fn flush(&self, fh: u64) -> Result<()> {
         let handle = self.handles.get(fh)?;
         let mut handle = lock(&handle);
         self.commit(&mut handle, Commit::Flush)
     }
 
+    /// `fsync`: commits whatever the handle holds, as a flush does. Every commit is
+    /// synced by LMDB before it is acknowledged, so nothing more is needed for durability.
+    pub fn fsync(&self, fh: u64) -> Result<()> {
+        let handle = self.handles.get(fh)?;
+        let mut handle = lock(&handle);
+        self.commit(&mut handle, Commit::Sync)
+    }
+
     /// `release`: the last reference to the handle is gone. Anything still uncommitted
-    /// (bytes written through mmap, a refused bare truncation) is committed or refused now.
+    /// (bytes written through mmap, a refused bare truncation) is committed or refused now,
+    /// finally. Then the handle's pins go, and a collection takes what they alone kept.
     pub fn release(&self, fh: u64) -> Result<()> {
-        match self.handles.remove(fh) {
-            Some(handle) => self.commit(&mut lock(&handle), Commit::Release),
-            None => Err(FsError::BadHandle),
+        let Some(handle) = self.handles.remove(fh) else { return Err(FsError::BadHandle) };
+        let mut handle = lock(&handle);
+        let result = self.commit(&mut handle, Commit::Release);
+        let collect = match &mut handle.state {
+            HandleState::Write(writer) => writer.pins.take().is_some() && writer.buffer.has_committed(),
+            _ => false,
+        };
+        drop(handle);
+        if collect {
+            self.collect_after_delete();
         }
+        result
     }
 
     fn commit(&self, handle: &mut Handle, when: Commit) -> Result<()> {
         let (node, kind) = (handle.node, handle.kind);
         if let HandleState::BlobWrite(writer) = &mut handle.state {
-            let judge = if when == Commit::Flush { Judge::Flush } else { Judge::Release };
+            let judge = if when == Commit::Release { Judge::Release } else { Judge::Flush };
             return self.judge_blob(node, writer, judge);
         }
-        let HandleState::Write { file, buffer } = &mut handle.state else { return Ok(()) };
-        let file = *file;
-        if !buffer.dirty || buffer.failed() {
+        let HandleState::Write(writer) = &mut handle.state else { return Ok(()) };
+        if let Some((errno, reason)) = &writer.refused {
+            // Already answered at the write that was refused.
+            return match when {
+                Commit::Release => Ok(()),
+                Commit::Flush | Commit::Sync => Err(FsError::Refused { errno: *errno, reason: reason.clone() }),
+            };
+        }
+        if !writer.buffer.is_dirty() || writer.buffer.failed() {
             return Ok(());
         }
-        let bare_truncation = !buffer.written;
-        let edit = match buffer.edit(file) {
-            Ok(edit) => edit,
-            Err(e) if bare_truncation && when == Commit::Flush => return Err(FsError::Unsettled(Box::new(e.into()))),
-            Err(e) => {
-                buffer.dirty = false;
-                return Err(e.into());
-            }
+        let bare_truncation = writer.buffer.is_bare_truncation();
+        let committed = match writer.buffer.pending_edit() {
+            Ok(edit) => self.apply_edit(edit, node, kind),
+            Err(invalid) => Err(invalid.into()),
         };
-        self.apply_edit(edit, node, kind)?;
-        buffer.dirty = false;
-        buffer.written = false;
-        buffer.truncation_committed = bare_truncation;
-        Ok(())
+        match committed {
+            Ok(()) => {
+                writer.buffer.mark_committed();
+                Ok(())
+            }
+            // Not final before release: bytes may follow (a truncation, or a document whose
+            // rest another descriptor of the same open file writes).
+            Err(e) if when != Commit::Release && (bare_truncation || is_incomplete_refusal(&e)) => {
+                Err(FsError::Unsettled(Box::new(e)))
+            }
+            Err(e) => Err(self.refuse_writer(node, kind, writer, e)),
+        }
     }
 
-    /// A write was refused after this handle committed a bare truncation: put back the
-    /// value from before, so a refused `echo bad > labels` changes nothing.
-    fn restore_after_refusal(&self, node: NodeId, kind: NodeKind, file: AttrFile, buffer: &mut WriteBuffer) {
-        if !buffer.truncation_committed {
-            return;
+    /// A writer's value was refused: puts back the value from before the open when part
+    /// of this handle's value was committed, so a refusal leaves nothing changed, and
+    /// marks the handle refused. Returns the error to answer.
+    fn refuse_writer(&self, node: NodeId, kind: NodeKind, writer: &mut AttrWriter, e: FsError) -> FsError {
+        if writer.buffer.needs_restore() {
+            let restored =
+                writer.buffer.restore_edit().map_err(FsError::from).and_then(|edit| self.apply_edit(edit, node, kind));
+            if let Err(restore) = restored {
+                log::error!("{}: could not put back the value from before a refused write: {restore}", writer.file().name());
+            }
         }
-        buffer.truncation_committed = false;
-        let restored = buffer
-            .restore_edit(file)
-            .map_err(FsError::from)
-            .and_then(|edit| self.apply_edit(edit, node, kind));
-        if let Err(e) = restored {
-            log::error!("{}: could not put back the value from before a refused write: {e}", file.name());
+        writer.refused = Some((e.errno(), e.to_string()));
+        writer.buffer.abandon();
+        e
+    }
+
+    /// What `file` of `loaded` references now, pinned while a handle writes it.
+    fn pin_references(&self, loaded: &Loaded, file: AttrFile) -> Option<HeldRefs> {
+        let res = self.resources.as_ref()?;
+        let mut refs = Vec::new();
+        match (&loaded.object, file) {
+            (Object::Image(Some(image)), AttrFile::Target) => refs.push(Reference::Blob(image.target.digest.clone())),
+            (Object::Container(c), AttrFile::Snapshot) if !c.snapshot.is_empty() => {
+                refs.push(Reference::Snapshot(c.snapshot.clone()))
+            }
+            (_, AttrFile::Labels) => refs.extend(loaded.labels().into_iter().flat_map(label_references)),
+            _ => {}
         }
+        (!refs.is_empty()).then(|| res.hold_refs(refs))
     }
 
     /// Commits one judged edit. A container's `snapshot` may prepare its root filesystem,
@@ -479,22 +578,25 @@ impl FsCore {
         }
         if let Some(handle) = fh.map(|fh| self.handles.get(fh)).transpose()? {
             let mut handle = lock(&handle);
-            if let HandleState::Write { buffer, .. } = &mut handle.state {
+            if let HandleState::Write(writer) = &mut handle.state {
                 if size == 0 {
                     // `truncate -s 0 target`: refuse at the call itself when empty is invalid.
-                    WriteBuffer::new(WriteMode::Replace, Vec::new()).edit(file)?;
+                    empty_value(file)?;
                 }
-                buffer.truncate(size);
+                writer.buffer.truncate(size)?;
                 let mut attr = self.getattr(ino)?;
-                attr.size = buffer.visible().len() as u64;
+                attr.size = writer.buffer.visible().len() as u64;
                 return Ok(attr);
             }
         }
         if size != 0 {
+            let limit = super::write::size_limit(file) as u64;
+            if size > limit {
+                return Err(crate::model::ValidationError::TooLarge { what: file.name(), limit: limit as usize }.into());
+            }
             return Err(FsError::InvalidRequest("attribute files can only be truncated to size 0".into()));
         }
-        let edit = WriteBuffer::new(WriteMode::Replace, Vec::new()).edit(file)?;
-        self.apply_edit(edit, node, kind)?;
+        self.apply_edit(empty_value(file)?, node, kind)?;
         self.getattr(ino)
     }
 
@@ -515,6 +617,20 @@ impl FsCore {
             return self.getattr(ino);
         }
         Err(FsError::NotPermitted("a stored blob is immutable; rm it, or write it again whole".into()))
+    }
+
+    /// Whether a write through `fh` may take long (it may commit, and a commit may unpack
+    /// an image or run a task verb): attribute files and tasks. Blob bytes only go to
+    /// their ingest file.
+    /// (Asked of the table of writers, never of the handle itself, whose lock a long
+    /// commit may hold.)
+    pub fn may_block(&self, fh: u64) -> bool {
+        matches!(lock(&self.handles.writers).get(&fh), Some(Writes::File(..) | Writes::Task(_)))
+    }
+
+    /// Whether `fh` was opened for writing (its close may commit).
+    pub fn is_writing(&self, fh: u64) -> bool {
+        lock(&self.handles.writers).contains_key(&fh)
     }
 
     /// Whether `fh` is an open handle (for tests).

@@ -11,6 +11,7 @@ mod content;
 pub mod errno;
 pub mod fuse;
 mod handles;
+pub mod notify;
 pub mod ino;
 pub mod inodes;
 mod resources;
@@ -18,6 +19,7 @@ mod rootfs;
 mod snapshots;
 mod tasks;
 mod wait;
+mod workers;
 pub mod write;
 mod xattr;
 
@@ -57,6 +59,8 @@ pub struct FsCore {
     tasks: tasks::TaskGate,
     /// Blob files and snapshot directories; `None` for a metadata-only filesystem.
     resources: Option<Arc<Resources>>,
+    /// What the kernel must be told of changes it did not make.
+    notices: notify::Notices,
 }
 
 /// How a child node is shown in a listing: its inode and kind.
@@ -94,7 +98,26 @@ impl FsCore {
             handles: HandleTable::default(),
             tasks: tasks::TaskGate::default(),
             resources: None,
+            notices: notify::Notices::default(),
         }
+    }
+
+    /// The queue of notices for the kernel (the daemon subscribes its notifier thread).
+    pub fn notices(&self) -> &notify::Notices {
+        &self.notices
+    }
+
+    /// Tells the kernel that the daemon removed `name` from directory node `parent`.
+    fn notify_removed(&self, parent: NodeId, child: Ino, name: &str) {
+        if let Some(notice) = self.removal(parent, child, name) {
+            self.notices.send(notice);
+        }
+    }
+
+    /// The notice of a removal the kernel must know of, if it knows the directory.
+    fn removal(&self, parent: NodeId, child: Ino, name: &str) -> Option<notify::Notice> {
+        let parent = Ino::Node(parent).number();
+        self.inodes.is_known(parent).then(|| notify::Notice::Removed { parent, child: child.number(), name: name.to_owned() })
     }
 
     /// The inodes the kernel currently references.
@@ -301,6 +324,13 @@ impl FsCore {
                 drop(reader);
                 self.delete_task(&task)?;
                 self.bury(&task);
+                // tasks/<id> is the kernel's own removal; its views went with it, and the
+                // kernel must have forgotten them before `rm` returns.
+                for (dir, view) in [(schema::LOGS, Ino::LogDir(task.node.id)), (schema::WAIT, Ino::Wait(task.node.id))] {
+                    if let Some(notice) = self.removal(dir, view, name) {
+                        self.notices.send_and_wait(notice);
+                    }
+                }
                 Ok(())
             }
             NodeKind::WaitDir => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::content::ContentStore;
 use crate::snapshot::{Driver, Snapshotter};
+use crate::store::Reference;
 
 use super::handles::lock;
 use super::Result;
@@ -47,10 +48,12 @@ pub struct Resources {
     pub(super) snapshots: Snapshotter,
     pub(super) rootfs_dir: PathBuf,
     pub(super) lease: Duration,
-    /// Snapshot keys being unpacked or prepared, with how many operations hold each.
-    /// A collection holds this lock for its whole transaction, so a key registered here
-    /// before its record is committed is never collected.
-    in_flight: Mutex<HashMap<String, usize>>,
+    /// References held from outside the records, with how many holders each has: snapshot
+    /// keys being unpacked or prepared, and what open writers' files referenced at open.
+    /// A collection holds this lock for its whole transaction, so a reference registered
+    /// here before its record is committed (or while its record is being rewritten) is
+    /// never collected.
+    in_flight: Arc<Mutex<HashMap<Reference, usize>>>,
     /// Serializes every change to blob files with the record change it goes with (a
     /// writer's rename + commit, a delete's or collection's transaction + unlink), so a
     /// collection can never unlink the file a new writer of the same digest just placed.
@@ -72,7 +75,7 @@ impl Resources {
             snapshots,
             rootfs_dir: config.rootfs_dir.clone(),
             lease: config.lease,
-            in_flight: Mutex::default(),
+            in_flight: Arc::default(),
             blob_files: Mutex::default(),
             unpacking: Mutex::default(),
         })
@@ -83,20 +86,25 @@ impl Resources {
         self.snapshots.driver().name()
     }
 
-    /// Protects `keys` from collection until the guard drops.
-    pub(super) fn hold(&self, keys: &[String]) -> InFlight<'_> {
-        let mut held = lock(&self.in_flight);
-        for key in keys {
-            *held.entry(key.clone()).or_insert(0) += 1;
-        }
-        InFlight { resources: self, keys: keys.to_vec() }
+    /// Protects snapshot `keys` from collection until the guard drops.
+    pub(super) fn hold(&self, keys: &[String]) -> HeldRefs {
+        self.hold_refs(keys.iter().map(|k| Reference::Snapshot(k.clone())).collect())
     }
 
-    /// Runs `collect` with the set of in-flight keys, holding the lock throughout.
-    pub(super) fn with_in_flight<T>(&self, collect: impl FnOnce(&HashSet<String>) -> T) -> T {
+    /// Protects `refs` from collection until the guard drops.
+    pub(super) fn hold_refs(&self, refs: Vec<Reference>) -> HeldRefs {
+        let mut held = lock(&self.in_flight);
+        for r in &refs {
+            *held.entry(r.clone()).or_insert(0) += 1;
+        }
+        HeldRefs { table: Arc::clone(&self.in_flight), refs }
+    }
+
+    /// Runs `collect` with the set of held references, holding the lock throughout.
+    pub(super) fn with_in_flight<T>(&self, collect: impl FnOnce(&HashSet<Reference>) -> T) -> T {
         let held = lock(&self.in_flight);
-        let keys: HashSet<String> = held.keys().cloned().collect();
-        collect(&keys)
+        let refs: HashSet<Reference> = held.keys().cloned().collect();
+        collect(&refs)
     }
 
     /// The lock that serializes unpacking of one chain ID.
@@ -112,20 +120,21 @@ impl Resources {
     }
 }
 
-/// Keys protected from collection; released on drop.
-pub(super) struct InFlight<'a> {
-    resources: &'a Resources,
-    keys: Vec<String>,
+/// References protected from collection; released on drop.
+#[derive(Debug)]
+pub(super) struct HeldRefs {
+    table: Arc<Mutex<HashMap<Reference, usize>>>,
+    refs: Vec<Reference>,
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for HeldRefs {
     fn drop(&mut self) {
-        let mut held = lock(&self.resources.in_flight);
-        for key in &self.keys {
-            if let Some(count) = held.get_mut(key) {
+        let mut held = lock(&self.table);
+        for r in &self.refs {
+            if let Some(count) = held.get_mut(r) {
                 *count -= 1;
                 if *count == 0 {
-                    held.remove(key);
+                    held.remove(r);
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::attr::Kind;
 use super::errno::FsError;
 use super::ino::ROOT_INO;
-use super::FsCore;
+use super::{FsCore, Ownership};
 use crate::store::testing::temp_store;
 
 fn core() -> (tempfile::TempDir, FsCore) {
@@ -81,6 +81,45 @@ fn sizes_are_exact_and_writes_commit_at_flush() {
 }
 
 #[test]
+fn the_write_that_completes_a_value_commits_it_before_any_close() {
+    let (_dir, core) = core();
+    core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
+    let labels = ino_of(&core, "containers/web/labels");
+    let fh = core.open(labels, APPEND).unwrap();
+    core.write(fh, 0, b"a=1\n").unwrap();
+    assert_eq!(core.content(labels).unwrap(), b"a=1\n", "committed at write(), no close yet");
+    core.write(fh, 4, b"b=2").unwrap();
+    assert_eq!(core.content(labels).unwrap(), b"a=1\n", "a line still open waits");
+    core.fsync(fh).unwrap();
+    assert_eq!(core.content(labels).unwrap(), b"a=1\nb=2\n", "fsync commits what is held");
+    core.write(fh, 7, b"\n").unwrap();
+    core.release(fh).unwrap();
+    assert_eq!(core.content(labels).unwrap(), b"a=1\nb=2\n");
+    let spec = ino_of(&core, "containers/web/spec");
+    let fh = core.open(spec, TRUNC).unwrap();
+    core.write(fh, 0, b"{\"process\": {\"args\": [\"sh\"]}}").unwrap();
+    assert!(String::from_utf8(core.content(spec).unwrap()).unwrap().contains("\"sh\""), "the closing brace commits");
+    assert_eq!(core.write(fh, 32, b"x").unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(core.content(spec).unwrap(), b"", "a refusal after it puts back the value from before the open");
+    core.release(fh).unwrap();
+}
+
+#[test]
+fn truncation_to_huge_sizes_is_refused_with_efbig() {
+    let (_dir, core) = core();
+    core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
+    let labels = ino_of(&core, "containers/web/labels");
+    write_file(&core, labels, TRUNC, b"keep=1\n").unwrap();
+    let none = Ownership::default();
+    assert_eq!(core.setattr(labels, Some(1 << 40), None, none).unwrap_err().errno(), libc::EFBIG);
+    let fh = core.open(labels, libc::O_WRONLY).unwrap();
+    assert_eq!(core.setattr(labels, Some(1 << 40), Some(fh), none).unwrap_err().errno(), libc::EFBIG);
+    assert_eq!(core.write(fh, u64::MAX - 2, b"x=1\n").unwrap_err().errno(), libc::EFBIG);
+    core.release(fh).ok();
+    assert_eq!(core.content(labels).unwrap(), b"keep=1\n");
+}
+
+#[test]
 fn refused_writes_keep_the_previous_value() {
     let (_dir, core) = core();
     core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
@@ -94,7 +133,7 @@ fn refused_writes_keep_the_previous_value() {
     let fh = core.open(spec, TRUNC).unwrap();
     core.write(fh, 0, b"{\"process\":").unwrap();
     assert_eq!(core.flush(fh).unwrap_err().errno(), libc::EINVAL);
-    core.release(fh).unwrap();
+    assert_eq!(core.release(fh).unwrap_err().errno(), libc::EINVAL, "judged finally at release");
     assert_eq!(core.content(spec).unwrap(), b"");
 }
 
@@ -110,7 +149,7 @@ fn a_refused_write_after_a_shells_early_close_puts_the_value_back() {
     assert_eq!(core.content(labels).unwrap(), b"", "a truncating open empties the file, as anywhere");
     assert!(core.write(fh, 0, b"bad\n").is_err());
     assert_eq!(core.content(labels).unwrap(), b"keep=1\n", "the refusal puts the old value back");
-    core.flush(fh).unwrap();
+    assert_eq!(core.flush(fh).unwrap_err().errno(), libc::EINVAL, "the close repeats the refusal");
     core.release(fh).unwrap();
     assert_eq!(core.content(labels).unwrap(), b"keep=1\n");
     assert!(!core.is_open(fh));

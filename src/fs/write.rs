@@ -1,15 +1,18 @@
 //! Write rules: how bytes written to an attribute file become one validated change.
 //!
-//! Writes are buffered per open file. Each `write()` re-judges what the buffer holds so far
-//! and fails as soon as the bytes prove the document invalid (so `echo '{bad' > target`
-//! reports an error in the shell); a document that is only incomplete waits for `close()`
-//! (flush), where it is parsed into an [`Edit`] and committed in one store transaction.
+//! Writes are buffered per open file and judged as they arrive, in time proportional to
+//! the new bytes: a `write()` fails as soon as the bytes prove the value invalid, and the
+//! `write()` that completes a valid value hands back the [`Edit`] to commit before it
+//! returns (shells ignore the error of `close()`, so acknowledging there would be too
+//! late). Complete means: a set of whole `key=value` lines, a whole JSON document, a
+//! one-line value ending in its newline. What is still incomplete when the writer stops is
+//! judged at `close()` (flush), `fsync()` or release.
 
 use serde_json::Value;
 
 use super::ino::AttrFile;
 use crate::model::{
-    parse_labels, validate_spec, ContainerField, Descriptor, LabelEdit, Labels, ValidationError,
+    parse_label_line, parse_labels, JsonScan, validate_spec, ContainerField, Descriptor, LabelEdit, Labels, ValidationError,
     MAX_DOCUMENT_BYTES, MAX_SPEC_BYTES,
 };
 use crate::store::{NodeId, NodeKind, Result as StoreResult, Writer};
@@ -21,45 +24,70 @@ pub enum WriteMode {
     Replace,
     /// Opened with `O_APPEND`: labels merge; other files append to the current text.
     Append,
-    /// Opened for writing without either: starts from the current content, edited in place.
+    /// Opened for writing without either: starts from the current content, edited in place
+    /// at any offset, so it is judged only at close.
     Positional,
+}
+
+/// What is known of the bytes so far, kept between writes.
+#[derive(Debug, Clone)]
+enum Judgement {
+    /// `target`, `spec`: a syntax scan of the document so far.
+    Json(JsonScan),
+    /// `labels`: the edits of the complete lines, the end of the last complete line, and
+    /// how many of the edits this handle has committed.
+    Labels { edits: Vec<LabelEdit>, judged: usize, committed: usize },
+    /// One-line fields: short, judged whole at each write.
+    Line,
+    /// Positional writes: judged at close.
+    AtClose,
 }
 
 /// The pending bytes of one open file.
 #[derive(Debug)]
 pub struct WriteBuffer {
-    /// How the bytes apply.
-    pub mode: WriteMode,
-    /// The content at open (the base for `Positional`, the prefix for `Append` of text).
-    pub base: Vec<u8>,
+    file: AttrFile,
+    mode: WriteMode,
+    /// The content at open (the prefix for `Append` of text, and what a refusal puts back).
+    base: Vec<u8>,
     /// The bytes written (for `Positional`, the whole edited document).
-    pub data: Vec<u8>,
+    data: Vec<u8>,
+    judgement: Judgement,
     /// Something was written or truncated since the last commit.
-    pub dirty: bool,
+    dirty: bool,
     /// Bytes were written since the last commit (truncation alone does not count).
-    pub written: bool,
+    written: bool,
     /// Why a `write()` was refused; nothing from this handle is committed after that,
     /// and later writes get the same answer.
-    pub failure: Option<ValidationError>,
-    /// The last commit of this handle was a bare truncation (no bytes): if a write is then
-    /// refused, the value from before the truncation is put back.
-    pub truncation_committed: bool,
+    failure: Option<ValidationError>,
+    /// This handle committed something (a value or a bare truncation).
+    committed: bool,
 }
 
 impl WriteBuffer {
-    /// A buffer for a file opened for writing.
-    pub fn new(mode: WriteMode, current: Vec<u8>) -> Self {
+    /// A buffer for `file` opened for writing; `current` is its content now.
+    pub fn new(file: AttrFile, mode: WriteMode, current: Vec<u8>) -> Self {
         let data = if mode == WriteMode::Positional { current.clone() } else { Vec::new() };
-        // O_TRUNC itself is a change: `: > labels` must clear the labels.
-        WriteBuffer {
+        let mut buffer = WriteBuffer {
+            file,
             mode,
             base: current,
             data,
+            judgement: Judgement::AtClose,
+            // O_TRUNC itself is a change: `: > labels` must clear the labels.
             dirty: mode == WriteMode::Replace,
             written: false,
             failure: None,
-            truncation_committed: false,
-        }
+            committed: false,
+        };
+        // The content at open is a stored value, so it judges clean.
+        let _ = buffer.rejudge();
+        buffer
+    }
+
+    /// The file this buffer writes.
+    pub fn file(&self) -> AttrFile {
+        self.file
     }
 
     /// What a read through this handle sees.
@@ -67,17 +95,14 @@ impl WriteBuffer {
         document(self.mode, &self.base, &self.data)
     }
 
-    /// Applies one `write()` and judges the result; returns the bytes accepted. After a
-    /// refusal the handle stays failed: nothing it holds will be committed.
-    pub fn write(&mut self, file: AttrFile, offset: u64, bytes: &[u8]) -> Result<usize, ValidationError> {
-        if let Some(failure) = &self.failure {
-            return Err(failure.clone());
-        }
-        let result = self.write_and_judge(file, offset, bytes);
-        if let Err(e) = &result {
-            self.failure = Some(e.clone());
-        }
-        result
+    /// Whether something was written or truncated since the last commit.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Whether the change waiting is a truncation with no bytes written after it.
+    pub fn is_bare_truncation(&self) -> bool {
+        !self.written
     }
 
     /// Whether a write was refused.
@@ -85,55 +110,200 @@ impl WriteBuffer {
         self.failure.is_some()
     }
 
-    /// The change that puts back the value this handle saw at open.
-    pub fn restore_edit(&self, file: AttrFile) -> Result<Edit, ValidationError> {
-        parse_complete(file, WriteMode::Replace, &[], &self.base)
+    /// Marks the handle refused: nothing more from it is committed.
+    pub fn fail(&mut self, why: ValidationError) {
+        self.failure = Some(why);
+        self.dirty = false;
     }
 
-    fn write_and_judge(&mut self, file: AttrFile, offset: u64, bytes: &[u8]) -> Result<usize, ValidationError> {
-        let limit = size_limit(file);
-        let end = match self.mode {
-            WriteMode::Append => self.base.len() + self.data.len() + bytes.len(),
-            _ => offset as usize + bytes.len(),
-        };
-        if end > limit {
-            return Err(ValidationError::TooLarge { what: file.name(), limit });
+    /// Drops what is uncommitted after a refusal decided elsewhere (a commit refused).
+    pub fn abandon(&mut self) {
+        self.dirty = false;
+    }
+
+    /// Whether this handle committed anything.
+    pub fn has_committed(&self) -> bool {
+        self.committed
+    }
+
+    /// Whether a refusal must put back the value from before the open: this handle
+    /// committed part of a value it now cannot finish. Label lines appended with `>>` were
+    /// each acknowledged on their own, so they stay.
+    pub fn needs_restore(&self) -> bool {
+        self.committed && !(self.file == AttrFile::Labels && self.mode == WriteMode::Append)
+    }
+
+    /// Applies one `write()` and judges the result. Returns the change to commit when the
+    /// bytes now form a complete valid value, `None` while they are only incomplete. After
+    /// a refusal the handle stays failed.
+    pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<Option<Edit>, ValidationError> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
         }
-        match self.mode {
-            WriteMode::Append => self.data.extend_from_slice(bytes),
+        let result = self.write_and_judge(offset, bytes);
+        if let Err(e) = &result {
+            self.fail(e.clone());
+        }
+        result
+    }
+
+    fn write_and_judge(&mut self, offset: u64, bytes: &[u8]) -> Result<Option<Edit>, ValidationError> {
+        let limit = size_limit(self.file);
+        let too_large = || ValidationError::TooLarge { what: self.file.name(), limit };
+        let (start, end) = match self.mode {
+            WriteMode::Append => (self.data.len(), self.data.len() + bytes.len()),
             WriteMode::Replace | WriteMode::Positional => {
-                let offset = offset as usize;
-                if self.data.len() < offset + bytes.len() {
-                    self.data.resize(offset + bytes.len(), 0);
-                }
-                self.data[offset..offset + bytes.len()].copy_from_slice(bytes);
+                let start = usize::try_from(offset).map_err(|_| too_large())?;
+                (start, start.checked_add(bytes.len()).ok_or_else(too_large)?)
             }
+        };
+        let prefix = if self.mode == WriteMode::Append { self.base.len() } else { 0 };
+        if prefix + end > limit {
+            return Err(too_large());
         }
+        let sequential = start == self.data.len();
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        self.data[start..end].copy_from_slice(bytes);
+        let was_dirty = self.dirty;
         self.dirty = true;
         self.written = true;
-        if self.mode != WriteMode::Positional {
-            judge_so_far(file, self.mode, &self.base, &self.data)?;
+        if !sequential {
+            self.rejudge()?;
         }
-        Ok(bytes.len())
+        match &mut self.judgement {
+            Judgement::AtClose => Ok(None),
+            Judgement::Json(scan) => {
+                let was_complete = scan.is_complete();
+                if sequential {
+                    scan.feed(bytes).map_err(|e| json_error(self.file, e.to_string()))?;
+                }
+                if !scan.is_complete() {
+                    return Ok(None);
+                }
+                if was_complete && sequential && !was_dirty {
+                    // Only whitespace after a document already committed: nothing changed.
+                    self.dirty = false;
+                    return Ok(None);
+                }
+                parse_complete(self.file, self.mode, &self.base, &self.data).map(Some)
+            }
+            Judgement::Labels { edits, judged, committed } => {
+                let Some(last_newline) = self.data[*judged..].iter().rposition(|b| *b == b'\n') else {
+                    return Ok(None);
+                };
+                let lines_end = *judged + last_newline + 1;
+                let text = utf8(self.file, &self.data[*judged..lines_end])?;
+                edits.extend(parse_labels(text, false)?);
+                *judged = lines_end;
+                if lines_end != self.data.len() {
+                    return Ok(None);
+                }
+                Ok(match self.mode {
+                    WriteMode::Append if edits.len() == *committed => {
+                        self.dirty = was_dirty;
+                        None
+                    }
+                    WriteMode::Append => Some(Edit::MergeLabels(edits[*committed..].to_vec())),
+                    WriteMode::Replace | WriteMode::Positional => Some(Edit::ReplaceLabels(Labels::from_edits(edits.clone()))),
+                })
+            }
+            Judgement::Line => {
+                let bytes = document(self.mode, &self.base, &self.data);
+                let text = utf8_prefix(self.file, &bytes)?;
+                match text.split_once('\n') {
+                    Some((line, "")) => {
+                        let field = container_field(self.file);
+                        field.validate(line)?;
+                        Ok(Some(Edit::Field(field, line.to_owned())))
+                    }
+                    Some(_) => Err(ValidationError::InvalidField { field: self.file.name(), reason: "must be a single line".into() }),
+                    None => Ok(None),
+                }
+            }
+        }
     }
 
-    /// `ftruncate` through this handle.
-    pub fn truncate(&mut self, size: u64) {
-        match self.mode {
-            WriteMode::Append if size == 0 => {
-                // Truncating an append handle empties the file: it becomes a replacement.
-                self.mode = WriteMode::Replace;
-                self.data.clear();
+    /// Starts the judgement over from the bytes held (after an out-of-order write or a
+    /// truncation; rare, so a cost in the size of the document does not matter here).
+    fn rejudge(&mut self) -> Result<(), ValidationError> {
+        self.judgement = match (self.mode, self.file) {
+            (WriteMode::Positional, _) => Judgement::AtClose,
+            (_, AttrFile::Target | AttrFile::Spec) => {
+                let mut scan = JsonScan::object();
+                let fed = scan.feed(&document(self.mode, &self.base, &self.data));
+                self.judgement = Judgement::Json(scan);
+                return fed.map_err(|e| json_error(self.file, e.to_string()));
             }
-            _ => self.data.resize(size as usize, 0),
+            (_, AttrFile::Labels) => Judgement::Labels { edits: Vec::new(), judged: 0, committed: 0 },
+            _ => Judgement::Line,
+        };
+        Ok(())
+    }
+
+    /// Records that what this buffer asked for was committed.
+    pub fn mark_committed(&mut self) {
+        self.dirty = false;
+        self.written = false;
+        self.committed = true;
+        if let Judgement::Labels { edits, judged, committed } = &mut self.judgement {
+            if *judged < self.data.len() {
+                // The unfinished last line went with this commit: it counts as a line.
+                if let Ok(text) = std::str::from_utf8(&self.data[*judged..]) {
+                    if let Ok(Some(edit)) = parse_label_line(text) {
+                        edits.push(edit);
+                    }
+                }
+                *judged = self.data.len();
+            }
+            *committed = edits.len();
+        }
+    }
+
+    /// `ftruncate` through this handle. A size that leaves a document that can never be
+    /// valid (zeros after a JSON prefix) is refused, and the buffer is left as it was.
+    pub fn truncate(&mut self, size: u64) -> Result<(), ValidationError> {
+        let limit = size_limit(self.file);
+        let size = usize::try_from(size).ok().filter(|s| *s <= limit);
+        let size = size.ok_or(ValidationError::TooLarge { what: self.file.name(), limit })?;
+        let (mode, data, judgement) = (self.mode, self.data.clone(), self.judgement.clone());
+        if self.mode == WriteMode::Append && size == 0 {
+            // Truncating an append handle empties the file: it becomes a replacement.
+            self.mode = WriteMode::Replace;
+        }
+        self.data.resize(size, 0);
+        if let Err(e) = self.rejudge() {
+            (self.mode, self.data, self.judgement) = (mode, data, judgement);
+            return Err(e);
         }
         self.dirty = true;
+        Ok(())
     }
 
-    /// The change this buffer asks for, judged as a complete document.
-    pub fn edit(&self, file: AttrFile) -> Result<Edit, ValidationError> {
-        parse_complete(file, self.mode, &self.base, &self.data)
+    /// The change this buffer asks for, judged as a complete value (at close or fsync).
+    pub fn pending_edit(&self) -> Result<Edit, ValidationError> {
+        if let Judgement::Labels { edits, judged, committed } = &self.judgement {
+            let tail = utf8(self.file, &self.data[*judged..])?;
+            let mut all = edits.clone();
+            all.extend(parse_labels(tail, true)?);
+            return Ok(match self.mode {
+                WriteMode::Append => Edit::MergeLabels(all.split_off(*committed)),
+                WriteMode::Replace | WriteMode::Positional => Edit::ReplaceLabels(Labels::from_edits(all)),
+            });
+        }
+        parse_complete(self.file, self.mode, &self.base, &self.data)
     }
+
+    /// The change that puts back the value this handle saw at open.
+    pub fn restore_edit(&self) -> Result<Edit, ValidationError> {
+        parse_complete(self.file, WriteMode::Replace, &[], &self.base)
+    }
+}
+
+/// The empty value of `file`, as a truncation without a handle sets it.
+pub fn empty_value(file: AttrFile) -> Result<Edit, ValidationError> {
+    parse_complete(file, WriteMode::Replace, &[], &[])
 }
 
 /// One validated change to one field of a record.
@@ -195,40 +365,6 @@ fn document<'a>(mode: WriteMode, base: &'a [u8], data: &'a [u8]) -> std::borrow:
     match mode {
         WriteMode::Append => std::borrow::Cow::Owned([base, data].concat()),
         WriteMode::Replace | WriteMode::Positional => std::borrow::Cow::Borrowed(data),
-    }
-}
-
-/// Judges an unfinished document: errors only when no further bytes could make it valid.
-fn judge_so_far(file: AttrFile, mode: WriteMode, base: &[u8], data: &[u8]) -> Result<(), ValidationError> {
-    match file {
-        AttrFile::Target | AttrFile::Spec => {
-            let bytes = document(mode, base, data);
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(value) => judge_json(file, value).map(drop),
-                Err(e) if e.is_eof() => Ok(()),
-                Err(e) => Err(json_error(file, e.to_string())),
-            }
-        }
-        AttrFile::Labels => {
-            // For `>>` only the appended lines are label edits; the base is already valid.
-            let text = utf8_prefix(file, data)?;
-            parse_labels(text, false).map(drop)
-        }
-        AttrFile::Image | AttrFile::Snapshotter | AttrFile::Snapshot | AttrFile::Runtime => {
-            let bytes = document(mode, base, data);
-            let text = utf8_prefix(file, &bytes)?;
-            match text.split_once('\n') {
-                Some((line, "")) => container_field(file).validate(line),
-                Some(_) => Err(ValidationError::InvalidField { field: file.name(), reason: "must be a single line".into() }),
-                None => Ok(()),
-            }
-        }
-        AttrFile::Info
-        | AttrFile::SnapshotKind
-        | AttrFile::Parent
-        | AttrFile::Mounts
-        | AttrFile::Usage
-        | AttrFile::References => Ok(()),
     }
 }
 
@@ -322,74 +458,117 @@ mod tests {
         format!("sha256:{}", "b".repeat(64))
     }
 
+    fn replace(file: AttrFile) -> WriteBuffer {
+        WriteBuffer::new(file, WriteMode::Replace, Vec::new())
+    }
+
     #[test]
     fn json_is_refused_as_soon_as_the_bytes_prove_it_invalid() {
-        let mut b = WriteBuffer::new(WriteMode::Replace, Vec::new());
-        assert!(b.write(AttrFile::Target, 0, b"{\"mediaType\":").is_ok(), "incomplete waits");
-        assert!(b.edit(AttrFile::Target).is_err(), "but is invalid when complete");
-        let mut bad = WriteBuffer::new(WriteMode::Replace, Vec::new());
-        assert!(bad.write(AttrFile::Target, 0, b"{bad\n").is_err());
+        let mut b = replace(AttrFile::Target);
+        assert_eq!(b.write(0, b"{\"mediaType\":").unwrap(), None, "incomplete waits");
+        assert!(b.pending_edit().is_err(), "but is invalid when complete");
+        assert!(replace(AttrFile::Target).write(0, b"{bad\n").is_err());
         let doc = format!("{{\"mediaType\":\"m\",\"digest\":\"md5:{}\",\"size\":1}}\n", "0".repeat(32));
-        assert!(WriteBuffer::new(WriteMode::Replace, Vec::new()).write(AttrFile::Target, 0, doc.as_bytes()).is_err());
+        assert!(replace(AttrFile::Target).write(0, doc.as_bytes()).is_err());
         let negative = format!("{{\"mediaType\":\"m\",\"digest\":\"{}\",\"size\":-1}}", digest());
-        assert!(WriteBuffer::new(WriteMode::Replace, Vec::new()).write(AttrFile::Target, 0, negative.as_bytes()).is_err());
-        let mut spec = WriteBuffer::new(WriteMode::Replace, Vec::new());
-        assert!(spec.write(AttrFile::Spec, 0, b"[1]\n").is_err());
+        assert!(replace(AttrFile::Target).write(0, negative.as_bytes()).is_err());
+        assert!(replace(AttrFile::Spec).write(0, b"[1]\n").is_err());
     }
 
     #[test]
-    fn a_document_split_over_writes_commits_at_close() {
+    fn the_write_that_completes_a_document_returns_its_edit() {
         let doc = format!("{{\"mediaType\":\"m\",\"digest\":\"{}\",\"size\":3}}\n", digest());
         let (a, rest) = doc.split_at(10);
-        let mut b = WriteBuffer::new(WriteMode::Replace, Vec::new());
-        b.write(AttrFile::Target, 0, a.as_bytes()).unwrap();
-        b.write(AttrFile::Target, a.len() as u64, rest.as_bytes()).unwrap();
-        assert!(matches!(b.edit(AttrFile::Target).unwrap(), Edit::Target(d) if d.size == 3));
+        let mut b = replace(AttrFile::Target);
+        assert_eq!(b.write(0, a.as_bytes()).unwrap(), None);
+        let edit = b.write(a.len() as u64, rest.as_bytes()).unwrap();
+        assert!(matches!(edit, Some(Edit::Target(d)) if d.size == 3));
+        b.mark_committed();
+        assert!(!b.is_dirty());
+        assert_eq!(b.write(doc.len() as u64, b"\n\n").unwrap(), None, "whitespace after it changes nothing");
+        assert!(!b.is_dirty());
+        assert!(b.write(doc.len() as u64 + 2, b"x").is_err(), "anything else is refused");
+        assert!(b.needs_restore());
     }
 
     #[test]
-    fn labels_replace_or_merge_by_open_mode() {
-        let mut replace = WriteBuffer::new(WriteMode::Replace, b"old=1\n".to_vec());
-        replace.write(AttrFile::Labels, 0, b"b=2\na=1\n").unwrap();
-        assert_eq!(replace.edit(AttrFile::Labels).unwrap(), Edit::ReplaceLabels(Labels::from_edits(parse_labels("a=1\nb=2\n", true).unwrap())));
-        let mut merge = WriteBuffer::new(WriteMode::Append, b"old=1\n".to_vec());
-        merge.write(AttrFile::Labels, 99, b"old=\nnew=2\n").unwrap();
-        assert_eq!(
-            merge.edit(AttrFile::Labels).unwrap(),
-            Edit::MergeLabels(vec![LabelEdit::Remove("old".into()), LabelEdit::Set("new".into(), "2".into())])
-        );
-        let mut bad = WriteBuffer::new(WriteMode::Replace, Vec::new());
-        assert!(bad.write(AttrFile::Labels, 0, b"novalue\n").is_err());
+    fn a_spec_in_many_small_writes_is_scanned_once() {
+        let spec = serde_json::json!({"process": {"args": ["sh", "-c", "x".repeat(20_000)]}, "root": {"path": "/r"}});
+        let text = serde_json::to_string(&spec).unwrap();
+        let mut b = replace(AttrFile::Spec);
+        let mut offset = 0;
+        let mut edits = 0;
+        for chunk in text.as_bytes().chunks(7) {
+            if b.write(offset, chunk).unwrap().is_some() {
+                edits += 1;
+            }
+            offset += chunk.len() as u64;
+        }
+        assert_eq!(edits, 1, "the last write, and only it, completes the document");
+    }
+
+    #[test]
+    fn labels_commit_at_each_write_that_ends_a_line() {
+        let mut replace_labels = WriteBuffer::new(AttrFile::Labels, WriteMode::Replace, b"old=1\n".to_vec());
+        assert_eq!(replace_labels.write(0, b"b=2\na=").unwrap(), None, "a line still open waits");
+        let edit = replace_labels.write(6, b"1\n").unwrap();
+        assert_eq!(edit, Some(Edit::ReplaceLabels(Labels::from_edits(parse_labels("a=1\nb=2\n", true).unwrap()))));
+        let mut merge = WriteBuffer::new(AttrFile::Labels, WriteMode::Append, b"old=1\n".to_vec());
+        let edit = merge.write(99, b"old=\nnew=2\n").unwrap();
+        assert_eq!(edit, Some(Edit::MergeLabels(vec![LabelEdit::Remove("old".into()), LabelEdit::Set("new".into(), "2".into())])));
+        merge.mark_committed();
+        assert_eq!(merge.write(0, b"z=9\n").unwrap(), Some(Edit::MergeLabels(vec![LabelEdit::Set("z".into(), "9".into())])), "only the new lines");
+        assert!(!merge.needs_restore(), "appended lines were acknowledged one by one");
+        let mut bad = replace(AttrFile::Labels);
+        assert!(bad.write(0, b"novalue\n").is_err());
         assert!(bad.failed());
-        assert!(bad.write(AttrFile::Labels, 0, b"x=1\n").is_err(), "a failed handle stays failed");
+        assert!(bad.write(0, b"x=1\n").is_err(), "a failed handle stays failed");
+    }
+
+    #[test]
+    fn a_last_line_without_newline_is_judged_at_close() {
+        let mut b = replace(AttrFile::Labels);
+        assert_eq!(b.write(0, b"a=1\nb=2").unwrap(), None);
+        assert_eq!(b.pending_edit().unwrap(), Edit::ReplaceLabels(Labels::from_edits(parse_labels("a=1\nb=2", true).unwrap())));
+        let mut line = replace(AttrFile::Runtime);
+        assert_eq!(line.write(0, b"crun").unwrap(), None);
+        assert_eq!(line.pending_edit().unwrap(), Edit::Field(ContainerField::Runtime, "crun".into()));
     }
 
     #[test]
     fn truncation_alone_is_a_change() {
-        let empty = WriteBuffer::new(WriteMode::Replace, b"a=1\n".to_vec());
-        assert!(empty.dirty);
-        assert_eq!(empty.edit(AttrFile::Labels).unwrap(), Edit::ReplaceLabels(Labels::new()));
-        assert!(empty.edit(AttrFile::Target).is_err());
-        assert_eq!(empty.edit(AttrFile::Spec).unwrap(), Edit::Spec(None));
+        for (file, valid) in [(AttrFile::Labels, true), (AttrFile::Target, false), (AttrFile::Spec, true)] {
+            let empty = WriteBuffer::new(file, WriteMode::Replace, Vec::new());
+            assert!(empty.is_dirty() && empty.is_bare_truncation());
+            assert_eq!(empty.pending_edit().is_ok(), valid, "{file:?}");
+        }
+        assert_eq!(empty_value(AttrFile::Spec).unwrap(), Edit::Spec(None));
     }
 
     #[test]
-    fn one_line_fields_refuse_a_second_line_at_write() {
-        let mut b = WriteBuffer::new(WriteMode::Replace, Vec::new());
-        assert!(b.write(AttrFile::Runtime, 0, b"crun\n").is_ok());
-        assert_eq!(b.edit(AttrFile::Runtime).unwrap(), Edit::Field(ContainerField::Runtime, "crun".into()));
-        assert!(b.write(AttrFile::Runtime, 5, b"more\n").is_err());
-        let mut positional = WriteBuffer::new(WriteMode::Positional, b"runc\n".to_vec());
-        positional.write(AttrFile::Runtime, 0, b"c").unwrap();
-        assert_eq!(positional.edit(AttrFile::Runtime).unwrap(), Edit::Field(ContainerField::Runtime, "cunc".into()));
+    fn one_line_fields_commit_at_their_newline_and_refuse_a_second_line() {
+        let mut b = replace(AttrFile::Runtime);
+        assert_eq!(b.write(0, b"crun\n").unwrap(), Some(Edit::Field(ContainerField::Runtime, "crun".into())));
+        b.mark_committed();
+        assert!(b.write(5, b"more\n").is_err());
+        let mut positional = WriteBuffer::new(AttrFile::Runtime, WriteMode::Positional, b"runc\n".to_vec());
+        assert_eq!(positional.write(0, b"c").unwrap(), None, "positional edits wait for close");
+        assert_eq!(positional.pending_edit().unwrap(), Edit::Field(ContainerField::Runtime, "cunc".into()));
     }
 
     #[test]
-    fn oversized_documents_are_refused() {
-        let mut b = WriteBuffer::new(WriteMode::Replace, Vec::new());
+    fn sizes_and_offsets_are_bounded() {
+        let mut b = replace(AttrFile::Labels);
         let big = vec![b' '; MAX_DOCUMENT_BYTES + 1];
-        assert!(matches!(b.write(AttrFile::Labels, 0, &big), Err(ValidationError::TooLarge { .. })));
+        assert!(matches!(b.write(0, &big), Err(ValidationError::TooLarge { .. })));
         // The kernel splits a large write; the retry of the rest gets the same answer.
-        assert!(matches!(b.write(AttrFile::Labels, 0, b"x=1\n"), Err(ValidationError::TooLarge { .. })));
+        assert!(matches!(b.write(0, b"x=1\n"), Err(ValidationError::TooLarge { .. })));
+        let mut far = replace(AttrFile::Labels);
+        assert!(matches!(far.write(u64::MAX - 1, b"x=1\n"), Err(ValidationError::TooLarge { .. })));
+        let mut t = replace(AttrFile::Spec);
+        assert!(matches!(t.truncate(1 << 40), Err(ValidationError::TooLarge { .. })));
+        assert!(matches!(t.truncate(10), Err(ValidationError::InvalidSpec { .. })), "zeros never make JSON");
+        assert!(t.visible().is_empty(), "and the refused truncation changed nothing");
+        assert!(replace(AttrFile::Labels).truncate(10).is_ok());
     }
 }

@@ -84,9 +84,12 @@ struct Graph {
     roots: Vec<(Referrer, Vec<Reference>)>,
 }
 
+/// A reference to a blob or snapshot, as roots and pins hold them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Reference {
+pub enum Reference {
+    /// A blob by digest.
     Blob(String),
+    /// A snapshot by key.
     Snapshot(String),
 }
 
@@ -96,7 +99,8 @@ struct Marks {
     snapshots: HashSet<String>,
 }
 
-fn label_references(labels: &Labels) -> impl Iterator<Item = Reference> + '_ {
+/// What `containerd.io/gc.ref.*` labels reference.
+pub fn label_references(labels: &Labels) -> impl Iterator<Item = Reference> + '_ {
     label_refs(labels).map(|r| match r {
         LabelRef::Content(digest) => Reference::Blob(digest.to_owned()),
         // One snapshotter serves a state directory, so keys are unique across snapshotters.
@@ -173,7 +177,7 @@ impl Graph {
 
     /// The strong roots: images, containers, blobs being written, gc.root labels and the
     /// caller's in-flight snapshots.
-    fn strong_roots<'a>(&'a self, in_flight: &'a HashSet<String>) -> impl Iterator<Item = Reference> + 'a {
+    fn strong_roots<'a>(&'a self, in_flight: &'a HashSet<Reference>) -> impl Iterator<Item = Reference> + 'a {
         let records = self.roots.iter().flat_map(|(_, pins)| pins.iter().cloned());
         let blobs = self
             .blobs
@@ -182,7 +186,7 @@ impl Graph {
             .map(|(_, b)| Reference::Blob(b.digest.clone()));
         let snapshots =
             self.snapshots.values().filter(|(_, s)| is_gc_root(&s.labels)).map(|(_, s)| Reference::Snapshot(s.key.clone()));
-        records.chain(blobs).chain(snapshots).chain(in_flight.iter().map(|k| Reference::Snapshot(k.clone())))
+        records.chain(blobs).chain(snapshots).chain(in_flight.iter().cloned())
     }
 
     fn leased(&self, now: Timestamp) -> impl Iterator<Item = Reference> + '_ {
@@ -267,9 +271,10 @@ pub(super) fn referrers(reader: &(impl StoreRead + ?Sized), target: Target<'_>) 
 
 impl Writer<'_> {
     /// One collection: ends the lease of every blob a root reaches, then deletes every
-    /// committed blob and every snapshot nothing reaches. `in_flight` are snapshot keys
-    /// being unpacked right now (their records may not be referenced yet).
-    pub fn collect_garbage(&mut self, in_flight: &HashSet<String>, now: Timestamp) -> Result<Collected> {
+    /// committed blob and every snapshot nothing reaches. `in_flight` are held from outside
+    /// the records: snapshots being unpacked (not yet referenced) and what open writers'
+    /// files referenced when they were opened.
+    pub fn collect_garbage(&mut self, in_flight: &HashSet<Reference>, now: Timestamp) -> Result<Collected> {
         let graph = Graph::load(self)?;
         let mut marks = Marks::default();
         graph.mark(graph.strong_roots(in_flight), &mut marks);

@@ -148,7 +148,7 @@ fn removals_that_break_a_reference_are_refused_and_writers_and_in_flight_keys_ar
     let refused = store.write(|w| w.delete_snapshot("l1"));
     assert!(matches!(refused, Err(StoreError::InUse { .. })), "{refused:?}");
     let (ingesting, _) = store.write(|w| w.begin_blob(schema::CONTENT_SHA256, &hex('e'))).unwrap();
-    let in_flight = HashSet::from(["web".to_owned()]);
+    let in_flight = HashSet::from([crate::store::Reference::Snapshot("web".to_owned())]);
     let collected = store.write(|w| w.collect_garbage(&in_flight, Timestamp::now())).unwrap();
     assert!(collected.is_empty(), "{collected:?}");
     assert!(store.write(|w| w.discard_blob(ingesting.id)).unwrap().is_some());

@@ -62,7 +62,7 @@ use heed::{byteorder::BigEndian, Database, Env, EnvOpenOptions, RoTxn, RwTxn, Wi
 use crate::model::{Blob, Container, Image, Snapshot, Task};
 
 pub use error::{Result, StoreError};
-pub use gc::{Collected, Referrer, Target};
+pub use gc::{label_references, Collected, Reference, Referrer, Target};
 pub use images::resolve_image_dir;
 pub use nodes::{Node, NodeId, NodeKind};
 

@@ -14,3 +14,4 @@ mod oci;
 mod oci_fixture;
 mod shell;
 mod tasks;
+mod trust;

@@ -33,14 +33,14 @@ fn copy_blobs(fx: &MountFixture, layout: &Path) {
 }
 
 /// Copies every blob of `layout` in, and writes the image.
-fn import_by_copying(fx: &MountFixture, layout: &Path, tag: &str, name: &str) {
+pub(crate) fn import_by_copying(fx: &MountFixture, layout: &Path, tag: &str, name: &str) {
     copy_blobs(fx, layout);
     fs::create_dir_all(fx.path(&format!("images/{name}"))).unwrap();
     put(&fx.path(&format!("images/{name}/target")), layout_manifest_descriptor(layout, tag));
 }
 
 /// A container of `image` whose task runs `script`, with its snapshot key written.
-fn image_container(t: &Tasks, id: &str, image: &str, script: &str) {
+pub(crate) fn image_container(t: &Tasks, id: &str, image: &str, script: &str) {
     fs::create_dir(t.path(&format!("containers/{id}"))).unwrap();
     let script = script.replace("@ID@", id);
     let mut spec = runc_spec(&["/bin/sh", "-c", &script]);
@@ -218,7 +218,7 @@ fn an_image_copied_in_runs_two_containers_that_share_its_layers_and_keep_their_w
 
 /// The host directory holding an active snapshot's own files, read from its `mounts`:
 /// overlay's upperdir, or the bind source of the copying snapshotter.
-fn snapshot_files(fx: &MountFixture, key: &str) -> PathBuf {
+pub(crate) fn snapshot_files(fx: &MountFixture, key: &str) -> PathBuf {
     let mounts: Value = read_json(&fx.path(&format!("snapshots/{key}/mounts")));
     let options = mounts[0]["options"].as_array().cloned().unwrap_or_default();
     let upper = options.iter().filter_map(Value::as_str).find_map(|o| o.strip_prefix("upperdir=")).map(PathBuf::from);
@@ -271,7 +271,7 @@ fn references_that_do_not_resolve_are_refused_with_their_errno() {
     // A container naming an image that does not exist.
     fs::create_dir(t.path("containers/ghost")).unwrap();
     put(&t.path("containers/ghost/image"), "no/such:image\n");
-    assert_eq!(write_doc(&t.path("containers/ghost/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Close, libc::ENOENT)));
+    assert_eq!(write_doc(&t.path("containers/ghost/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Write, libc::ENOENT)));
     assert_eq!(read(&t.path("containers/ghost/snapshot")), "", "the refused key was not recorded");
     t.assert_logged("containers/ghost/snapshot", libc::ENOENT);
 
@@ -289,7 +289,7 @@ fn references_that_do_not_resolve_are_refused_with_their_errno() {
     fs::create_dir_all(t.path("images/partial")).unwrap();
     put(&t.path("images/partial/target"), manifest.to_string());
     put(&t.path("containers/ghost/image"), "partial\n");
-    assert_eq!(write_doc(&t.path("containers/ghost/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Close, libc::ENOENT)));
+    assert_eq!(write_doc(&t.path("containers/ghost/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Write, libc::ENOENT)));
     assert!(t.log().contains(&missing_layer), "the log names the missing layer {missing_layer}");
     assert!(!snapshot_keys(&t).contains(&"ghost-root".to_owned()));
 
@@ -298,17 +298,17 @@ fn references_that_do_not_resolve_are_refused_with_their_errno() {
     let bad = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{config}"),
                      "size": fs::metadata(layout.join("blobs/sha256").join(&config)).unwrap().len()});
     fs::create_dir_all(t.path("images/bad")).unwrap();
-    assert_eq!(write_doc(&t.path("images/bad/target"), bad.to_string().as_bytes(), Mode::Truncate), Err((Stage::Close, libc::EINVAL)));
+    assert_eq!(write_doc(&t.path("images/bad/target"), bad.to_string().as_bytes(), Mode::Truncate), Err((Stage::Write, libc::EINVAL)));
     // A snapshot key another container holds.
     let missing_path = layout.join("blobs/sha256").join(missing_layer.trim_start_matches("sha256:"));
     fs::copy(missing_path, t.path(&format!("content/sha256/{}", missing_layer.trim_start_matches("sha256:")))).unwrap();
     put(&t.path("containers/ghost/snapshot"), "ghost-root\n");
     fs::create_dir(t.path("containers/thief")).unwrap();
     put(&t.path("containers/thief/image"), "partial\n");
-    assert_eq!(write_doc(&t.path("containers/thief/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Close, libc::EBUSY)));
+    assert_eq!(write_doc(&t.path("containers/thief/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Write, libc::EBUSY)));
     // Without an image the key is only recorded, but another container's key still is not free.
     fs::create_dir(t.path("containers/bare")).unwrap();
-    assert_eq!(write_doc(&t.path("containers/bare/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Close, libc::EBUSY)));
+    assert_eq!(write_doc(&t.path("containers/bare/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Write, libc::EBUSY)));
     // A snapshot in use cannot be removed; neither can a parent.
     assert_eq!(errno_of(fs::remove_dir(t.path("snapshots/ghost-root"))), libc::EBUSY);
     let top = read(&t.path("snapshots/ghost-root/parent"));
@@ -319,7 +319,7 @@ fn references_that_do_not_resolve_are_refused_with_their_errno() {
     spec["root"] = json!({"path": "rootfs", "readonly": false});
     t.set_spec("ghost", &spec);
     t.start("ghost");
-    assert_eq!(write_doc(&t.path("containers/ghost/snapshot"), b"other\n", Mode::Truncate), Err((Stage::Close, libc::EBUSY)));
+    assert_eq!(write_doc(&t.path("containers/ghost/snapshot"), b"other\n", Mode::Truncate), Err((Stage::Write, libc::EBUSY)));
 }
 
 #[test]
