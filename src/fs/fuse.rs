@@ -245,10 +245,15 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        guarded("open", || match self.core.open(ino.0, flags.0) {
+        let job = move |core: &FsCore| match core.open(ino.0, flags.0) {
             Ok(fh) => reply.opened(FileHandle(fh), OPEN_FLAGS),
-            Err(e) => reply.error(self.refuse("open", || self.core.path_of(ino.0), &e)),
-        });
+            Err(e) => reply.error(refuse("open", || core.path_of(ino.0), &e)),
+        };
+        if self.core.open_may_block(ino.0) {
+            self.offload("open", job);
+        } else {
+            guarded("open", || job(&self.core));
+        }
     }
 
     fn read(

@@ -239,9 +239,17 @@ impl FsCore {
                     HandleState::Snapshot(snapshot)
                 }
             }
-            Ino::File(_, file) => {
+            Ino::File(node, file) => {
                 if writing && is_read_only(loaded.node.kind, file) {
                     return Err(FsError::ReadOnly(file.name()));
+                }
+                if file == AttrFile::Usage {
+                    // A reader gets the figure as of now, and so does the next stat.
+                    self.measure_usage(node)?;
+                    let reader = self.store.read()?;
+                    let loaded = load_node(&reader, node)?;
+                    let content = self.file_content(&reader, &loaded, file)?;
+                    return self.handles.insert(Handle { node, kind: loaded.node.kind, state: HandleState::Snapshot(content) });
                 }
                 let content = self.file_content(&reader, &loaded, file)?;
                 if writing {

@@ -84,6 +84,7 @@ impl FsCore {
         }
         let id = self.store.write(|w| w.reserve_node_id())?;
         res.snapshots.prepare_active(id.0, &ids(&parents))?;
+        let usage = res.snapshots.usage(id.0)?;
         let now = Timestamp::now();
         let snapshot = Snapshot {
             key: key.to_owned(),
@@ -91,7 +92,7 @@ impl FsCore {
             parent: image.chain.last().cloned(),
             snapshotter: snapshotter.to_owned(),
             labels: Labels::new(),
-            usage: None,
+            usage: Some(usage),
             created_at: now,
             updated_at: now,
         };
@@ -281,12 +282,29 @@ impl FsCore {
         if !target.exists() {
             return;
         }
+        // What the task wrote is measured once here rather than at every stat of `usage`.
+        if let Err(e) = self.record_rootfs_usage(id) {
+            log::warn!("task {id}: usage of its snapshot not recorded: {e}");
+        }
         let released = unmount(&target).map_err(FsError::from).and_then(|()| {
             std::fs::remove_dir(&target).map_err(|e| FsError::Host(format!("remove {}: {e}", target.display())))
         });
         if let Err(e) = released {
             log::error!("task {id}: root filesystem not released: {e}");
         }
+    }
+
+    fn record_rootfs_usage(&self, id: &str) -> Result<()> {
+        let snapshot = {
+            let reader = self.store.read()?;
+            let Some(node) = reader.lookup(crate::store::schema::CONTAINERS, id)? else { return Ok(()) };
+            let Some(container) = reader.container(node.id)? else { return Ok(()) };
+            reader.snapshot_by_key(&container.snapshot)?.map(|(snapshot, _)| snapshot)
+        };
+        if let Some(snapshot) = snapshot {
+            self.measure_usage(snapshot)?;
+        }
+        Ok(())
     }
 
     /// How to mount a snapshot: writable when active, a read-only view when committed.

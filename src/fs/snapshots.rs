@@ -1,13 +1,18 @@
 //! The files of `snapshots/<key>/` that need more than the record: `mounts` (from the
-//! snapshotter), `usage` (measured on disk for an active snapshot) and `references` (from
-//! the whole graph of records). Everything else renders from the record in `content.rs`.
+//! snapshotter), `usage` and `references` (from the whole graph of records). Everything
+//! else renders from the record in `content.rs`.
+//!
+//! `usage` shows the figure recorded with the snapshot: measured at unpack for a committed
+//! layer, and for an active snapshot when it is prepared, when its task is removed, and
+//! whenever `usage` is opened for reading (on a worker: a large tree takes a while). A
+//! `stat` never walks the tree.
 
 use super::content::Loaded;
 use super::errno::FsError;
 use super::ino::AttrFile;
 use super::{FsCore, Result};
-use crate::model::SnapshotKind;
-use crate::store::{StoreRead, Target};
+use crate::model::{SnapshotKind, Usage};
+use crate::store::{NodeId, StoreRead, Target};
 
 impl FsCore {
     /// The bytes of `file` in directory `loaded`: the record's rendering, or for the
@@ -25,11 +30,12 @@ impl FsCore {
                 text
             }
             AttrFile::Usage => {
-                let usage = match (snapshot.kind, snapshot.usage) {
-                    (SnapshotKind::Committed, Some(usage)) => usage,
-                    _ => self.resources.as_deref().ok_or(FsError::NoResources)?.snapshots.usage(loaded.node.id.0)?,
+                let usage = match snapshot.usage {
+                    Some(usage) => usage,
+                    // Recorded by releases before usage was recorded for active snapshots.
+                    None => self.measure_usage(loaded.node.id)?,
                 };
-                format!("{}\n", serde_json::to_string(&usage).expect("usage serializes"))
+                render_usage(usage)
             }
             AttrFile::References => {
                 reader.referrers(Target::Snapshot(&snapshot.key))?.iter().map(|r| format!("{r}\n")).collect()
@@ -37,5 +43,36 @@ impl FsCore {
             _ => return Err(FsError::NotFound),
         };
         Ok(text.into_bytes())
+    }
+}
+
+fn render_usage(usage: Usage) -> String {
+    format!("{}\n", serde_json::to_string(&usage).expect("usage serializes"))
+}
+
+impl FsCore {
+    /// Measures an active snapshot's own files now and records the figure when it changed.
+    /// Committed snapshots never change: their recorded figure is returned.
+    pub(super) fn measure_usage(&self, id: NodeId) -> Result<Usage> {
+        let res = self.resources.as_deref().ok_or(FsError::NoResources)?;
+        let recorded = self.store.read()?.snapshot(id)?.ok_or(FsError::NotFound)?;
+        if let (SnapshotKind::Committed, Some(usage)) = (recorded.kind, recorded.usage) {
+            return Ok(usage);
+        }
+        let usage = res.snapshots.usage(id.0)?;
+        if recorded.usage != Some(usage) {
+            self.store.write(|w| {
+                w.update_snapshot(id, |s| {
+                    s.usage = Some(usage);
+                    Ok(())
+                })
+            })?;
+        }
+        Ok(usage)
+    }
+
+    /// Whether opening `ino` does slow work: `usage` of a snapshot measures its tree.
+    pub fn open_may_block(&self, ino: u64) -> bool {
+        matches!(super::ino::Ino::decode(ino), Some(super::ino::Ino::File(_, AttrFile::Usage)))
     }
 }
