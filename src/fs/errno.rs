@@ -165,7 +165,7 @@ impl FsError {
             FsError::Store(StoreError::Corrupt(_) | StoreError::Lmdb(_) | StoreError::Io(_) | StoreError::SchemaTooNew { .. })
                 | FsError::Host(_)
         ) || matches!(self, FsError::Content(ContentError::Io { .. }) | FsError::Snapshot(SnapshotError::Io { .. }))
-            || matches!(self, FsError::Runtime(e) if runtime_errno(e) == libc::EIO)
+            || matches!(self, FsError::Runtime(e) if matches!(runtime_errno(e), libc::EIO | libc::ETIMEDOUT))
     }
 }
 
@@ -204,6 +204,9 @@ fn runtime_errno(e: &RuntimeError) -> i32 {
         RuntimeError::NoSuchTask { .. } => libc::ENOENT,
         RuntimeError::IncorrectStatus { .. } => libc::EBUSY,
         RuntimeError::Runc { .. } | RuntimeError::Supervisor { .. } | RuntimeError::Io(_) | RuntimeError::Nix(_) => libc::EIO,
+        // Told apart from a runtime that refused: the start was killed, it may succeed
+        // when tried again.
+        RuntimeError::StartTimeout { .. } => libc::ETIMEDOUT,
     }
 }
 
@@ -244,6 +247,7 @@ pub fn errno_name(errno: i32) -> &'static str {
         libc::EINTR => "EINTR",
         libc::ESRCH => "ESRCH",
         libc::ENOSYS => "ENOSYS",
+        libc::ETIMEDOUT => "ETIMEDOUT",
         _ => "errno",
     }
 }
@@ -273,6 +277,8 @@ mod tests {
             (FsError::MissingBlob { digest: "d".into(), what: "layer 0".into(), image: "i".into() }, libc::ENOENT),
             (FsError::NoImage { container: "c".into(), image: "i".into() }, libc::ENOENT),
             (SnapshotError::Invalid("x".into()).into(), libc::EINVAL),
+            (RuntimeError::Runc { op: "runc create", message: String::new() }.into(), libc::EIO),
+            (RuntimeError::StartTimeout { id: "t".into(), after: std::time::Duration::from_secs(30) }.into(), libc::ETIMEDOUT),
         ];
         for (error, errno) in rows {
             assert_eq!(error.errno(), errno, "{error}");
@@ -280,5 +286,6 @@ mod tests {
         }
         assert!(FsError::Store(StoreError::Corrupt("x".into())).is_internal());
         assert!(!FsError::NotFound.is_internal());
+        assert!(FsError::from(RuntimeError::StartTimeout { id: "t".into(), after: Default::default() }).is_internal());
     }
 }

@@ -4,9 +4,15 @@
 //! The store and the runtime are composed here and nowhere else (as containerd's tasks
 //! service composes metadata and shim): validate against the store, run the runtime with
 //! no transaction open, then record the outcome in one short write transaction.
+//!
+//! Each start of a task is a run with its own generation. Everything that changes a
+//! task's record (a start, an exit, pause or resume, reconcile) runs under the task's
+//! gate, and its write is a compare-and-set on the run it was made for: a late exit of an
+//! earlier run never stops a newer one, a status change never brings a stopped run back,
+//! and a restart never replaces a record that changed under it.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -26,8 +32,9 @@ use crate::store::{schema, NodeId, StoreRead};
 pub trait TaskRuntime: Send + Sync {
     /// Cheap checks that the spec can run.
     fn validate_spec(&self, spec: &Value) -> Result<(), RuntimeError>;
-    /// Starts the container's process; returns once it exists.
-    fn start(&self, id: &str, spec: &Value) -> Result<Started, RuntimeError>;
+    /// Starts run `generation` of the container's process; returns once it exists. A
+    /// failure leaves the logs and exit record of earlier runs as they were.
+    fn start(&self, id: &str, spec: &Value, generation: u64) -> Result<Started, RuntimeError>;
     /// Sends a signal.
     fn kill(&self, id: &str, signal: Signal) -> Result<(), RuntimeError>;
     /// Freezes the task.
@@ -36,7 +43,7 @@ pub trait TaskRuntime: Send + Sync {
     fn resume(&self, id: &str) -> Result<(), RuntimeError>;
     /// Removes a stopped task's runtime state and logs.
     fn delete(&self, id: &str) -> Result<(), RuntimeError>;
-    /// The durable exit record, once the supervisor wrote it.
+    /// The last durable exit record, of whichever run ended last (see its generation).
     fn exit_of(&self, id: &str) -> Result<Option<Exit>, RuntimeError>;
     /// What is known of a recorded task after a daemon restart.
     fn observe(&self, id: &str, started: &Started) -> Observed;
@@ -46,8 +53,8 @@ impl TaskRuntime for runtime::Runtime {
     fn validate_spec(&self, spec: &Value) -> Result<(), RuntimeError> {
         runtime::Runtime::validate_spec(spec)
     }
-    fn start(&self, id: &str, spec: &Value) -> Result<Started, RuntimeError> {
-        runtime::Runtime::start(self, id, spec)
+    fn start(&self, id: &str, spec: &Value, generation: u64) -> Result<Started, RuntimeError> {
+        runtime::Runtime::start(self, id, spec, generation)
     }
     fn kill(&self, id: &str, signal: Signal) -> Result<(), RuntimeError> {
         runtime::Runtime::kill(self, id, signal)
@@ -105,6 +112,8 @@ type Listener = Box<dyn Fn(&TaskEvent) + Send + Sync>;
 #[derive(Default)]
 pub struct TaskGate {
     busy: Mutex<HashSet<String>>,
+    /// Signalled whenever a task's gate opens, for the exit recorder waiting on it.
+    opened: Condvar,
     listeners: Mutex<Vec<Listener>>,
 }
 
@@ -117,16 +126,30 @@ pub struct GateGuard<'a> {
 impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
         self.gate.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+        self.gate.opened.notify_all();
     }
 }
 
 impl TaskGate {
+    /// For user requests: EBUSY while another operation on the task runs.
     pub(super) fn enter(&self, id: &str) -> Result<GateGuard<'_>> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         if !busy.insert(id.to_owned()) {
             return Err(FsError::TaskBusy(id.to_owned()));
         }
         Ok(GateGuard { gate: self, id: id.to_owned() })
+    }
+
+    /// For what must not be refused (an exit to record): waits until the gate opens. No
+    /// holder of the gate waits for anything that needs it, so the wait ends with the
+    /// operation that holds it (at most a start's timeout).
+    fn enter_waiting(&self, id: &str) -> GateGuard<'_> {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        while busy.contains(id) {
+            busy = self.opened.wait(busy).unwrap_or_else(|p| p.into_inner());
+        }
+        busy.insert(id.to_owned());
+        GateGuard { gate: self, id: id.to_owned() }
     }
 }
 
@@ -150,7 +173,7 @@ impl FsCore {
         self.runtime.clone().ok_or_else(|| FsError::NotPermitted("this mount runs no tasks".into()))
     }
 
-    /// `touch tasks/<id>`: starts container `id`'s process.
+    /// `touch tasks/<id>`: starts container `id`'s process, as its run 1.
     pub(super) fn start_task(&self, id: &str) -> Result<Loaded> {
         let runtime = self.runtime()?;
         let _gate = self.tasks.enter(id)?;
@@ -161,19 +184,12 @@ impl FsCore {
             }
             self.container_spec(&reader, id)?
         };
-        let spec = self.with_rootfs(id, spec)?;
-        let started = runtime.validate_spec(&spec).and_then(|()| runtime.start(id, &spec));
-        let started = match started {
-            Ok(started) => started,
-            Err(e) => {
-                self.release_rootfs(id);
-                return Err(e.into());
-            }
-        };
+        let started = self.start_run(&*runtime, id, spec, 1)?;
         let task = new_task(id, &started);
         let node = match self.store.write(|w| w.create_task(task.clone())) {
             Ok(node) => node,
             Err(e) => {
+                // A first run has no earlier logs to keep: its runtime state goes too.
                 if let Err(cleanup) = runtime.kill(id, Signal::SIGKILL).and_then(|()| runtime.delete(id)) {
                     log::error!("task {id}: not recorded ({e}) and not cleaned up: {cleanup}");
                 }
@@ -183,9 +199,30 @@ impl FsCore {
         };
         log::info!("task {id} started: pid {}", started.pid);
         // An exit that came before the record existed was skipped by the watcher.
-        self.record_exit(id)?;
+        self.record_exit_locked(&*runtime, id)?;
         let reader = self.store.read()?;
         Ok(Loaded::read(&reader, node)?)
+    }
+
+    /// Mounts the root filesystem and starts run `generation` from `spec`; a failure
+    /// releases the root filesystem again (a failed start leaves nothing mounted).
+    fn start_run(&self, runtime: &dyn TaskRuntime, id: &str, spec: Value, generation: u64) -> Result<Started> {
+        let spec = self.with_rootfs(id, spec)?;
+        match runtime.validate_spec(&spec).and_then(|()| runtime.start(id, &spec, generation)) {
+            Ok(started) => Ok(started),
+            Err(e) => {
+                self.release_rootfs(id);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A run that started but could not be recorded must not run untracked; its exit
+    /// (not the recorded run's) will not be applied.
+    fn abandon_run(&self, runtime: &dyn TaskRuntime, id: &str, why: &str) {
+        if let Err(cleanup) = runtime.kill(id, Signal::SIGKILL) {
+            log::error!("task {id}: {why} and not killed: {cleanup}");
+        }
     }
 
     /// The spec with its root pointed at the container's snapshot, mounted now, when the
@@ -218,9 +255,10 @@ impl FsCore {
 
     fn apply_control(&self, node: NodeId, control: Control) -> Result<()> {
         let runtime = self.runtime()?;
-        let task = self.task_record(node)?;
-        let id = task.id.clone();
+        let id = self.task_record(node)?.id;
         let _gate = self.tasks.enter(&id)?;
+        // Read again under the gate: an exit may have been recorded meanwhile.
+        let task = self.task_record(node)?;
         let refuse = |status: TaskStatus| Err(FsError::IncorrectStatus(id.clone(), status));
         match control {
             Control::Signal(signal) => {
@@ -242,33 +280,48 @@ impl FsCore {
             Control::Start if !task.status.can_start() => return refuse(task.status),
             Control::Pause => {
                 runtime.pause(&id)?;
-                self.set_status(node, TaskStatus::Paused)?;
+                self.set_status(node, task.generation, TaskStatus::Paused)?;
             }
             Control::Resume => {
                 runtime.resume(&id)?;
-                self.set_status(node, TaskStatus::Running)?;
+                self.set_status(node, task.generation, TaskStatus::Running)?;
             }
-            Control::Start => {
-                let spec = self.container_spec(&self.store.read()?, &id)?;
-                let spec = self.with_rootfs(&id, spec)?;
-                runtime.validate_spec(&spec)?;
-                let started = runtime.start(&id, &spec)?;
-                let fresh = new_task(&id, &started);
-                self.store.write(|w| {
-                    w.update_task(node, |t| {
-                        *t = Task { created_at: t.created_at, ..fresh };
-                    })
-                })?;
-                log::info!("task {id} started again: pid {}", started.pid);
-                self.record_exit(&id)?;
-            }
+            Control::Start => self.restart(&*runtime, node, &task)?,
         }
         self.emit(TaskEvent::Changed { inos: vec![Ino::Node(node).number()] });
         Ok(())
     }
 
-    fn set_status(&self, node: NodeId, status: TaskStatus) -> Result<()> {
-        self.store.write(|w| w.update_task(node, |t| t.status = status))?;
+    /// `start` of a stopped task: a fresh process as the next run. A failure leaves the
+    /// stopped run's record, logs and exit record as they were, and reports its error.
+    fn restart(&self, runtime: &dyn TaskRuntime, node: NodeId, stopped: &Task) -> Result<()> {
+        let id = &stopped.id;
+        let spec = self.container_spec(&self.store.read()?, id)?;
+        let started = self.start_run(runtime, id, spec, stopped.generation + 1)?;
+        let next = new_task(id, &started);
+        match self.store.write(|w| w.update_task(node, |t| t.begin_run(next))) {
+            Ok(Some(_)) => {}
+            // Under the gate nothing else replaces a run; should it ever, the new process
+            // must not outlive the refusal.
+            Ok(None) => {
+                self.abandon_run(runtime, id, "run not recorded (the record changed)");
+                return Err(FsError::TaskBusy(id.clone()));
+            }
+            Err(e) => {
+                self.abandon_run(runtime, id, &format!("run not recorded ({e})"));
+                return Err(e.into());
+            }
+        }
+        log::info!("task {id} started again: run {}, pid {}", started.generation, started.pid);
+        self.record_exit_locked(runtime, id)
+    }
+
+    /// A status change made on run `generation`; not applied (and logged) when that run
+    /// has ended meanwhile, or another run replaced it.
+    fn set_status(&self, node: NodeId, generation: u64, status: TaskStatus) -> Result<()> {
+        if self.store.write(|w| w.update_task(node, |t| t.change_status(generation, status)))?.is_none() {
+            log::info!("task node {}: run {generation} ended before it became {status:?}; it stays stopped", node.0);
+        }
         Ok(())
     }
 
@@ -280,9 +333,9 @@ impl FsCore {
     /// `wait/<id>` readers learn how it ended; then the runtime state and the record go.
     pub(super) fn delete_task(&self, task: &Loaded) -> Result<()> {
         let runtime = self.runtime()?;
-        let record = task.task().ok_or(FsError::NotFound)?.clone();
-        let id = record.id.clone();
+        let id = task.task().ok_or(FsError::NotFound)?.id.clone();
         let _gate = self.tasks.enter(&id)?;
+        let record = self.task_record(task.node.id)?;
         if record.status.is_live() {
             self.kill_and_reap(&*runtime, task.node.id, &record)?;
         }
@@ -306,7 +359,8 @@ impl FsCore {
         }
         let deadline = Instant::now() + KILL_WAIT;
         let exit = loop {
-            if let Some(exit) = runtime.exit_of(id)? {
+            // Only this run's exit: the record of the run before may still be there.
+            if let Some(exit) = runtime.exit_of(id)?.filter(|e| e.generation == task.generation) {
                 break Some(exit);
             }
             if Instant::now() >= deadline {
@@ -315,26 +369,47 @@ impl FsCore {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        self.apply_exit(node, exit)
+        self.apply_exit(node, task.generation, exit)
     }
 
     /// The exit watcher saw task `id` exit: record it and tell the waiters. Idempotent,
-    /// and a no-op for a task that is not (or no longer) recorded.
+    /// and a no-op for a task that is not (or no longer) recorded, or for the exit of a
+    /// run that is not the task's current one.
+    ///
+    /// It waits for the task's gate rather than being refused by a user's request, so no
+    /// exit is lost; it looks first without the gate, since most reports are repeats or
+    /// of tasks that are gone, and the gate may be held for long (a start, an unpack).
     pub fn record_exit(&self, id: &str) -> Result<()> {
         let runtime = self.runtime()?;
         let Some(exit) = runtime.exit_of(id)? else { return Ok(()) };
         let Some(node) = self.store.read()?.lookup(schema::TASKS, id)? else { return Ok(()) };
-        self.apply_exit(node.id, Some(exit))
+        let Some(mut current) = self.store.read()?.task(node.id)? else { return Ok(()) };
+        // Not the recorded run (an earlier one; or a later one whose start has not been
+        // committed: the start looks again after its commit), or recorded already.
+        if !current.record_exit(exit.generation, Some(exit.status), Some(exit.exited_at)) {
+            return Ok(());
+        }
+        let _gate = self.tasks.enter_waiting(id);
+        self.record_exit_locked(&*runtime, id)
     }
 
-    fn apply_exit(&self, node: NodeId, exit: Option<Exit>) -> Result<()> {
-        let task = self.store.write(|w| {
-            w.update_task(node, |t| {
-                t.status = TaskStatus::Stopped;
-                t.exit_status = exit.map(|e| e.status);
-                t.exited_at = exit.map(|e| e.exited_at);
-            })
+    /// `record_exit` for a caller that holds the task's gate.
+    fn record_exit_locked(&self, runtime: &dyn TaskRuntime, id: &str) -> Result<()> {
+        let Some(exit) = runtime.exit_of(id)? else { return Ok(()) };
+        let Some(node) = self.store.read()?.lookup(schema::TASKS, id)? else { return Ok(()) };
+        self.apply_exit(node.id, exit.generation, Some(exit))
+    }
+
+    /// Records that run `generation` ended, in one compare-and-set: applied only while it
+    /// is the task's current run and its exit is not recorded yet.
+    fn apply_exit(&self, node: NodeId, generation: u64, exit: Option<Exit>) -> Result<()> {
+        let applied = self.store.write(|w| {
+            w.update_task(node, |t| t.record_exit(generation, exit.map(|e| e.status), exit.map(|e| e.exited_at)))
         })?;
+        let Some(task) = applied else {
+            log::debug!("task node {}: exit of run {generation} not applied (not the current run, or recorded)", node.0);
+            return Ok(());
+        };
         log::info!("task {} stopped: exit status {}", task.id, task.exit_status.map_or("unknown".into(), |s| s.to_string()));
         let wait_text = task.wait_text().unwrap_or_default();
         self.emit(TaskEvent::Exited { node, wait_text, inos: vec![Ino::Node(node).number(), Ino::Wait(node).number()] });
@@ -348,10 +423,11 @@ impl FsCore {
         let tasks = self.store.read()?.tasks()?;
         let mut changed = 0;
         for (node, task) in tasks.into_iter().filter(|(_, t)| t.status != TaskStatus::Stopped) {
+            let _gate = self.tasks.enter_waiting(&task.id);
             let observed = runtime.observe(&task.id, &started_of(&task));
             let status = match observed {
                 Observed::Stopped(exit) => {
-                    self.apply_exit(node, exit)?;
+                    self.apply_exit(node, task.generation, exit)?;
                     changed += 1;
                     continue;
                 }
@@ -361,7 +437,7 @@ impl FsCore {
             };
             if status != task.status {
                 log::warn!("task {}: recorded {:?}, runtime says {:?}", task.id, task.status, status);
-                self.set_status(node, status)?;
+                self.set_status(node, task.generation, status)?;
                 changed += 1;
             }
         }
@@ -423,6 +499,7 @@ fn new_task(id: &str, started: &Started) -> Task {
         exited_at: None,
         stdout: started.stdout.to_string_lossy().into_owned(),
         stderr: started.stderr.to_string_lossy().into_owned(),
+        generation: started.generation,
         created_at: now,
         updated_at: now,
     }
@@ -437,5 +514,6 @@ fn started_of(task: &Task) -> Started {
         started_at: task.started_at,
         stdout: task.stdout.clone().into(),
         stderr: task.stderr.clone().into(),
+        generation: task.generation,
     }
 }

@@ -1,5 +1,10 @@
 //! The task record: the running process made from a container (containerd's task), as the
 //! daemon records it so that a restart can find, reconcile and report it.
+//!
+//! A task is run again by `start` as a fresh process; each run has an identity, its
+//! generation. What happens to a run (its exit, a pause or resume) applies to the record
+//! only while that run is the record's current one: the rules are here, and the store
+//! applies them inside the write transaction that reads the record.
 
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +77,14 @@ pub struct Task {
     pub stdout: String,
     /// Host path of the stderr log.
     pub stderr: String,
+    /// Which run of the task this record describes (mutable, by `start` only): 1 for the
+    /// first start, one more for each start again. Not shown in `tasks/<id>`.
+    ///
+    /// Defaulted, so records written before runs had generations load as run 0; their
+    /// supervisors wrote no generation either, so their exit records (also defaulted to 0)
+    /// still match. An added field with a default needs no schema migration.
+    #[serde(default)]
+    pub generation: u64,
     /// When the task was first created.
     pub created_at: Timestamp,
     /// Last change of the record.
@@ -96,6 +109,46 @@ impl Task {
         let mut text = serde_json::to_string_pretty(&view).expect("a task always serializes");
         text.push('\n');
         text
+    }
+
+    /// Records that run `generation` ended (`status` unknown when `None`). False, and no
+    /// change, when that run is not the current one (a late report of an earlier run must
+    /// not stop a newer one) or its exit is already recorded (reports are repeated).
+    pub fn record_exit(&mut self, generation: u64, status: Option<i32>, exited_at: Option<Timestamp>) -> bool {
+        if generation != self.generation {
+            return false;
+        }
+        // Already stopped: only an unknown status may still be learnt (an `rm` that gave up
+        // waiting, then the supervisor's record).
+        if self.status == TaskStatus::Stopped && (self.exit_status.is_some() || status.is_none()) {
+            return false;
+        }
+        self.status = TaskStatus::Stopped;
+        self.exit_status = status;
+        self.exited_at = exited_at;
+        true
+    }
+
+    /// A status change made on run `generation` (pause, resume, what reconcile saw). False,
+    /// and no change, when that run is not the current one or has stopped: only `start`
+    /// brings a stopped task back, as a new run.
+    pub fn change_status(&mut self, generation: u64, status: TaskStatus) -> bool {
+        if generation != self.generation || self.status == TaskStatus::Stopped || status == TaskStatus::Stopped {
+            return false;
+        }
+        self.status = status;
+        true
+    }
+
+    /// Replaces this stopped run by `next`, the run that followed it (generation one
+    /// more). False, and no change, when this record is no longer the stopped run
+    /// `next` was started from.
+    pub fn begin_run(&mut self, next: Task) -> bool {
+        if self.status != TaskStatus::Stopped || next.generation != self.generation + 1 {
+            return false;
+        }
+        *self = Task { created_at: self.created_at, ..next };
+        true
     }
 
     /// What `wait/<id>` returns once stopped: the exit status and a newline, or
@@ -125,6 +178,7 @@ mod tests {
             exited_at: (status == TaskStatus::Stopped).then_some(Timestamp::from_nanos(1)),
             stdout: "/s/web/stdout".into(),
             stderr: "/s/web/stderr".into(),
+            generation: 1,
             created_at: Timestamp::from_nanos(0),
             updated_at: Timestamp::from_nanos(0),
         }
@@ -147,5 +201,43 @@ mod tests {
         assert!(TaskStatus::Paused.can_resume());
         assert!(TaskStatus::Stopped.can_start() && !TaskStatus::Running.can_start());
         assert!(!TaskStatus::Stopped.can_signal());
+    }
+
+    #[test]
+    fn an_exit_applies_to_its_own_run_only() {
+        let mut t = task(TaskStatus::Running);
+        t.generation = 2;
+        assert!(!t.record_exit(1, Some(3), Some(Timestamp::from_nanos(1))), "a report of the run before");
+        assert_eq!(t.status, TaskStatus::Running);
+        assert!(t.record_exit(2, Some(4), Some(Timestamp::from_nanos(2))));
+        assert_eq!((t.status, t.exit_status), (TaskStatus::Stopped, Some(4)));
+        assert!(!t.record_exit(2, Some(4), Some(Timestamp::from_nanos(2))), "a repeated report changes nothing");
+        let mut unknown = task(TaskStatus::Running);
+        assert!(unknown.record_exit(1, None, None));
+        assert!(unknown.record_exit(1, Some(137), Some(Timestamp::from_nanos(3))), "an unknown status is learnt later");
+        assert_eq!(unknown.exit_status, Some(137));
+    }
+
+    #[test]
+    fn status_changes_never_bring_a_stopped_run_back() {
+        let mut t = task(TaskStatus::Running);
+        assert!(t.change_status(1, TaskStatus::Paused));
+        assert!(!t.change_status(0, TaskStatus::Running), "another run");
+        assert!(t.record_exit(1, Some(0), None));
+        assert!(!t.change_status(1, TaskStatus::Running));
+        assert_eq!(t.status, TaskStatus::Stopped);
+        let next = Task { generation: 2, status: TaskStatus::Running, created_at: Timestamp::from_nanos(9), ..t.clone() };
+        assert!(!t.clone().begin_run(Task { generation: 3, ..next.clone() }), "not the run that followed");
+        assert!(t.begin_run(next));
+        assert_eq!((t.generation, t.status, t.created_at), (2, TaskStatus::Running, Timestamp::from_nanos(0)));
+        assert!(!t.clone().begin_run(Task { generation: 3, ..t.clone() }), "only a stopped run is replaced");
+    }
+
+    #[test]
+    fn records_without_a_generation_still_load() {
+        let mut old = serde_json::to_value(task(TaskStatus::Running)).unwrap();
+        old.as_object_mut().unwrap().remove("generation");
+        let loaded: Task = serde_json::from_value(old).unwrap();
+        assert_eq!(loaded.generation, 0);
     }
 }

@@ -45,6 +45,15 @@ pub enum RuntimeError {
         /// What happened.
         message: String,
     },
+    /// The task's start did not report within the start timeout; what it had made was
+    /// killed and removed.
+    #[error("task {id}: no start report within {after:?}; its supervisor and container were killed")]
+    StartTimeout {
+        /// The task id.
+        id: String,
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// A host file operation failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

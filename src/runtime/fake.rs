@@ -2,6 +2,7 @@
 //! `state` with a chosen status and fails the verbs it is told to (youki's recording
 //! syscall double, for runc).
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::{OciRuntime, RuncOp, Runtime, RuntimeConfig, RuntimeError};
@@ -60,13 +61,29 @@ impl OciRuntime for Recording {
 /// A runtime over the double, in a temporary state directory; returns the double too so
 /// a test can read what was run.
 pub fn runtime_with(recording: Recording) -> (tempfile::TempDir, Recording, Runtime) {
+    runtime_with_supervisor(recording, None)
+}
+
+/// The same, with `supervisor` (a shell script's body) run in place of `ctrfs
+/// supervise`; it gets the same arguments (`$3` is the id, `$5` the task's directory) and
+/// reports on its stdout as the supervisor does.
+pub fn runtime_with_supervisor(recording: Recording, supervisor: Option<&str>) -> (tempfile::TempDir, Recording, Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    let config = RuntimeConfig {
-        runc: "runc".into(),
-        state_dir: dir.path().join("tasks"),
-        runc_root: dir.path().join("runc"),
-        exe: "/nonexistent/ctrfs".into(),
+    let exe = match supervisor {
+        Some(body) => script(dir.path(), "supervise", body),
+        None => "/nonexistent/ctrfs".into(),
     };
+    let config =
+        RuntimeConfig { runc: "runc".into(), state_dir: dir.path().join("tasks"), runc_root: dir.path().join("runc"), exe };
     let runtime = Runtime::with_oci(config, Box::new(recording.clone())).unwrap();
     (dir, recording, runtime)
+}
+
+/// An executable `/bin/sh` script `dir/name` with `body`.
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
 }

@@ -17,6 +17,11 @@ pub struct Exit {
     pub status: i32,
     /// When the supervisor reaped it.
     pub exited_at: Timestamp,
+    /// The run it ended (the supervisor is told its run's generation). One `exit` file
+    /// serves every run of a task, so a reader compares this with the run it asks about;
+    /// records of supervisors that knew no generation read as 0.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// The paths of one task's files.
@@ -96,7 +101,7 @@ pub fn read_exit(path: &Path) -> std::io::Result<Option<Exit>> {
 pub fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     rest.split(' ').nth(19)?.parse().ok()
 }
 
@@ -118,10 +123,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("exit");
         assert_eq!(read_exit(&path).unwrap(), None);
-        let exit = Exit { status: 143, exited_at: Timestamp::from_nanos(5) };
+        let exit = Exit { status: 143, exited_at: Timestamp::from_nanos(5), generation: 2 };
         write_durably(&path, &serde_json::to_vec(&exit).unwrap()).unwrap();
         assert_eq!(read_exit(&path).unwrap(), Some(exit));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
+        std::fs::write(&path, br#"{"status":3,"exited_at":"1970-01-01T00:00:00.000000001Z"}"#).unwrap();
+        assert_eq!(read_exit(&path).unwrap().map(|e| e.generation), Some(0), "a record without a generation");
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! tasks/<id>/           bundle/config.json, stdout, stderr, runc.log, pid, exit, supervisor.log
 //! tasks/.exits/<id>     marker dropped by the supervisor once tasks/<id>/exit is on disk
 //! ```
+//!
+//! One directory serves every run of a task: the logs are appended to by each run, and
+//! `exit` holds the last run's exit with that run's generation, which the supervisor was
+//! given; the caller matches it to the run it asks about.
 
 mod bundle;
 mod control;
@@ -29,6 +33,7 @@ mod task_start;
 
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
@@ -72,6 +77,8 @@ pub struct Started {
     pub stdout: PathBuf,
     /// Host path of the stderr log.
     pub stderr: PathBuf,
+    /// The run's generation, as the supervisor was told it.
+    pub generation: u64,
 }
 
 /// What is known of a recorded task after a daemon restart.
@@ -91,7 +98,12 @@ pub enum Observed {
 pub struct Runtime {
     config: RuntimeConfig,
     oci: Box<dyn OciRuntime>,
+    start_timeout: Duration,
 }
+
+/// How long `runc create` + `runc start`, under the supervisor, may take before the start
+/// is given up (and what it made killed).
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Runtime {
     /// A runtime driving the configured binary; creates its directories.
@@ -105,7 +117,13 @@ impl Runtime {
         std::fs::create_dir_all(&config.state_dir)?;
         std::fs::create_dir_all(&config.runc_root)?;
         std::fs::create_dir_all(files::exits_dir(&config.state_dir))?;
-        Ok(Runtime { config, oci })
+        Ok(Runtime { config, oci, start_timeout: START_TIMEOUT })
+    }
+
+    /// The same runtime with another start timeout (tests use a short one).
+    pub fn with_start_timeout(mut self, timeout: Duration) -> Runtime {
+        self.start_timeout = timeout;
+        self
     }
 
     /// Checks that a spec can run here (cheap, no I/O).
@@ -113,9 +131,10 @@ impl Runtime {
         bundle::validate_spec(spec)
     }
 
-    /// Starts task `id` from `spec`; returns once its process exists.
-    pub fn start(&self, id: &str, spec: &Value) -> Result<Started, RuntimeError> {
-        task_start::start(self, id, spec)
+    /// Starts run `generation` of task `id` from `spec`; returns once its process exists.
+    /// A failure leaves the files of earlier runs as they were.
+    pub fn start(&self, id: &str, spec: &Value, generation: u64) -> Result<Started, RuntimeError> {
+        task_start::start(self, id, spec, generation)
     }
 
     /// Sends `signal` to the task's process.
@@ -139,12 +158,14 @@ impl Runtime {
         task_delete::delete(self, id)
     }
 
-    /// The exit record, once the supervisor wrote it.
+    /// The last exit record, once a supervisor wrote it; of whichever run ended last
+    /// (compare its generation).
     pub fn exit_of(&self, id: &str) -> Result<Option<Exit>, RuntimeError> {
         Ok(files::read_exit(&self.files(id).exit())?)
     }
 
-    /// What became of a recorded task while no daemon watched.
+    /// What became of a recorded task (the run `started` describes) while no daemon
+    /// watched.
     pub fn observe(&self, id: &str, started: &Started) -> Observed {
         reconcile::observe(self, id, started)
     }

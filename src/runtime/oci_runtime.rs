@@ -131,7 +131,7 @@ impl OciRuntime for RuncCli {
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
-        let mut message = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        let mut message = message_of(&output.stderr);
         if message.is_empty() {
             message = self.log.as_deref().and_then(last_error).unwrap_or_else(|| output.status.to_string());
         }
@@ -139,12 +139,29 @@ impl OciRuntime for RuncCli {
     }
 }
 
-/// The last error message in a runc JSON log (`{"level":"error","msg":...}` lines).
+/// How much of a runtime's message is kept: its end, where runc puts the cause.
+pub const MESSAGE_LIMIT: usize = 4096;
+
+/// A runtime's output as a message for an error and a log line: trimmed, cut to its last
+/// `MESSAGE_LIMIT` bytes (marked with `…`), decoded lossily. Runtimes pass on bytes of
+/// the container's making, of any size and encoding; none of them may fail a start twice
+/// (a panic, a message of megabytes in every log line). Empty when there was nothing.
+pub fn message_of(bytes: &[u8]) -> String {
+    let bytes = bytes.trim_ascii();
+    match bytes.len().checked_sub(MESSAGE_LIMIT) {
+        Some(cut) if cut > 0 => format!("…{}", String::from_utf8_lossy(&bytes[cut..])),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// The last error message in a runc JSON log (`{"level":"error","msg":...}` lines),
+/// bounded as `message_of`; lines that are not JSON (or not UTF-8) are skipped.
 pub fn last_error(log: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    text.lines().rev().find_map(|line| {
-        let entry: serde_json::Value = serde_json::from_str(line).ok()?;
-        (entry["level"] == "error" || entry["level"] == "fatal").then(|| entry["msg"].as_str().map(str::to_owned))?
+    let bytes = std::fs::read(log).ok()?;
+    bytes.split(|b| *b == b'\n').rev().find_map(|line| {
+        let entry: serde_json::Value = serde_json::from_slice(line).ok()?;
+        let msg = entry["msg"].as_str().filter(|_| entry["level"] == "error" || entry["level"] == "fatal")?;
+        Some(message_of(msg.as_bytes())).filter(|m| !m.is_empty())
     })
 }
 
@@ -179,5 +196,37 @@ mod tests {
         let log = dir.path().join("runc.log");
         std::fs::write(&log, "{\"level\":\"info\",\"msg\":\"x\"}\n{\"level\":\"error\",\"msg\":\"exec: \\\"/bin/nope\\\": no such file\"}\n{\"level\":\"warning\",\"msg\":\"y\"}\n").unwrap();
         assert_eq!(last_error(&log).as_deref(), Some("exec: \"/bin/nope\": no such file"));
+    }
+
+    #[test]
+    fn no_runtime_output_panics_or_is_kept_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = [
+            ("empty", "exit 1"),
+            ("huge", "head -c 1048576 /dev/zero | tr '\\0' x >&2; echo ' the cause' >&2; exit 1"),
+            ("not-utf8", "printf 'bad \\377\\376 bytes\\n' >&2; exit 1"),
+        ];
+        for (name, body) in rows {
+            let binary = crate::runtime::fake::script(dir.path(), name, body);
+            let cli = RuncCli { binary, root: dir.path().join("runc"), log: None };
+            let Err(RuntimeError::Runc { message, .. }) = cli.run(RuncOp::Kill { id: "web", signal: Signal::SIGKILL }) else {
+                panic!("{name}: the runtime failed")
+            };
+            assert!(!message.is_empty() && message.len() <= MESSAGE_LIMIT + 4, "{name}: {} bytes", message.len());
+            match name {
+                "empty" => assert!(message.contains("exit status"), "{message}"),
+                "huge" => assert!(message.starts_with('…') && message.ends_with("the cause"), "{name}"),
+                _ => assert_eq!(message, "bad \u{fffd}\u{fffd} bytes"),
+            }
+        }
+        let log = dir.path().join("runc.log");
+        let mut huge = b"{\"level\":\"error\",\"msg\":\"".to_vec();
+        huge.extend(std::iter::repeat_n(b'y', 1 << 20));
+        huge.extend(b"\"}\n\xff\xfe not json\n{\"level\":\"error\",\"msg\":\"\"}\n");
+        std::fs::write(&log, &huge).unwrap();
+        let found = last_error(&log).unwrap();
+        assert!(found.len() <= MESSAGE_LIMIT + 4 && found.ends_with('y'), "empty messages are skipped, a huge one is cut");
+        assert_eq!(message_of(b""), "");
+        assert_eq!(message_of(b"  \n"), "");
     }
 }

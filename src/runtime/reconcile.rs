@@ -1,15 +1,17 @@
 //! What became of a task while no daemon watched: the exit record, the supervisor's
 //! liveness (pid and start time, so a reused pid is not mistaken for it) and the
-//! runtime's own state, in that order of trust.
+//! runtime's own state, in that order of trust. An exit record counts only when it is the
+//! run's own (its generation): the file is shared by the runs of a task.
 
 use serde_json::Value;
 
-use super::files::{is_alive, read_exit};
+use super::files::{is_alive, read_exit, Exit};
 use super::{Observed, RuncOp, Runtime, Started};
 
 pub(super) fn observe(rt: &Runtime, id: &str, started: &Started) -> Observed {
     let exit_file = rt.files(id).exit();
-    if let Ok(Some(exit)) = read_exit(&exit_file) {
+    let own_exit = || read_exit(&exit_file).ok().flatten().filter(|e: &Exit| e.generation == started.generation);
+    if let Some(exit) = own_exit() {
         return Observed::Stopped(Some(exit));
     }
     let supervised = is_alive(started.supervisor_pid, started.supervisor_start_time);
@@ -23,12 +25,12 @@ pub(super) fn observe(rt: &Runtime, id: &str, started: &Started) -> Observed {
         (true, Some("paused")) => Observed::Paused,
         // Its supervisor will record the exit; until then it counts as running.
         (true, _) => Observed::Running,
-        (false, Some("running" | "created" | "paused")) => match read_exit(&exit_file) {
+        (false, Some("running" | "created" | "paused")) => match own_exit() {
             // The supervisor wrote its record and ended between the two looks.
-            Ok(Some(exit)) => Observed::Stopped(Some(exit)),
-            _ => Observed::Unknown,
+            Some(exit) => Observed::Stopped(Some(exit)),
+            None => Observed::Unknown,
         },
-        (false, _) => Observed::Stopped(read_exit(&exit_file).ok().flatten()),
+        (false, _) => Observed::Stopped(own_exit()),
     }
 }
 
@@ -50,6 +52,7 @@ mod tests {
             started_at: Timestamp::now(),
             stdout: "/x".into(),
             stderr: "/y".into(),
+            generation: 2,
         }
     }
 
@@ -71,9 +74,13 @@ mod tests {
             assert_eq!(observe(&rt, "web", &started(alive)), want, "alive={alive} state={state:?}");
         }
         let (_dir, _calls, rt) = runtime_with(Recording::with_state("running"));
-        let exit = Exit { status: 3, exited_at: Timestamp::from_nanos(1) };
+        let earlier = Exit { status: 3, exited_at: Timestamp::from_nanos(1), generation: 1 };
         std::fs::create_dir_all(rt.files("web").dir).unwrap();
-        write_durably(&rt.files("web").exit(), &serde_json::to_vec(&exit).unwrap()).unwrap();
-        assert_eq!(observe(&rt, "web", &started(false)), Observed::Stopped(Some(exit)));
+        write_durably(&rt.files("web").exit(), &serde_json::to_vec(&earlier).unwrap()).unwrap();
+        assert_eq!(observe(&rt, "web", &started(true)), Observed::Running, "the exit of the run before is not this run's");
+        assert_eq!(observe(&rt, "web", &started(false)), Observed::Unknown);
+        let own = Exit { generation: 2, ..earlier };
+        write_durably(&rt.files("web").exit(), &serde_json::to_vec(&own).unwrap()).unwrap();
+        assert_eq!(observe(&rt, "web", &started(false)), Observed::Stopped(Some(own)));
     }
 }

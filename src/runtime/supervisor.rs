@@ -1,11 +1,12 @@
 //! The per-task supervisor (`ctrfs supervise`, hidden): what containerd needs a shim for.
 //!
-//! It detaches from the daemon (fork; the daemon reaps the short-lived first process),
-//! becomes the child subreaper, runs `runc create` with the task's log files as the
-//! container's stdout and stderr, `runc start`, reports `started <pid> <supervisor pid>`
-//! (or `error <message>`) on its stdout pipe, and is then the one and only waiter of the
-//! container: it reaps every child and, when the container's process ends, writes the exit
-//! status durably and drops a marker for the daemon's watcher.
+//! It detaches from the daemon (fork; the daemon reaps the short-lived first process, which
+//! reports `supervisor <pid>` first, so a start that times out can be stopped), becomes the
+//! child subreaper, runs `runc create` with the task's log files as the container's stdout
+//! and stderr, `runc start`, reports `started <pid> <supervisor pid>` (or `error
+//! <message>`) on its stdout pipe, and is then the one and only waiter of the container: it
+//! reaps every child and, when the container's process ends, writes the exit status with
+//! its run's generation durably and drops a marker for the daemon's watcher.
 //!
 //! The container writes straight to the log files rather than through pipes the
 //! supervisor copies: the logs keep growing even if the supervisor dies, and no process
@@ -22,7 +23,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use super::files::{exits_dir, write_durably, Exit, TaskFiles};
-use super::oci_runtime::{last_error, OciRuntime, RuncCli, RuncOp};
+use super::oci_runtime::{last_error, message_of, OciRuntime, RuncCli, RuncOp};
 use crate::model::Timestamp;
 
 /// Arguments of the hidden `ctrfs supervise` subcommand (passed by `Runtime::start`).
@@ -40,13 +41,19 @@ pub struct SuperviseArgs {
     /// The OCI runtime's state root.
     #[arg(long)]
     pub runc_root: PathBuf,
+    /// The run this supervisor is for, written into its exit record.
+    #[arg(long, default_value_t = 0)]
+    pub generation: u64,
 }
 
 /// The subcommand's body.
 pub fn supervise_main(args: SuperviseArgs) -> ExitCode {
     // SAFETY: called first thing in the subcommand, while the process has one thread.
     match unsafe { fork() } {
-        Ok(ForkResult::Parent { .. }) => return ExitCode::SUCCESS,
+        Ok(ForkResult::Parent { child }) => {
+            report(&format!("supervisor {child}"));
+            return ExitCode::SUCCESS;
+        }
         Ok(ForkResult::Child) => {}
         Err(e) => {
             report(&format!("error cannot fork the supervisor: {e}"));
@@ -65,7 +72,7 @@ pub fn supervise_main(args: SuperviseArgs) -> ExitCode {
     let container = match create_and_start(&args, &files) {
         Ok(pid) => pid,
         Err(message) => {
-            report(&format!("error {message}"));
+            report(&format!("error {}", message_of(message.as_bytes())));
             return ExitCode::FAILURE;
         }
     };
@@ -74,7 +81,7 @@ pub fn supervise_main(args: SuperviseArgs) -> ExitCode {
     let status = reap_until(container);
     match status {
         Some(status) => {
-            let exit = Exit { status, exited_at: Timestamp::now() };
+            let exit = Exit { status, exited_at: Timestamp::now(), generation: args.generation };
             let record = serde_json::to_vec(&exit).expect("an exit record serializes");
             if let Err(e) = write_durably(&files.exit(), &record) {
                 eprintln_safe(&format!("cannot record the exit of {}: {e}", args.id));

@@ -17,15 +17,21 @@ impl Writer<'_> {
         Ok(node)
     }
 
-    /// Applies `change` to a task and stamps `updated_at`.
-    pub fn update_task(&mut self, node: NodeId, change: impl FnOnce(&mut Task)) -> Result<Task> {
+    /// Compare-and-set of a task: `change` sees the record as this transaction read it
+    /// and returns whether it applies (the model's run rules: `Task::record_exit`,
+    /// `change_status`, `begin_run`). Applied: the record is written with a new
+    /// `updated_at` and returned. Refused: nothing is written and `None` is returned. The
+    /// check and the write are one transaction, so no other change can come between them.
+    pub fn update_task(&mut self, node: NodeId, change: impl FnOnce(&mut Task) -> bool) -> Result<Option<Task>> {
         let mut task = self
             .task(node)?
             .ok_or_else(|| StoreError::NotFound { kind: "task", key: format!("node {}", node.0) })?;
-        change(&mut task);
+        if !change(&mut task) {
+            return Ok(None);
+        }
         task.updated_at = Timestamp::now();
         self.dbs.tasks.put(&mut self.txn, &node.0, &task)?;
-        Ok(task)
+        Ok(Some(task))
     }
 
     /// Removes a task record.

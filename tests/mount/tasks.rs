@@ -188,6 +188,40 @@ fn signals_pause_resume_and_start_again() {
 }
 
 #[test]
+fn a_restart_keeps_earlier_runs_logs_and_a_failed_one_keeps_the_stopped_run() {
+    let mut t = Tasks::new();
+    t.container("again", "echo one; echo e1 >&2; exit 3");
+    t.start("again");
+    assert_eq!(t.wait("again"), "3\n");
+    t.set_spec("again", &spec(&["/bin/sh", "-c", "echo two; exit 4"]));
+    t.control("again", "start").unwrap();
+    assert_eq!(t.wait("again"), "4\n");
+    assert_eq!(read(&t.path("logs/again/stdout")), "one\ntwo\n", "the first run's lines stay");
+    assert_eq!(read(&t.path("logs/again/stderr")), "e1\n");
+    let stopped = t.status("again");
+    // The spec was made invalid meanwhile: for runc (EIO), then for ctrfs itself (EINVAL).
+    t.set_spec("again", &spec(&["/bin/not-there"]));
+    assert_eq!(errno_of(t.control("again", "start")), libc::EIO);
+    assert!(t.log().contains("not-there"), "runc's message is logged:\n{}", t.log());
+    let mut no_args = spec(&["/bin/true"]);
+    no_args["process"]["args"] = json!([]);
+    t.set_spec("again", &no_args);
+    assert_eq!(errno_of(t.control("again", "start")), libc::EINVAL);
+    for _ in 0..2 {
+        assert_eq!(t.status("again"), stopped, "the stopped run, its exit status and times stay");
+        assert_eq!(t.wait("again"), "4\n");
+        assert_eq!(read(&t.path("logs/again/stdout")), "one\ntwo\n", "logs as they were");
+        assert_eq!(read(&t.path("logs/again/stderr")), "e1\n", "runc's own error is not in the task's log");
+        // And so after a restart of the daemon.
+        t.fixture().remount();
+    }
+    t.set_spec("again", &spec(&["/bin/sh", "-c", "echo three"]));
+    t.control("again", "start").unwrap();
+    assert_eq!(t.wait("again"), "0\n");
+    assert_eq!(read(&t.path("logs/again/stdout")), "one\ntwo\nthree\n");
+}
+
+#[test]
 fn rm_deletes_running_and_stopped_tasks_and_a_task_keeps_its_container_busy() {
     let t = Tasks::new();
     t.container("busy", "exec sleep 1000");
