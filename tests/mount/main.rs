@@ -12,5 +12,7 @@ mod images;
 mod labels;
 mod oci;
 mod oci_fixture;
+mod privacy;
 mod shell;
+mod signals;
 mod tasks;
