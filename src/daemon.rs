@@ -7,6 +7,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,6 +25,7 @@ use crate::fs::notify::{Notice, Queued};
 use crate::fs::{FsCore, ResourceConfig, Resources};
 use crate::snapshot::Driver;
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::state_dir;
 use crate::store::Store;
 
 /// Startup failures, with the context a user needs.
@@ -39,7 +41,16 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     // every thread inherits the mask and only the waiter below receives them.
     let stop_signals = stop_signal_set();
     stop_signals.thread_block()?;
-    std::fs::create_dir_all(&args.root).map_err(|e| format!("cannot create {}: {e}", args.root.display()))?;
+    state_dir::restrict_umask();
+    match state_dir::make_private(&args.root) {
+        Ok(None) => {}
+        Ok(Some(old)) => log::warn!(
+            "state directory {} was mode {old:04o}, open to other users; tightened to {:04o}",
+            args.root.display(),
+            state_dir::DIR_MODE
+        ),
+        Err(e) => return Err(format!("cannot make {} private: {e}", args.root.display()).into()),
+    }
     let _lock = lock_state_dir(&args.root)?;
     let store = Store::open(&args.root.join("db")).map_err(|e| format!("cannot open the store: {e}"))?;
     let runtime = Arc::new(
@@ -78,26 +89,38 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
 
     detach_stale_mount(&args.mountpoint);
     let adapter = FuseAdapter::new(Arc::clone(&core))?;
-    let mut session = Session::new(adapter, &args.mountpoint, &mount_config(args))
+    let session = Session::new(adapter, &args.mountpoint, &mount_config(args))
         .map_err(|e| format!("cannot mount {}: {e}", args.mountpoint.display()))?;
     log::info!("mounted {} (state {}, {} threads)", args.mountpoint.display(), args.root.display(), args.threads);
     announce_ready();
 
     spawn_notifier(session.notifier(), Arc::clone(&core), notices)?;
     spawn_exit_recorder(Arc::clone(&core), exits)?;
-    let mut unmounter = session.unmount_callable();
-    let mountpoint = args.mountpoint.clone();
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        if let Ok(signal) = stop_signals.wait() {
-            log::info!("{signal}: unmounting {}", mountpoint.display());
-            if let Err(e) = unmounter.unmount() {
-                log::error!("unmount of {} failed: {e}", mountpoint.display());
-            }
-        }
-    })?;
+    let mountpoint = absolute(&args.mountpoint);
+    std::thread::Builder::new().name("signals".into()).spawn(move || unmount_on_signals(&stop_signals, &mountpoint))?;
     session.run()?;
     log::info!("unmounted {} (tasks keep running)", args.mountpoint.display());
     Ok(())
+}
+
+/// Unmounts at each stop signal until an unmount succeeds; the session then ends by
+/// itself. A busy mount (a process has its working directory or a file in it) stays
+/// mounted and served, and the next signal tries again. Not fuser's unmounter: it gives
+/// its one mount handle away on the first attempt, so a second one would do nothing.
+fn unmount_on_signals(signals: &SigSet, mountpoint: &Path) {
+    while let Ok(signal) = signals.wait() {
+        log::info!("{signal}: unmounting {}", mountpoint.display());
+        match nix::mount::umount(mountpoint) {
+            Ok(()) => return,
+            Err(nix::errno::Errno::EBUSY) => log::warn!(
+                "{signal}: {} is busy (a process has its working directory or an open file in it); still serving, signal again to retry",
+                mountpoint.display()
+            ),
+            // Gone already (an external umount): the session is ending.
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => return,
+            Err(e) => log::error!("{signal}: unmount of {} failed: {e}; still serving", mountpoint.display()),
+        }
+    }
 }
 
 /// Tells the kernel what the daemon changed on its own: attributes of inodes (a task
@@ -142,9 +165,10 @@ fn spawn_exit_recorder(core: Arc<FsCore>, exits: Receiver<String>) -> std::io::R
 
 /// Starts the daemon as a child in its own session and waits until it has mounted.
 pub fn spawn_background(args: &MountArgs) -> Result<(), DaemonError> {
-    std::fs::create_dir_all(&args.root).map_err(|e| format!("cannot create {}: {e}", args.root.display()))?;
+    // The child makes an existing directory private, and logs it.
+    state_dir::create(&args.root).map_err(|e| format!("cannot create {}: {e}", args.root.display()))?;
     let log_path = args.root.join("ctrfs.log");
-    let log = OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let log = OpenOptions::new().create(true).append(true).mode(state_dir::FILE_MODE).open(&log_path)?;
     let mut command = Command::new(std::env::current_exe()?);
     command
         .arg("mount")
@@ -210,7 +234,8 @@ fn stop_signal_set() -> SigSet {
 /// One daemon per state directory: LMDB would allow two processes, but two mounts of
 /// one store would each hold stale views of the other's changes.
 fn lock_state_dir(root: &Path) -> Result<File, DaemonError> {
-    let file = OpenOptions::new().create(true).truncate(false).write(true).open(root.join("lock"))?;
+    let file =
+        OpenOptions::new().create(true).truncate(false).write(true).mode(state_dir::FILE_MODE).open(root.join("lock"))?;
     // SAFETY: flock on a descriptor this function owns; no memory is shared.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {

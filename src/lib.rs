@@ -25,4 +25,5 @@ pub mod import;
 pub mod model;
 pub mod runtime;
 pub mod snapshot;
+pub mod state_dir;
 pub mod store;

@@ -2,7 +2,7 @@
 //! more at the end if they did not), committed by an fsync and a rename.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -65,6 +65,7 @@ impl Ingest {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| ContentError::io(format!("create {}", path.display()), e))?;
         Ok(Ingest {

@@ -11,6 +11,7 @@ mod ingest;
 
 use std::collections::HashSet;
 use std::fs::{self, File};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 pub use error::{ContentError, Result};
@@ -31,13 +32,13 @@ impl ContentStore {
         let store = ContentStore { root: root.to_owned() };
         for algorithm in DIGEST_ALGORITHMS {
             let dir = store.root.join("blobs").join(algorithm);
-            fs::create_dir_all(&dir).map_err(|e| ContentError::io(format!("create {}", dir.display()), e))?;
+            private_dir(&dir)?;
         }
         let ingest = store.ingest_dir();
         if ingest.exists() {
             fs::remove_dir_all(&ingest).map_err(|e| ContentError::io(format!("clear {}", ingest.display()), e))?;
         }
-        fs::create_dir_all(&ingest).map_err(|e| ContentError::io(format!("create {}", ingest.display()), e))?;
+        private_dir(&ingest)?;
         Ok(store)
     }
 
@@ -110,6 +111,16 @@ impl ContentStore {
     fn ingest_dir(&self) -> PathBuf {
         self.root.join("ingest")
     }
+}
+
+/// Creates `dir` and missing parents with mode 0700: blobs are the state directory's,
+/// readable through the mount only.
+fn private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| ContentError::io(format!("create {}", dir.display()), e))
 }
 
 #[cfg(test)]

@@ -68,7 +68,10 @@ impl Resources {
     pub fn open(config: &ResourceConfig) -> Result<Resources> {
         let content = ContentStore::open(&config.content_dir)?;
         let snapshots = Snapshotter::open(&config.snapshots_dir, config.driver)?;
-        std::fs::create_dir_all(&config.rootfs_dir)
+        // Private like the rest of the state directory: a mounted root filesystem holds
+        // the image's setuid binaries.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&config.rootfs_dir)
             .map_err(|e| super::FsError::Host(format!("create {}: {e}", config.rootfs_dir.display())))?;
         Ok(Resources {
             content,

@@ -40,7 +40,7 @@ pub fn rootfs(spec: &Value) -> Result<PathBuf, RuntimeError> {
 /// directories) running a task of the same name would share, and freeze, one cgroup.
 pub fn write_bundle(dir: &Path, spec: &Value, cgroup_parent: &str, id: &str) -> Result<(), RuntimeError> {
     validate_spec(spec)?;
-    std::fs::create_dir_all(dir)?;
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(dir)?;
     let mut config = spec.clone();
     config["root"]["path"] = Value::String(rootfs(spec)?.to_string_lossy().into_owned());
     if config.pointer("/linux/cgroupsPath").and_then(Value::as_str).is_none_or(str::is_empty) {

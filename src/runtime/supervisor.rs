@@ -15,6 +15,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 
@@ -48,6 +49,9 @@ pub struct SuperviseArgs {
 
 /// The subcommand's body.
 pub fn supervise_main(args: SuperviseArgs) -> ExitCode {
+    // What it creates (logs, exit records) is the state directory's: private. runc gives
+    // the container's process its own umask (the spec's, or 022).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     // SAFETY: called first thing in the subcommand, while the process has one thread.
     match unsafe { fork() } {
         Ok(ForkResult::Parent { child }) => {
@@ -98,7 +102,9 @@ pub fn supervise_main(args: SuperviseArgs) -> ExitCode {
 }
 
 fn create_and_start(args: &SuperviseArgs, files: &TaskFiles) -> Result<i32, String> {
-    let append = |path: PathBuf| OpenOptions::new().create(true).append(true).open(&path).map_err(|e| format!("{}: {e}", path.display()));
+    let append = |path: PathBuf| {
+        OpenOptions::new().create(true).append(true).mode(0o600).open(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
     let (stdout, stderr) = (append(files.stdout())?, append(files.stderr())?);
     let _ = std::fs::remove_file(files.runc_log());
     let cli = RuncCli { binary: args.runc.clone(), root: args.runc_root.clone(), log: Some(files.runc_log()) };

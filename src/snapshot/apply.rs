@@ -23,6 +23,7 @@ use nix::sys::time::TimeSpec;
 use sha2::{Digest, Sha256};
 use tar::EntryType;
 
+use super::at::Dir;
 use super::copy::{copy_node, create_file, remove_tree};
 use super::ops::{self, io_error, Times};
 use super::{xattr, Result, SnapshotError};
@@ -118,7 +119,7 @@ fn apply_stream(stream: impl Read, target: &Path, opts: &ApplyOptions) -> Result
         _ => return Err(SnapshotError::Invalid(format!("{} is not a directory", target.display()))),
     }
     let mut archive = tar::Archive::new(Digesting::new(stream));
-    let mut applier = Applier::new(target, opts);
+    let mut applier = Applier::new(target, opts)?;
     for entry in archive.entries().map_err(stream_error)? {
         applier.apply(&mut entry.map_err(stream_error)?)?;
     }
@@ -356,9 +357,27 @@ enum Made {
     Node,
 }
 
-/// The state of one layer application.
+/// Where one entry of the layer lives: its parent directory, held open (reached from the
+/// target's root without following a symlink), and its name there.
+struct At {
+    dir: Dir,
+    name: OsString,
+}
+
+impl At {
+    /// The entry's path for calls that do not follow a final symlink; valid while `self`
+    /// is alive.
+    fn path(&self) -> PathBuf {
+        self.dir.entry(&self.name)
+    }
+}
+
+/// The state of one layer application. Every entry is reached from `root_dir` one
+/// directory at a time with `O_NOFOLLOW`, so a symlink the layer planted, or one swapped
+/// in while it is applied, cannot send a create, unlink, chown or chmod outside.
 struct Applier<'a> {
     root: &'a Path,
+    root_dir: Dir,
     opts: &'a ApplyOptions<'a>,
     /// Paths (relative) this layer wrote, with all their ancestors; kept in Delete mode
     /// only, where an opaque marker removes everything else below its directory.
@@ -369,8 +388,9 @@ struct Applier<'a> {
 }
 
 impl<'a> Applier<'a> {
-    fn new(root: &'a Path, opts: &'a ApplyOptions<'a>) -> Self {
-        Applier { root, opts, written: HashSet::new(), dir_times: HashMap::new(), buf: vec![0; BUFFER_SIZE] }
+    fn new(root: &'a Path, opts: &'a ApplyOptions<'a>) -> Result<Self> {
+        let root_dir = Dir::open(root).map_err(|e| io_error("opening", root, e))?;
+        Ok(Applier { root, root_dir, opts, written: HashSet::new(), dir_times: HashMap::new(), buf: vec![0; BUFFER_SIZE] })
     }
 
     fn overlay(&self) -> bool {
@@ -412,35 +432,61 @@ impl<'a> Applier<'a> {
         }
     }
 
-    /// Walks the parents of `rel`. Missing ones are created when `create`; otherwise a
-    /// missing one makes the answer `false`. A parent that is a symlink or not a
-    /// directory is refused: following it could write outside the target.
-    fn parents(&mut self, rel: &Path, create: bool) -> Result<bool> {
-        let Some(parent) = rel.parent() else { return Ok(true) };
+    /// Opens the directories `dirs` (a path relative to the target) one by one from the
+    /// target's root, never through a symlink. Missing ones are created when `create`;
+    /// otherwise a missing one makes the answer `None`. A symlink or non-directory on the
+    /// way is refused: following it could write outside the target. `rel` is the entry
+    /// being applied, for messages.
+    fn open_dirs(&mut self, rel: &Path, dirs: &Path, create: bool) -> Result<Option<Dir>> {
+        let mut dir = self.root_dir.try_clone().map_err(|e| io_error("opening", self.root, e))?;
         let mut prefix = PathBuf::new();
-        for part in parent.components() {
-            prefix.push(part);
-            match ops::lstat(&self.root.join(&prefix))? {
-                Some(meta) if meta.is_dir() => {}
-                Some(meta) if meta.file_type().is_symlink() => {
-                    return Err(SnapshotError::Invalid(format!("{}: path goes through a symlink", rel.display())));
-                }
-                Some(_) => {
-                    let why = format!("{}: {} is not a directory", rel.display(), prefix.display());
-                    return Err(SnapshotError::Invalid(why));
-                }
-                None if create => self.implicit_dir(&prefix)?,
-                None => return Ok(false),
-            }
+        for part in dirs.components() {
+            let name = part.as_os_str();
+            prefix.push(name);
+            let next = match dir.child(name) {
+                Ok(next) => next,
+                Err(e) => match ops::lstat(&dir.entry(name))? {
+                    Some(meta) if meta.file_type().is_symlink() => {
+                        return Err(SnapshotError::Invalid(format!("{}: path goes through a symlink", rel.display())));
+                    }
+                    Some(meta) if !meta.is_dir() => {
+                        let why = format!("{}: {} is not a directory", rel.display(), prefix.display());
+                        return Err(SnapshotError::Invalid(why));
+                    }
+                    Some(_) => return Err(io_error("opening", &dir.entry(name), e)),
+                    None if create => {
+                        self.implicit_dir(&dir, name, &prefix)?;
+                        dir.child(name).map_err(|e| io_error("opening", &dir.entry(name), e))?
+                    }
+                    None => return Ok(None),
+                },
+            };
+            dir = next;
         }
-        Ok(true)
+        Ok(Some(dir))
+    }
+
+    /// The parent directory of `rel`, held open, and the name in it (`.` in the root for
+    /// the root itself); `None` when a parent is missing and not `create`.
+    fn locate(&mut self, rel: &Path, create: bool) -> Result<Option<At>> {
+        let (parent, name) = match (rel.parent(), rel.file_name()) {
+            (Some(parent), Some(name)) => (parent, name.to_owned()),
+            _ => (Path::new(""), OsString::from(".")),
+        };
+        Ok(self.open_dirs(rel, parent, create)?.map(|dir| At { dir, name }))
+    }
+
+    /// [`Applier::locate`], creating missing parents.
+    fn place(&mut self, rel: &Path) -> Result<At> {
+        let missing = || SnapshotError::Invalid(format!("{}: its directory could not be made", rel.display()));
+        self.locate(rel, true)?.ok_or_else(missing)
     }
 
     /// Creates a directory the layer needs but has no entry for. In Overlay mode it takes
     /// the metadata the directory has in the lower layers, so that the merged view does
     /// not change; otherwise root's, mode 0755.
-    fn implicit_dir(&mut self, rel: &Path) -> Result<()> {
-        let path = self.root.join(rel);
+    fn implicit_dir(&mut self, parent: &Dir, name: &OsStr, rel: &Path) -> Result<()> {
+        let path = parent.entry(name);
         ops::mkdir(&path)?;
         match self.find_lower(rel)? {
             Some((lower, meta)) if meta.is_dir() => {
@@ -473,15 +519,17 @@ impl<'a> Applier<'a> {
     }
 
     /// Makes way for a new entry at `rel`: parents created, and what is there removed,
-    /// except a directory when `keep_dir`. Returns whether a directory was kept.
-    fn make_way(&mut self, rel: &Path, keep_dir: bool) -> Result<bool> {
-        self.parents(rel, true)?;
-        let path = self.root.join(rel);
-        match ops::lstat(&path)? {
-            Some(meta) if meta.is_dir() && keep_dir => Ok(true),
-            Some(_) => remove_tree(&path).map(|()| false),
-            None => Ok(false),
-        }
+    /// except a directory when `keep_dir`. Returns where the entry goes and whether a
+    /// directory was kept.
+    fn make_way(&mut self, rel: &Path, keep_dir: bool) -> Result<(At, bool)> {
+        let at = self.place(rel)?;
+        let path = at.path();
+        let kept = match ops::lstat(&path)? {
+            Some(meta) if meta.is_dir() && keep_dir => true,
+            Some(_) => remove_tree(&path).map(|()| false)?,
+            None => false,
+        };
+        Ok((at, kept))
     }
 
     fn mark_written(&mut self, rel: &Path) {
@@ -496,15 +544,17 @@ impl<'a> Applier<'a> {
     }
 
     fn directory(&mut self, rel: &Path, meta: &EntryMeta) -> Result<()> {
-        if !rel.as_os_str().is_empty() && !self.make_way(rel, true)? {
-            ops::mkdir(&self.root.join(rel))?;
+        // The root itself is `.` in the root, always a directory, so always kept.
+        let (at, kept) = self.make_way(rel, true)?;
+        if !kept {
+            ops::mkdir(&at.path())?;
         }
-        self.set_metadata(rel, meta, Made::Dir)
+        self.set_metadata(&at, rel, meta, Made::Dir)
     }
 
     fn file<R: Read>(&mut self, rel: &Path, entry: &mut tar::Entry<R>, meta: &EntryMeta) -> Result<()> {
-        self.make_way(rel, false)?;
-        let path = self.root.join(rel);
+        let (at, _) = self.make_way(rel, false)?;
+        let path = at.path();
         let mut file = create_file(&path)?;
         let mut copied = 0u64;
         loop {
@@ -521,20 +571,20 @@ impl<'a> Applier<'a> {
             return Err(SnapshotError::Invalid(format!("{}: layer ends inside the file", rel.display())));
         }
         drop(file);
-        self.set_metadata(rel, meta, Made::File)
+        self.set_metadata(&at, rel, meta, Made::File)
     }
 
     fn symlink(&mut self, rel: &Path, target: &Path, meta: &EntryMeta) -> Result<()> {
-        self.make_way(rel, false)?;
-        let path = self.root.join(rel);
+        let (at, _) = self.make_way(rel, false)?;
+        let path = at.path();
         std::os::unix::fs::symlink(target, &path).map_err(|e| io_error("creating symlink", &path, e))?;
-        self.set_metadata(rel, meta, Made::Symlink)
+        self.set_metadata(&at, rel, meta, Made::Symlink)
     }
 
     fn node(&mut self, rel: &Path, kind: SFlag, rdev: u64, meta: &EntryMeta) -> Result<()> {
-        self.make_way(rel, false)?;
-        ops::mknod(&self.root.join(rel), kind, rdev)?;
-        self.set_metadata(rel, meta, Made::Node)
+        let (at, _) = self.make_way(rel, false)?;
+        ops::mknod(&at.path(), kind, rdev)?;
+        self.set_metadata(&at, rel, meta, Made::Node)
     }
 
     /// A hard link shares its target's inode, so it takes no metadata of its own: the
@@ -545,31 +595,33 @@ impl<'a> Applier<'a> {
             return Err(SnapshotError::Invalid(format!("{}: bad hard link target {}", rel.display(), link.display())));
         }
         let source = self.link_source(rel, &source_rel)?;
-        self.make_way(rel, false)?;
-        let path = self.root.join(rel);
-        fs::hard_link(&source, &path).map_err(|e| io_error("linking", &path, e))?;
+        let (at, _) = self.make_way(rel, false)?;
+        let path = at.path();
+        fs::hard_link(source.path(), &path).map_err(|e| io_error("linking", &path, e))?;
         self.mark_written(rel);
         Ok(())
     }
 
     /// The file a hard link at `rel` should share: `source_rel` in the target, or in
     /// Overlay mode, copied up from the lower layers when only they have it.
-    fn link_source(&mut self, rel: &Path, source_rel: &Path) -> Result<PathBuf> {
+    fn link_source(&mut self, rel: &Path, source_rel: &Path) -> Result<At> {
         let invalid = |why: &str| {
             SnapshotError::Invalid(format!("{}: hard link to {}: {why}", rel.display(), source_rel.display()))
         };
-        let path = self.root.join(source_rel);
-        let here = if self.parents(source_rel, false)? { ops::lstat(&path)? } else { None };
+        let here = match self.locate(source_rel, false)? {
+            Some(at) => ops::lstat(&at.path())?.map(|meta| (at, meta)),
+            None => None,
+        };
         match here {
-            Some(meta) if meta.is_dir() => Err(invalid("a directory")),
-            Some(meta) if self.overlay() && is_whiteout(&meta) => Err(invalid("deleted")),
-            Some(_) => Ok(path),
+            Some((_, meta)) if meta.is_dir() => Err(invalid("a directory")),
+            Some((_, meta)) if self.overlay() && is_whiteout(&meta) => Err(invalid("deleted")),
+            Some((at, _)) => Ok(at),
             None => match self.find_lower(source_rel)? {
                 Some((_, meta)) if meta.is_dir() => Err(invalid("a directory")),
                 Some((lower, meta)) => {
-                    self.parents(source_rel, true)?;
-                    copy_node(&lower, &path, &meta, false)?;
-                    Ok(path)
+                    let at = self.place(source_rel)?;
+                    copy_node(&lower, &at.path(), &meta, false)?;
+                    Ok(at)
                 }
                 None => Err(invalid("not found")),
             },
@@ -578,8 +630,8 @@ impl<'a> Applier<'a> {
 
     /// Owner first (chown clears setuid, setgid and file capabilities), then attributes,
     /// then mode; times now, or for a directory at the very end.
-    fn set_metadata(&mut self, rel: &Path, meta: &EntryMeta, made: Made) -> Result<()> {
-        let path = self.root.join(rel);
+    fn set_metadata(&mut self, at: &At, rel: &Path, meta: &EntryMeta, made: Made) -> Result<()> {
+        let path = at.path();
         ops::lchown(&path, meta.uid, meta.gid)?;
         for (name, value) in &meta.xattrs {
             xattr::set_copied(&path, name, value, matches!(made, Made::Dir | Made::File))?;
@@ -604,23 +656,24 @@ impl<'a> Applier<'a> {
                 Ok(())
             }
             (Marker::Delete { path }, Whiteouts::Overlay) => {
-                self.make_way(&path, false)?;
-                ops::mknod(&self.root.join(&path), SFlag::S_IFCHR, 0)
+                let (at, _) = self.make_way(&path, false)?;
+                ops::mknod(&at.path(), SFlag::S_IFCHR, 0)
             }
             (Marker::Delete { path }, Whiteouts::Delete) => {
-                if self.parents(&path, false)? {
-                    remove_tree(&self.root.join(&path))?;
+                if let Some(at) = self.locate(&path, false)? {
+                    remove_tree(&at.path())?;
                 }
                 Ok(())
             }
-            (Marker::Opaque { dir }, Whiteouts::Overlay) => {
-                self.parents(marker_rel, true)?;
-                let path = self.root.join(&dir);
+            (Marker::Opaque { .. }, Whiteouts::Overlay) => {
+                // The marker's parent, held open, is the directory made opaque.
+                let at = self.place(marker_rel)?;
+                let path = at.dir.itself();
                 xattr::set(&path, OsStr::new(OPAQUE_XATTR), b"y")
                     .map_err(|e| io_error(&format!("setting {OPAQUE_XATTR} on"), &path, e))
             }
             (Marker::Opaque { dir }, Whiteouts::Delete) => {
-                if self.parents(marker_rel, false)? {
+                if self.locate(marker_rel, false)?.is_some() {
                     self.remove_unwritten(&dir)?;
                 }
                 Ok(())
@@ -630,19 +683,15 @@ impl<'a> Applier<'a> {
 
     /// Removes everything below `dir` this layer did not write, whether the layer wrote
     /// it before or after the opaque marker (later entries are simply created anew).
-    fn remove_unwritten(&self, dir: &Path) -> Result<()> {
+    fn remove_unwritten(&mut self, dir: &Path) -> Result<()> {
         let mut dirs = vec![dir.to_path_buf()];
         while let Some(rel_dir) = dirs.pop() {
-            let path = self.root.join(&rel_dir);
-            let mut children = Vec::new();
-            for entry in fs::read_dir(&path).map_err(|e| io_error("listing", &path, e))? {
-                let entry = entry.map_err(|e| io_error("listing", &path, e))?;
-                let is_dir = entry.file_type().map_err(|e| io_error("inspecting", &entry.path(), e))?.is_dir();
-                children.push((rel_dir.join(entry.file_name()), is_dir));
-            }
-            for (rel, is_dir) in children {
+            let Some(held) = self.open_dirs(&rel_dir, &rel_dir, false)? else { continue };
+            let here = held.itself();
+            for (name, is_dir) in held.entries().map_err(|e| io_error("listing", &here, e))? {
+                let rel = rel_dir.join(&name);
                 if !self.written.contains(&rel) {
-                    remove_tree(&self.root.join(&rel))?;
+                    remove_tree(&held.entry(&name))?;
                 } else if is_dir {
                     dirs.push(rel);
                 }
@@ -657,11 +706,11 @@ impl<'a> Applier<'a> {
         let mut dirs: Vec<_> = std::mem::take(&mut self.dir_times).into_iter().collect();
         dirs.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
         for (rel, times) in dirs {
-            let path = self.root.join(&rel);
-            if !matches!(self.parents(&rel, false), Ok(true)) || !ops::lstat(&path)?.is_some_and(|m| m.is_dir()) {
-                continue;
+            let Ok(Some(at)) = self.locate(&rel, false) else { continue };
+            let path = at.path();
+            if ops::lstat(&path)?.is_some_and(|m| m.is_dir()) {
+                ops::set_times(&path, times)?;
             }
-            ops::set_times(&path, times)?;
         }
         Ok(())
     }

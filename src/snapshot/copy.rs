@@ -3,10 +3,13 @@
 //! removal and a disk-usage count.
 //!
 //! No function here follows a symlink. Walks keep an explicit stack instead of
-//! recursing, so depth costs heap, not thread stack; paths are passed whole, so a tree
-//! deeper than the kernel's PATH_MAX (4096 bytes) fails with ENAMETOOLONG.
+//! recursing, so depth costs heap, not thread stack. The copy passes paths whole (a tree
+//! deeper than the kernel's PATH_MAX, 4096 bytes, fails with ENAMETOOLONG): its source
+//! is a committed layer nothing changes. Removal and measurement also run on trees a
+//! container may be changing, so they go by descriptor (`at.rs`), whatever the depth.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -14,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use log::debug;
 
+use super::at::{walk, Dir, Visit};
 use super::ops::{self, io_error, Times};
 use super::{xattr, Result, SnapshotError};
 
@@ -152,55 +156,60 @@ fn copy_metadata(from: &Path, to: &Path, meta: &Metadata, with_overlay: bool) ->
     ops::set_times(to, Times::of(meta))
 }
 
-/// Removal steps: a directory is entered (children listed, non-directories removed) and
-/// left (removed itself) once everything under it is gone.
-enum Removal {
-    Enter(PathBuf),
-    Leave(PathBuf),
-}
-
 /// `rm -rf path`: removes a file, symlink or whole tree, never following a symlink.
 /// A missing path is not an error; directories without write or search permission for
 /// their owner are made accessible before they are emptied.
+///
+/// The tree may be changing under the walk (a container's writable layer): every
+/// directory is entered by descriptor, so a directory swapped for a symlink can only
+/// make the removal skip or fail, never reach outside.
 pub fn remove_tree(path: &Path) -> Result<()> {
-    let Some(meta) = ops::lstat(path)? else { return Ok(()) };
-    if !meta.is_dir() {
-        return remove_file(path);
+    let root = match Dir::open(path) {
+        Ok(root) => root,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        // A symlink (ELOOP) or any other non-directory: the name itself goes.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => return remove_file(path),
+        Err(e) => return Err(io_error("opening", path, e)),
+    };
+    walk(root, &mut Remover)?;
+    match fs::remove_dir(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error("removing", path, e)),
+        _ => Ok(()),
     }
-    let mut stack = vec![Removal::Enter(path.to_path_buf())];
-    while let Some(step) = stack.pop() {
-        match step {
-            Removal::Enter(dir) => {
-                stack.push(Removal::Leave(dir.clone()));
-                enter_for_removal(&dir, &mut stack)?;
-            }
-            Removal::Leave(dir) => match fs::remove_dir(&dir) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error("removing", &dir, e)),
-                _ => {}
-            },
-        }
-    }
-    Ok(())
 }
 
-fn enter_for_removal(dir: &Path, stack: &mut Vec<Removal>) -> Result<()> {
-    let Some(meta) = ops::lstat(dir)? else { return Ok(()) };
-    // Root ignores permission bits, but an unprivileged caller could not list or unlink
-    // inside a directory it made read-only.
-    if meta.mode() & 0o700 != 0o700 {
-        ops::chmod(dir, meta.mode() | 0o700)?;
+/// [`remove_tree`]'s walk: non-directories go on entering a directory, the directory
+/// itself once it is empty (the root is left to the caller, who named it by path).
+struct Remover;
+
+impl Visit for Remover {
+    fn enter(&mut self, dir: &Dir) -> Result<Vec<OsString>> {
+        let here = dir.itself();
+        let meta = fs::metadata(&here).map_err(|e| io_error("inspecting", &here, e))?;
+        // Root ignores permission bits, but an unprivileged caller could not list or
+        // unlink inside a directory it made read-only.
+        if meta.mode() & 0o700 != 0o700 {
+            ops::chmod(&here, meta.mode() | 0o700)?;
+        }
+        let mut subdirs = Vec::new();
+        for (name, is_dir) in dir.entries().map_err(|e| io_error("listing", &here, e))? {
+            if is_dir {
+                subdirs.push(name);
+            } else {
+                remove_file(&dir.entry(&name))?;
+            }
+        }
+        Ok(subdirs)
     }
-    for entry in fs::read_dir(dir).map_err(|e| io_error("listing", dir, e))? {
-        let entry = entry.map_err(|e| io_error("listing", dir, e))?;
-        let path = entry.path();
-        // The entry's own type, never the type of what a symlink points at.
-        if entry.file_type().map_err(|e| io_error("inspecting", &path, e))?.is_dir() {
-            stack.push(Removal::Enter(path));
-        } else {
-            remove_file(&path)?;
+
+    fn leave(&mut self, parent: Option<&Dir>, name: &OsStr, _dir: Dir) -> Result<()> {
+        let Some(parent) = parent else { return Ok(()) };
+        let path = parent.entry(name);
+        match fs::remove_dir(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error("removing", &path, e)),
+            _ => Ok(()),
         }
     }
-    Ok(())
 }
 
 fn remove_file(path: &Path) -> Result<()> {
@@ -211,24 +220,44 @@ fn remove_file(path: &Path) -> Result<()> {
 }
 
 /// Disk use of the tree at `path` (which may also be a single file): every inode once,
-/// however many names it has, and no symlink followed.
+/// however many names it has, and no symlink followed, even one swapped in for a
+/// directory while the walk runs.
 pub fn tree_usage(path: &Path) -> Result<Usage> {
-    let root = fs::symlink_metadata(path).map_err(|e| io_error("inspecting", path, e))?;
     let mut counter = UsageCounter::default();
-    counter.count(&root);
-    let mut dirs = if root.is_dir() { vec![path.to_path_buf()] } else { Vec::new() };
-    while let Some(dir) = dirs.pop() {
-        for entry in fs::read_dir(&dir).map_err(|e| io_error("listing", &dir, e))? {
-            let entry = entry.map_err(|e| io_error("listing", &dir, e))?;
-            // DirEntry::metadata is an lstat: a symlink counts as itself.
-            let meta = entry.metadata().map_err(|e| io_error("inspecting", &entry.path(), e))?;
-            counter.count(&meta);
-            if meta.is_dir() {
-                dirs.push(entry.path());
-            }
+    match Dir::open(path) {
+        Ok(root) => walk(root, &mut counter)?,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            counter.count(&fs::symlink_metadata(path).map_err(|e| io_error("inspecting", path, e))?);
         }
+        Err(e) => return Err(io_error("opening", path, e)),
     }
     Ok(counter.usage)
+}
+
+impl Visit for UsageCounter {
+    fn enter(&mut self, dir: &Dir) -> Result<Vec<OsString>> {
+        let here = dir.itself();
+        self.count(&fs::metadata(&here).map_err(|e| io_error("inspecting", &here, e))?);
+        let mut subdirs = Vec::new();
+        for (name, is_dir) in dir.entries().map_err(|e| io_error("listing", &here, e))? {
+            // Subdirectories count themselves when entered.
+            if is_dir {
+                subdirs.push(name);
+                continue;
+            }
+            let path = dir.entry(&name);
+            match fs::symlink_metadata(&path) {
+                Ok(meta) => self.count(&meta),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("inspecting", &path, e)),
+            }
+        }
+        Ok(subdirs)
+    }
+
+    fn leave(&mut self, _parent: Option<&Dir>, _name: &OsStr, _dir: Dir) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -472,6 +501,68 @@ mod tests {
         remove_tree(&link).unwrap();
         assert!(ops::lstat(&link).unwrap().is_none());
         assert!(outside.path().join("keep").exists());
+    }
+
+    /// A tree of `count` directories of `files` files each, under `root/t`, and a thread
+    /// that, once started, moves each directory aside and puts a symlink to `outside` in
+    /// its place, as a container could while its layer is removed or measured.
+    fn tree_with_a_swapper(root: &Path, outside: &Path, count: usize, files: usize) -> (PathBuf, std::thread::JoinHandle<()>) {
+        let t = root.join("t");
+        let aside = root.join("aside");
+        fs::create_dir(&aside).unwrap();
+        for i in 0..count {
+            fs::create_dir_all(t.join(format!("d{i}"))).unwrap();
+            for j in 0..files {
+                fs::write(t.join(format!("d{i}/f{j}")), b"x").unwrap();
+            }
+        }
+        let (tree, outside) = (t.clone(), outside.to_path_buf());
+        let swapper = std::thread::spawn(move || {
+            for i in 0..count {
+                let dir = tree.join(format!("d{i}"));
+                if fs::rename(&dir, aside.join(format!("d{i}"))).is_ok() {
+                    let _ = symlink(&outside, &dir);
+                }
+            }
+        });
+        (t, swapper)
+    }
+
+    #[test]
+    fn a_removal_racing_directories_swapped_for_symlinks_removes_nothing_outside() {
+        let outside = tempfile::tempdir().unwrap();
+        for round in 0..5 {
+            let victims: Vec<String> = (0..8).map(|j| format!("f{j}")).collect();
+            for name in &victims {
+                fs::write(outside.path().join(name), b"keep").unwrap();
+            }
+            let root = tempfile::tempdir().unwrap();
+            let (t, swapper) = tree_with_a_swapper(root.path(), outside.path(), 400, 8);
+            // Removal may fail (a symlink appeared after its directory was listed); it
+            // must never remove what a symlink points at.
+            let _ = remove_tree(&t);
+            swapper.join().unwrap();
+            let mut left: Vec<String> =
+                fs::read_dir(outside.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            left.sort();
+            assert_eq!(left, victims, "round {round}: files outside the tree were removed");
+        }
+    }
+
+    #[test]
+    fn a_measure_racing_directories_swapped_for_symlinks_counts_nothing_outside() {
+        let outside = tempfile::tempdir().unwrap();
+        // Far more than the tree's own 400 directories and files (4 KiB each at most).
+        fs::write(outside.path().join("big"), vec![1u8; 8 << 20]).unwrap();
+        for round in 0..5 {
+            let root = tempfile::tempdir().unwrap();
+            let (t, swapper) = tree_with_a_swapper(root.path(), outside.path(), 400, 1);
+            let usage = tree_usage(&t);
+            swapper.join().unwrap();
+            if let Ok(usage) = usage {
+                assert!(usage.size < 8 << 20, "round {round}: the symlinked directory was counted: {usage:?}");
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod apply;
+mod at;
 pub mod copy;
 mod error;
 mod mount;

@@ -1,20 +1,21 @@
 //! Host file operations shared by layer application and tree copying. None follows a
-//! final symlink unless it says so, and every error names the path it failed on.
+//! final symlink, and every error names the path it failed on (as a person reads it,
+//! also when the call went through a held directory, see `at.rs`).
 
 use std::fs::{self, Metadata};
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::fcntl::AT_FDCWD;
-use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
+use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
 use super::{Result, SnapshotError};
 
 /// Wraps an I/O error as "<doing> <path>: <error>".
 pub(crate) fn io_error(doing: &str, path: &Path, e: io::Error) -> SnapshotError {
-    SnapshotError::io(format!("{doing} {}", path.display()), e)
+    SnapshotError::io(format!("{doing} {}", super::at::shown(path).display()), e)
 }
 
 /// `lstat`, with `None` for a path that does not exist.
@@ -37,10 +38,12 @@ pub(crate) fn lchown(path: &Path, uid: u32, gid: u32) -> Result<()> {
 }
 
 /// Sets the permission bits (setuid, setgid and sticky included). Call it after
-/// [`lchown`]: a change of owner clears setuid and setgid. Never on a symlink.
+/// [`lchown`]: a change of owner clears setuid and setgid. A symlink found at `path`
+/// (swapped in since it was made) is refused, not followed.
 pub(crate) fn chmod(path: &Path, mode: u32) -> Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777))
-        .map_err(|e| io_error("changing mode of", path, e))
+    let mode = Mode::from_bits_truncate((mode & 0o7777) as libc::mode_t);
+    nix::sys::stat::fchmodat(AT_FDCWD, path, mode, FchmodatFlags::NoFollowSymlink)
+        .map_err(|e| io_error("changing mode of", path, e.into()))
 }
 
 /// Access and modification times of one inode.

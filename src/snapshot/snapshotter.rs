@@ -2,7 +2,8 @@
 //! cannot mount, as full copies (containerd's `native`).
 
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::apply::{apply_layer, Applied, ApplyOptions, Compression, Whiteouts};
@@ -52,7 +53,7 @@ impl Snapshotter {
     /// Opens `root`, using `driver` or, when `None`, overlayfs if it mounts there and the
     /// copying driver otherwise.
     pub fn open(root: &Path, driver: Option<Driver>) -> Result<Snapshotter> {
-        fs::create_dir_all(root).map_err(|e| SnapshotError::io(format!("create {}", root.display()), e))?;
+        private_dir(root)?;
         let snapshotter = Snapshotter { root: root.to_owned(), driver: Driver::Native };
         // Snapshots made by one driver cannot be read by the other (overlay layers are
         // diffs, native ones full copies), so the first choice holds while any exist.
@@ -76,7 +77,14 @@ impl Snapshotter {
             }
         };
         let path = root.join(DRIVER_FILE);
-        fs::write(&path, driver.name()).map_err(|e| SnapshotError::io(format!("write {}", path.display()), e))?;
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut file| file.write_all(driver.name().as_bytes()))
+            .map_err(|e| SnapshotError::io(format!("write {}", path.display()), e))?;
         Ok(Snapshotter { driver, ..snapshotter })
     }
 
@@ -128,7 +136,7 @@ impl Snapshotter {
         match self.driver {
             Driver::Overlay => {
                 let work = self.dir(id).join("work");
-                fs::create_dir(&work).map_err(|e| SnapshotError::io(format!("create {}", work.display()), e))?;
+                private_dir(&work)?;
             }
             Driver::Native => {
                 if let Some(parent) = parents.first() {
@@ -197,13 +205,29 @@ impl Snapshotter {
     }
 
     /// A new, empty `<id>/fs`; debris of an earlier attempt at the same id is removed.
+    /// `<id>` is 0700, which keeps others away from the layer's files; `fs` is the root
+    /// directory of the layer (or of the container's writes) and so 0755, as a root
+    /// filesystem's is until a layer says otherwise.
     fn fresh_dir(&self, id: u64) -> Result<PathBuf> {
         let dir = self.dir(id);
         remove_tree(&dir)?;
+        private_dir(&dir)?;
         let files = self.files(id);
-        fs::create_dir_all(&files).map_err(|e| SnapshotError::io(format!("create {}", files.display()), e))?;
+        fs::create_dir(&files).map_err(|e| SnapshotError::io(format!("create {}", files.display()), e))?;
+        // Set, not asked of mkdir: the daemon's umask would take bits off.
+        fs::set_permissions(&files, fs::Permissions::from_mode(0o755))
+            .map_err(|e| SnapshotError::io(format!("chmod {}", files.display()), e))?;
         Ok(files)
     }
+}
+
+/// Creates `dir` and missing parents with mode 0700, whatever the umask lets through.
+fn private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| SnapshotError::io(format!("create {}", dir.display()), e))
 }
 
 /// Flushes everything written under `path` to disk, so a snapshot recorded after this
@@ -219,7 +243,7 @@ fn overlay_works(root: &Path) -> bool {
     let probe = root.join(".overlay-probe");
     let _ = remove_tree(&probe);
     let dirs = ["lower1", "lower2", "upper", "work", "merged"].map(|d| probe.join(d));
-    if dirs.iter().any(|d| fs::create_dir_all(d).is_err()) {
+    if dirs.iter().any(|d| private_dir(d).is_err()) {
         return false;
     }
     let m = Mount {

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use log::debug;
 
+use super::at::shown;
 use super::{Result, SnapshotError};
 
 /// Overlayfs keeps its own bookkeeping (opaque, redirect, origin...) under this prefix.
@@ -95,11 +96,11 @@ pub(crate) fn set_copied(path: &Path, name: &OsStr, value: &[u8], file_or_dir: b
     match set(path, name, value) {
         Ok(()) => Ok(()),
         Err(e) if refusal_is_tolerable(name.as_bytes(), e.raw_os_error(), file_or_dir) => {
-            debug!("skipping xattr {} on {}: {e}", name.to_string_lossy(), path.display());
+            debug!("skipping xattr {} on {}: {e}", name.to_string_lossy(), shown(path).display());
             Ok(())
         }
         Err(e) => Err(SnapshotError::io(
-            format!("setting xattr {} on {}", name.to_string_lossy(), path.display()),
+            format!("setting xattr {} on {}", name.to_string_lossy(), shown(path).display()),
             e,
         )),
     }
@@ -109,13 +110,13 @@ pub(crate) fn set_copied(path: &Path, name: &OsStr, value: &[u8], file_or_dir: b
 /// `with_overlay` (a copy of an upper directory keeps them; a file copied up from a lower
 /// must not, or it would turn opaque or redirected).
 pub(crate) fn copy_all(from: &Path, to: &Path, file_or_dir: bool, with_overlay: bool) -> Result<()> {
-    let names = list(from).map_err(|e| SnapshotError::io(format!("listing xattrs of {}", from.display()), e))?;
+    let names = list(from).map_err(|e| SnapshotError::io(format!("listing xattrs of {}", shown(from).display()), e))?;
     for name in names {
         if !with_overlay && name.as_bytes().starts_with(OVERLAY_PREFIX) {
             continue;
         }
         let value = get(from, &name).map_err(|e| {
-            SnapshotError::io(format!("reading xattr {} of {}", name.to_string_lossy(), from.display()), e)
+            SnapshotError::io(format!("reading xattr {} of {}", name.to_string_lossy(), shown(from).display()), e)
         })?;
         if let Some(value) = value {
             set_copied(to, &name, &value, file_or_dir)?;

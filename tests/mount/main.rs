@@ -12,6 +12,8 @@ mod images;
 mod labels;
 mod oci;
 mod oci_fixture;
+mod privacy;
 mod shell;
+mod signals;
 mod tasks;
 mod trust;

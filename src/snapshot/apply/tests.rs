@@ -647,3 +647,42 @@ fn overlay_layers_mount_as_the_merged_image() {
     assert_eq!(fs::read(merged.join("opq/replaced")).unwrap(), b"new");
     assert_eq!(fs::read(merged.join("etc/keep")).unwrap(), b"k");
 }
+
+/// A directory of the layer swapped back and forth with a symlink to an outside
+/// directory while the layer is applied (`renameat2(RENAME_EXCHANGE)`, so the name is
+/// always one or the other): the entries that follow never land outside, whether the
+/// application notices the symlink (and fails) or still holds the directory it opened.
+#[test]
+fn a_directory_swapped_for_a_symlink_mid_layer_never_sends_writes_outside() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let outside = tempfile::tempdir().unwrap();
+    let mut layer = Layer::new();
+    layer.dir("dir/");
+    for i in 0..300 {
+        layer.file(&format!("dir/f{i}"), b"x");
+    }
+    let tar = layer.tar();
+    for round in 0..40 {
+        let scratch = tempfile::tempdir().unwrap();
+        let target = scratch.path().join("target");
+        fs::create_dir(&target).unwrap();
+        let link = scratch.path().join("link");
+        std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let (dir, link, stop) = (target.join("dir"), link.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let (at, flags) = (nix::fcntl::AT_FDCWD, nix::fcntl::RenameFlags::RENAME_EXCHANGE);
+                    // Fails (ENOENT) until the layer has made `dir`.
+                    let _ = nix::fcntl::renameat2(at, &dir, at, &link, flags);
+                }
+            })
+        };
+        let _ = apply(&tar, &target, if round % 2 == 0 { &DELETE } else { &OVERLAY });
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert_eq!(names(outside.path()), Vec::<String>::new(), "round {round}: a file was written outside");
+    }
+}
