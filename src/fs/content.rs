@@ -100,14 +100,14 @@ impl Loaded {
                 AttrFile::Info => image.info_json(),
                 _ => return None,
             },
+            // `spec` and `info.json` need the spec, kept beside the record: see
+            // `FsCore::file_content`.
             Object::Container(c) => match file {
-                AttrFile::Spec => c.render_spec(),
                 AttrFile::Image => one_line(c.field(ContainerField::Image)),
                 AttrFile::Snapshotter => one_line(c.field(ContainerField::Snapshotter)),
                 AttrFile::Snapshot => one_line(c.field(ContainerField::Snapshot)),
                 AttrFile::Runtime => one_line(c.field(ContainerField::Runtime)),
                 AttrFile::Labels => c.labels.render(),
-                AttrFile::Info => c.info_json(),
                 _ => return None,
             },
             Object::Snapshot(snapshot) => match file {

@@ -489,10 +489,18 @@ fn dir_attr(loaded: &Loaded) -> Attr {
 }
 
 impl FsCore {
-    /// An attribute file's attributes; its size is that of its content now.
+    /// An attribute file's attributes; its size is that of its content now. A container's
+    /// `spec` and `info.json` are sized from the spec's stored length, without reading it.
     fn file_attr(&self, reader: &impl StoreRead, loaded: &Loaded, file: AttrFile) -> Result<Attr> {
-        let content = self.file_content(reader, loaded, file)?;
-        Ok(attr_for_content(loaded, file, content.len()))
+        let size = match (&loaded.object, file) {
+            (Object::Container(_), AttrFile::Spec) => reader.with_spec(loaded.node.id, <[u8]>::len)?.unwrap_or(0),
+            (Object::Container(c), AttrFile::Info) => {
+                let spec_len = reader.with_spec(loaded.node.id, |s| crate::model::trim_json_whitespace(s).len())?;
+                c.info_json_len(spec_len)
+            }
+            _ => self.file_content(reader, loaded, file)?.len(),
+        };
+        Ok(attr_for_content(loaded, file, size))
     }
 }
 

@@ -7,7 +7,7 @@
 //! whenever `usage` is opened for reading (on a worker: a large tree takes a while). A
 //! `stat` never walks the tree.
 
-use super::content::Loaded;
+use super::content::{Loaded, Object};
 use super::errno::FsError;
 use super::ino::AttrFile;
 use super::{FsCore, Result};
@@ -20,6 +20,15 @@ impl FsCore {
     pub(super) fn file_content(&self, reader: &impl StoreRead, loaded: &Loaded, file: AttrFile) -> Result<Vec<u8>> {
         if let Some(bytes) = loaded.render(file) {
             return Ok(bytes);
+        }
+        if let Object::Container(c) = &loaded.object {
+            return match file {
+                AttrFile::Spec => Ok(reader.spec(loaded.node.id)?.unwrap_or_default()),
+                AttrFile::Info => Ok(reader.with_spec(loaded.node.id, |s| c.info_json(Some(s)))?
+                    .unwrap_or_else(|| c.info_json(None))
+                    .into_bytes()),
+                _ => Err(FsError::NotFound),
+            };
         }
         let snapshot = loaded.snapshot().ok_or(FsError::NotFound)?;
         let text = match file {

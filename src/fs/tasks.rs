@@ -238,8 +238,9 @@ impl FsCore {
         let node = reader
             .lookup(schema::CONTAINERS, id)?
             .ok_or_else(|| FsError::NoContainer(id.to_owned()))?;
-        let container = reader.container(node.id)?.ok_or_else(|| FsError::NoContainer(id.to_owned()))?;
-        container.spec.ok_or_else(|| RuntimeError::BadSpec { reason: format!("container {id} has no spec") }.into())
+        let spec = reader.spec(node.id)?.ok_or_else(|| RuntimeError::BadSpec { reason: format!("container {id} has no spec") })?;
+        // Validated when written; a record that no longer parses is the store's fault.
+        serde_json::from_slice(&spec).map_err(|e| crate::store::StoreError::Corrupt(format!("spec of container {id}: {e}")).into())
     }
 
     /// A write to `tasks/<id>`: one control word per line (a signal, pause, resume, start).

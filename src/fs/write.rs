@@ -311,8 +311,8 @@ pub fn empty_value(file: AttrFile) -> Result<Edit, ValidationError> {
 pub enum Edit {
     /// A new image target.
     Target(Descriptor),
-    /// A new (or cleared) runtime spec.
-    Spec(Option<Value>),
+    /// A new (or cleared) runtime spec: the validated bytes, kept as written.
+    Spec(Option<Vec<u8>>),
     /// A new value for a one-line container field.
     Field(ContainerField, String),
     /// A whole new label set (`>`).
@@ -326,12 +326,7 @@ impl Edit {
     pub fn apply(self, w: &mut Writer<'_>, node: NodeId, kind: NodeKind) -> StoreResult<()> {
         match (kind, self) {
             (NodeKind::ImageDir, Edit::Target(descriptor)) => w.put_image_target(node, descriptor).map(drop),
-            (NodeKind::Container, Edit::Spec(spec)) => w
-                .update_container(node, |c| {
-                    c.spec = spec;
-                    Ok(())
-                })
-                .map(drop),
+            (NodeKind::Container, Edit::Spec(spec)) => w.put_spec(node, spec.as_deref()).map(drop),
             (NodeKind::Container, Edit::Field(field, value)) => {
                 w.update_container(node, |c| c.set_field(field, &value)).map(drop)
             }
@@ -377,14 +372,16 @@ fn parse_complete(file: AttrFile, mode: WriteMode, base: &[u8], data: &[u8]) -> 
                 return Err(ValidationError::InvalidDescriptor { reason: "target must not be empty".into() });
             }
             let value = serde_json::from_slice(&bytes).map_err(|e| json_error(file, e.to_string()))?;
-            judge_json(file, value)
+            Descriptor::from_json(value).map(Edit::Target)
         }
         AttrFile::Spec => {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Edit::Spec(None));
             }
-            let value = serde_json::from_slice(&bytes).map_err(|e| json_error(file, e.to_string()))?;
-            judge_json(file, value)
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| json_error(file, e.to_string()))?;
+            validate_spec(&value)?;
+            // Kept byte for byte: `cat spec` gives back what was written.
+            Ok(Edit::Spec(Some(bytes.into_owned())))
         }
         AttrFile::Labels => {
             let text = utf8(file, data)?;
@@ -407,16 +404,6 @@ fn parse_complete(file: AttrFile, mode: WriteMode, base: &[u8], data: &[u8]) -> 
         | AttrFile::Mounts
         | AttrFile::Usage
         | AttrFile::References => Err(ValidationError::InvalidField { field: file.name(), reason: "is read-only".into() }),
-    }
-}
-
-fn judge_json(file: AttrFile, value: Value) -> Result<Edit, ValidationError> {
-    match file {
-        AttrFile::Target => Descriptor::from_json(value).map(Edit::Target),
-        _ => {
-            validate_spec(&value)?;
-            Ok(Edit::Spec(Some(value)))
-        }
     }
 }
 

@@ -17,9 +17,9 @@ pub const MAX_SPEC_BYTES: usize = 4 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Container {
     /// Required, immutable: the identifier (directory name under `containers/`).
+    /// (The OCI runtime spec, file `spec`, is kept beside the record as the bytes written:
+    /// optional, mutable, a JSON object when set; see `validate_spec`.)
     pub id: String,
-    /// Optional, mutable (`spec`): the OCI runtime spec; a JSON object when set.
-    pub spec: Option<Value>,
     /// Optional, mutable (`image`): the image name it was made from; empty when none.
     pub image: String,
     /// Required, mutable (`snapshotter`): defaults to `overlayfs`.
@@ -88,7 +88,6 @@ impl Container {
     pub fn new(id: String, now: Timestamp) -> Self {
         Self {
             id,
-            spec: None,
             image: String::new(),
             snapshotter: DEFAULT_SNAPSHOTTER.into(),
             snapshot: String::new(),
@@ -122,24 +121,38 @@ impl Container {
         Ok(())
     }
 
-    /// The `spec` file: pretty JSON and a newline, or nothing when unset.
-    pub fn render_spec(&self) -> String {
-        match &self.spec {
-            None => String::new(),
-            Some(spec) => {
-                let mut text = serde_json::to_string_pretty(spec).expect("a JSON value always serializes");
-                text.push('\n');
-                text
-            }
+    /// The read-only `info.json` document: the record, then the spec as written (without
+    /// its surrounding whitespace) under `"spec"`, last, so that its size follows from the
+    /// spec's length without the spec being read or rendered.
+    pub fn info_json(&self, spec: Option<&[u8]>) -> String {
+        let (mut text, tail) = self.info_frame();
+        match spec.map(trim_json_whitespace) {
+            Some(spec) => text.push_str(&String::from_utf8_lossy(spec)),
+            None => text.push_str("null"),
         }
-    }
-
-    /// The read-only `info.json` document.
-    pub fn info_json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).expect("a container always serializes");
-        text.push('\n');
+        text.push_str(tail);
         text
     }
+
+    /// The length of `info_json` for a spec of `spec_len` bytes once trimmed.
+    pub fn info_json_len(&self, spec_len: Option<usize>) -> usize {
+        let (head, tail) = self.info_frame();
+        head.len() + spec_len.unwrap_or("null".len()) + tail.len()
+    }
+
+    fn info_frame(&self) -> (String, &'static str) {
+        let record = serde_json::to_string_pretty(self).expect("a container always serializes");
+        let open = record.strip_suffix("\n}").unwrap_or(&record);
+        (format!("{open},\n  \"spec\": "), "\n}\n")
+    }
+}
+
+/// A JSON document without the whitespace around it.
+pub fn trim_json_whitespace(bytes: &[u8]) -> &[u8] {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let start = bytes.iter().position(|b| !ws(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
+    &bytes[start..end]
 }
 
 /// Checks that a complete JSON value can be a runtime spec. The full OCI schema is the
@@ -198,6 +211,18 @@ mod tests {
         let c = Container::new("web".into(), Timestamp::from_nanos(0));
         assert_eq!(c.field(ContainerField::Snapshotter), "overlayfs");
         assert_eq!(c.field(ContainerField::Runtime), "runc");
-        assert_eq!(c.render_spec(), "");
+    }
+
+    #[test]
+    fn info_json_embeds_the_spec_as_written_and_knows_its_size_from_the_length() {
+        let c = Container::new("web".into(), Timestamp::from_nanos(0));
+        for spec in [None, Some(&b"\n  {\"process\": {\"args\": [\"sh\"]}}\n\n"[..])] {
+            let text = c.info_json(spec);
+            let value: Value = serde_json::from_str(&text).expect("valid JSON");
+            assert_eq!(value["id"], "web");
+            assert_eq!(value["spec"].is_null(), spec.is_none());
+            assert_eq!(c.info_json_len(spec.map(|s| trim_json_whitespace(s).len())), text.len());
+        }
+        assert_eq!(trim_json_whitespace(b" \t\r\n"), b"");
     }
 }

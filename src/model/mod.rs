@@ -19,7 +19,7 @@ mod task;
 mod time;
 
 pub use blob::{digest_of_file_name, Blob, BlobState, DIGEST_ALGORITHMS};
-pub use container::{validate_spec, Container, ContainerField, DEFAULT_RUNTIME, DEFAULT_SNAPSHOTTER, MAX_SPEC_BYTES};
+pub use container::{trim_json_whitespace, validate_spec, Container, ContainerField, DEFAULT_RUNTIME, DEFAULT_SNAPSHOTTER, MAX_SPEC_BYTES};
 pub use descriptor::Descriptor;
 pub use error::ValidationError;
 pub use gc::{is_root as is_gc_root, label_refs, LabelRef, LABEL_REF_CONTENT, LABEL_REF_SNAPSHOT, LABEL_ROOT};

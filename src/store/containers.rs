@@ -3,7 +3,7 @@
 
 use super::nodes::{Node, NodeId, NodeKind};
 use super::{schema, Result, StoreError, StoreRead, Writer};
-use crate::model::{validate_identifier, Container, Timestamp, ValidationError};
+use crate::model::{validate_identifier, Container, Timestamp, ValidationError, MAX_SPEC_BYTES};
 
 impl Writer<'_> {
     /// `mkdir containers/ID`: a container with containerd's defaults.
@@ -31,6 +31,20 @@ impl Writer<'_> {
         Ok(container)
     }
 
+    /// Sets (or with `None` clears) a container's spec, stamping the container's
+    /// `updated_at`. The bytes were validated by the caller (`model::validate_spec`).
+    pub fn put_spec(&mut self, node: NodeId, spec: Option<&[u8]>) -> Result<Container> {
+        let container = self.update_container(node, |_| Ok(()))?;
+        match spec {
+            Some(bytes) if bytes.len() > MAX_SPEC_BYTES => {
+                return Err(ValidationError::TooLarge { what: "spec", limit: MAX_SPEC_BYTES }.into())
+            }
+            Some(bytes) => self.dbs.specs.put(&mut self.txn, &node.0, bytes)?,
+            None => drop(self.dbs.specs.delete(&mut self.txn, &node.0)?),
+        }
+        Ok(container)
+    }
+
     /// `rmdir containers/ID`: deletes the record and its directory.
     pub fn delete_container(&mut self, id: &str) -> Result<Node> {
         let node = self
@@ -39,6 +53,7 @@ impl Writer<'_> {
         super::tasks::ensure_no_task(self, id)?;
         self.remove_node(&node, Timestamp::now())?;
         self.dbs.containers.delete(&mut self.txn, &node.id.0)?;
+        self.dbs.specs.delete(&mut self.txn, &node.id.0)?;
         Ok(node)
     }
 }

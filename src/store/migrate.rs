@@ -15,6 +15,9 @@ pub(super) fn migrate(dbs: &Dbs, wtxn: &mut RwTxn, found: u32) -> Result<()> {
     if found < 2 {
         v1_to_v2(dbs, wtxn)?;
     }
+    if found < 3 {
+        v2_to_v3(dbs, wtxn)?;
+    }
     dbs.meta.put(wtxn, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
     Ok(())
 }
@@ -24,4 +27,32 @@ pub(super) fn migrate(dbs: &Dbs, wtxn: &mut RwTxn, found: u32) -> Result<()> {
 fn v1_to_v2(dbs: &Dbs, wtxn: &mut RwTxn) -> Result<()> {
     log::info!("migrating the store from schema 1 to 2: adding content/ and snapshots/");
     nodes::link_v2_fixed_nodes(dbs, wtxn, Timestamp::now())
+}
+
+/// Version 3 keeps each container's spec apart from its record, as bytes: the spec of a
+/// version-2 record becomes the pretty JSON (and newline) that `cat spec` showed, so
+/// nothing a user sees changes.
+fn v2_to_v3(dbs: &Dbs, wtxn: &mut RwTxn) -> Result<()> {
+    let raw = dbs.containers.remap_data_type::<heed::types::Bytes>();
+    let mut moved = Vec::new();
+    for item in raw.iter(wtxn)? {
+        let (id, bytes) = item?;
+        let mut record: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::Corrupt(format!("container record {id}: {e}")))?;
+        let spec = record.as_object_mut().and_then(|o| o.remove("spec")).filter(|s| !s.is_null());
+        moved.push((id, record, spec));
+    }
+    if !moved.is_empty() {
+        log::info!("migrating the store from schema 2 to 3: {} container spec(s) move to their own database", moved.len());
+    }
+    for (id, record, spec) in moved {
+        let record = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(format!("container record {id}: {e}")))?;
+        raw.put(wtxn, &id, &record)?;
+        if let Some(spec) = spec {
+            let mut text = serde_json::to_string_pretty(&spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            text.push('\n');
+            dbs.specs.put(wtxn, &id, text.as_bytes())?;
+        }
+    }
+    Ok(())
 }

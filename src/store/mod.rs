@@ -4,12 +4,12 @@
 //! records. Every change is one write transaction, validated before it writes and committed
 //! (and synced: no `NO_SYNC`) before the caller acknowledges anything.
 //!
-//! # Schema (version 2)
+//! # Schema (version 3)
 //!
 //! ```text
 //! env (STATE_DIR/db/)
 //! ├── meta        Str                      → bytes
-//! │   ├── "schema_version"                 → u32 BE          layout version (2)
+//! │   ├── "schema_version"                 → u32 BE          layout version (3)
 //! │   └── "next_node_id"                   → u64 BE          never reused; starts at 16
 //! ├── nodes       u64 BE node id           → JSON Node       {parent, name, kind, created_at, updated_at}
 //! │                                                          1 root, 2 images/, 3 containers/, 4 tasks/,
@@ -19,7 +19,9 @@
 //! ├── children    u64 BE parent ‖ u64 BE child → kind u8 ‖ name
 //! │                                                          readdir: creation order, cookie = child id
 //! ├── images      u64 BE node id           → JSON Image      only for image directories with a target
-//! ├── containers  u64 BE node id           → JSON Container
+//! ├── containers  u64 BE node id           → JSON Container  {id, image, snapshotter, snapshot, runtime, labels}
+//! ├── specs       u64 BE node id           → bytes           a container's runtime spec exactly as written
+//! │                                                          (a validated JSON object); absent when unset
 //! ├── tasks       u64 BE node id           → JSON Task       node under tasks/, named by its container id
 //! ├── blobs       u64 BE node id           → JSON Blob       node under content/<alg>/, named by the hex digest;
 //! │                                                          {digest, size, state, children, labels, lease_until}
@@ -36,7 +38,11 @@
 //! `STATE_DIR/snapshots/<node id>/`: a file or directory without a record is debris of a
 //! crash, removed at start-up.
 //!
-//! Migrations: 1 → 2 adds `blobs`, `snapshots` and the fixed nodes 7–10.
+//! The spec lives apart from its container record so that a `stat` of any container file
+//! decodes no spec, and the spec's own size is the length of its value (no rendering).
+//!
+//! Migrations: 1 → 2 adds `blobs`, `snapshots` and the fixed nodes 7–10; 2 → 3 moves each
+//! container's spec out of its record into `specs`, as the pretty JSON it was shown as.
 
 mod blobs;
 mod containers;
@@ -91,6 +97,8 @@ pub struct Dbs {
     blobs: Database<U64<BigEndian>, SerdeJson<Blob>>,
     /// Snapshot node id → snapshot record.
     snapshots: Database<U64<BigEndian>, SerdeJson<Snapshot>>,
+    /// Container node id → spec bytes.
+    specs: Database<U64<BigEndian>, Bytes>,
 }
 
 /// An open store.
@@ -127,6 +135,7 @@ impl Store {
             tasks: env.create_database(&mut wtxn, Some(schema::DB_TASKS))?,
             blobs: env.create_database(&mut wtxn, Some(schema::DB_BLOBS))?,
             snapshots: env.create_database(&mut wtxn, Some(schema::DB_SNAPSHOTS))?,
+            specs: env.create_database(&mut wtxn, Some(schema::DB_SPECS))?,
         };
         match read_u32(&dbs, &wtxn, schema::META_SCHEMA_VERSION)? {
             None => nodes::initialize(&dbs, &mut wtxn)?,
@@ -215,6 +224,16 @@ pub trait StoreRead: Access {
     /// The container record of a container node.
     fn container(&self, id: NodeId) -> Result<Option<Container>> {
         Ok(self.dbs().containers.get(self.ro(), &id.0)?)
+    }
+
+    /// A container's spec bytes, copied (for an open or a task start).
+    fn spec(&self, id: NodeId) -> Result<Option<Vec<u8>>> {
+        Ok(self.dbs().specs.get(self.ro(), &id.0)?.map(<[u8]>::to_vec))
+    }
+
+    /// Looks at a container's spec bytes in place, without copying or decoding them.
+    fn with_spec<T>(&self, id: NodeId, look: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
+        Ok(self.dbs().specs.get(self.ro(), &id.0)?.map(look))
     }
 
     /// The task record of a task node.
@@ -371,8 +390,40 @@ mod tests {
         assert!(!dump(&store).contains("content"));
         drop(store);
         let store = Store::open(&dir.path().join("db")).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap(), schema::SCHEMA_VERSION);
         assert_eq!(dump(&store), expected);
+    }
+
+    #[test]
+    fn a_schema_2_spec_moves_out_of_its_container_record_as_the_text_it_showed() {
+        let (dir, store) = temp_store();
+        let (web, _) = store.write(|w| w.create_container("web")).unwrap();
+        let (bare, _) = store.write(|w| w.create_container("bare")).unwrap();
+        let spec = serde_json::json!({"ociVersion": "1.2.0", "process": {"args": ["sh"]}});
+        // What schema 2 wrote: the spec inside the record, no `specs` entry.
+        store
+            .write(|w| -> Result<()> {
+                let raw = w.dbs.containers.remap_data_type::<Bytes>();
+                for (node, value) in [(web.id, spec.clone()), (bare.id, serde_json::Value::Null)] {
+                    let mut record = serde_json::to_value(w.container(node)?.unwrap()).unwrap();
+                    record["spec"] = value;
+                    raw.put(&mut w.txn, &node.0, &serde_json::to_vec(&record).unwrap())?;
+                }
+                w.dbs.meta.put(&mut w.txn, schema::META_SCHEMA_VERSION, &2u32.to_be_bytes())?;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 3);
+        let reader = store.read().unwrap();
+        let shown = format!("{}\n", serde_json::to_string_pretty(&spec).unwrap());
+        assert_eq!(reader.spec(web.id).unwrap().as_deref(), Some(shown.as_bytes()));
+        assert_eq!(reader.spec(bare.id).unwrap(), None);
+        let raw = reader.dbs().containers.remap_data_type::<Bytes>();
+        let record: serde_json::Value = serde_json::from_slice(raw.get(reader.ro(), &web.id.0).unwrap().unwrap()).unwrap();
+        assert!(record.get("spec").is_none(), "{record}");
+        assert_eq!(reader.container(web.id).unwrap().unwrap().id, "web");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use super::NodeId;
 
 /// The layout version written in `meta`. Bump it, redraw the tree in `store/mod.rs` and add
 /// a step to `migrate.rs` whenever the layout changes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `meta` key holding the schema version (u32, big-endian).
 pub const META_SCHEMA_VERSION: &str = "schema_version";
@@ -29,6 +29,8 @@ pub const DB_TASKS: &str = "tasks";
 pub const DB_BLOBS: &str = "blobs";
 /// Snapshot records (schema 2).
 pub const DB_SNAPSHOTS: &str = "snapshots";
+/// Container runtime specs, the bytes as written (schema 3).
+pub const DB_SPECS: &str = "specs";
 
 /// The root directory.
 pub const ROOT: NodeId = NodeId(1);

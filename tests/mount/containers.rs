@@ -97,23 +97,25 @@ fn one_line_fields_read_back_with_one_newline() {
 }
 
 #[test]
-fn spec_round_trips_as_pretty_json_and_empty_clears_it() {
+fn spec_round_trips_byte_for_byte_and_empty_clears_it() {
     let fx = MountFixture::new();
     fs::create_dir(fx.path("containers/web")).unwrap();
     let spec = fx.path("containers/web/spec");
-    put(&spec, sample_spec().to_string());
-    let text = read(&spec);
-    assert!(
-        text.ends_with("}\n") && text.lines().count() > 3,
-        "not pretty JSON + newline: {text:?}"
-    );
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&text).unwrap(),
-        sample_spec()
-    );
-
+    let info = fx.path("containers/web/info.json");
+    let compact = sample_spec().to_string();
+    let pretty = format!("{}\n", serde_json::to_string_pretty(&sample_spec()).unwrap());
+    for text in [compact.as_str(), pretty.as_str(), "  {\"b\": 1,   \"a\": [ 2 ]}\n\n"] {
+        put(&spec, text);
+        assert_eq!(read(&spec), text, "what was written comes back unchanged (tools compare bytes)");
+        assert_eq!(fs::metadata(&spec).unwrap().len() as usize, text.len());
+        let shown = read(&info);
+        assert_eq!(fs::metadata(&info).unwrap().len() as usize, shown.len(), "info.json's size is exact");
+        let parsed: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(parsed["spec"], serde_json::from_str::<serde_json::Value>(text).unwrap());
+    }
     put(&spec, "");
     assert_eq!(read(&spec), "");
+    assert!(read_json(&info)["spec"].is_null());
 }
 
 #[test]
