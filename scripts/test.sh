@@ -116,7 +116,15 @@ check_empty "src/store/ uses fs, runtime, content or snapshot" \
 check_empty "src/content/ or src/snapshot/ uses fs, store or runtime" \
     "$(grep -rlE '^[^/]*crate::(fs|store|runtime)|\bheed::|\bfuser::' src/content/ src/snapshot/ || true)"
 check_empty "src/runtime/ uses fs or store" \
-    "$(grep -rlE '^[^/]*crate::(fs|store)|\bheed::|\bfuser::' src/runtime/ || true)"
+    "$(grep -rlE '^[^/]*crate::(fs|store|service)|\bheed::|\bfuser::' src/runtime/ || true)"
+check_empty "src/service/ uses fs or fuser (services know no files)" \
+    "$(grep -rlE '^[^/]*crate::(fs|daemon|cli)|\bfuser::' src/service/ || true)"
+check_empty "src/fs/ writes the store itself (every change goes through src/service/)" \
+    "$(grep -rlE '^[^/]*(store::Writer|\.write\(\|)' src/fs/ | grep -v -e _tests.rs -e /tests.rs || true)"
+check_empty "model, store, content, snapshot or runtime use the service layer above them" \
+    "$(grep -rlE '^[^/]*crate::service' src/model/ src/store/ src/content/ src/snapshot/ src/runtime/ || true)"
+check_empty "src/daemon.rs uses the CLI (the CLI calls the daemon, not the other way)" \
+    "$(grep -lE '^[^/]*crate::cli' src/daemon.rs || true)"
 if [ "$layering_ok" = 1 ]; then note "layering ok"; record layering ok; else record layering FAILED; fi
 
 # ---------------------------------------------------------------------------------------

@@ -19,14 +19,45 @@ use std::sync::mpsc::Receiver;
 use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::cli::MountArgs;
 use crate::fs::fuse::FuseAdapter;
 use crate::fs::notify::{Notice, Queued};
-use crate::fs::{FsCore, ResourceConfig, Resources};
+use crate::fs::FsCore;
+use crate::service::{ResourceConfig, Resources, Services};
 use crate::snapshot::Driver;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::state_dir;
 use crate::store::Store;
+
+/// Arguments of `ctrfs mount`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MountArgs {
+    /// Where to mount.
+    pub mountpoint: PathBuf,
+    /// State directory holding the LMDB environment and the daemon log.
+    #[arg(long, value_name = "STATE_DIR", default_value = "/var/lib/ctrfs")]
+    pub root: PathBuf,
+    /// Number of FUSE request threads (requests that may take long run on a separate,
+    /// growing pool of workers).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+    /// Let users other than root see the mount (FUSE allow_other).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Stay in the foreground and log to stderr.
+    #[arg(long)]
+    pub foreground: bool,
+    /// The OCI runtime binary that runs tasks (runc, or a compatible one such as crun).
+    #[arg(long, value_name = "PATH", default_value = "runc")]
+    pub runtime: PathBuf,
+    /// How snapshots are stored: overlayfs, or native (full copies). Default: overlayfs
+    /// where it mounts in the state directory, native otherwise.
+    #[arg(long, value_name = "NAME", value_parser = ["overlayfs", "native"])]
+    pub snapshotter: Option<String>,
+    /// How long a blob nothing references yet is kept (so an image can be copied in file
+    /// by file before its target is written), e.g. 24h, 30m, 0s.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub content_lease: std::time::Duration,
+}
 
 /// Startup failures, with the context a user needs.
 pub type DaemonError = Box<dyn std::error::Error + Send + Sync>;
@@ -68,24 +99,19 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     let resources = Resources::open(&ResourceConfig::under(&args.root, driver, args.content_lease))
         .map_err(|e| format!("cannot open the content store and snapshots: {e}"))?;
     log::info!("snapshotter {}", resources.snapshotter_name());
-    let core = Arc::new(FsCore::with_resources(Arc::new(store), Some(runtime), resources));
-    match core.reconcile_tasks() {
+    let services = Arc::new(Services::new(Arc::new(store)).with_runtime(runtime).with_resources(resources));
+    match services.reconcile_tasks() {
         Ok(0) => {}
         Ok(n) => log::info!("reconciled {n} task(s) with the runtime"),
         Err(e) => log::error!("reconciling tasks: {e}"),
     }
     // Finish what a crash left: ingests, files without records, a collection cut short.
-    if let Err(e) = core.recover_resources() {
+    if let Err(e) = services.recover_resources() {
         // Debris costs disk space, not correctness: serve, and retry at the next start.
         log::error!("start-up recovery of the content store and snapshots did not finish: {e}");
     }
+    let core = Arc::new(FsCore::new(Arc::clone(&services)));
     let notices = core.notices().subscribe();
-    let listener = Arc::clone(&core);
-    core.on_task_event(move |event| {
-        for ino in event.inos() {
-            listener.notices().send(Notice::Attributes(*ino));
-        }
-    });
 
     detach_stale_mount(&args.mountpoint);
     let adapter = FuseAdapter::new(Arc::clone(&core))?;
@@ -95,7 +121,7 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     announce_ready();
 
     spawn_notifier(session.notifier(), Arc::clone(&core), notices)?;
-    spawn_exit_recorder(Arc::clone(&core), exits)?;
+    spawn_exit_recorder(services, exits)?;
     let mountpoint = absolute(&args.mountpoint);
     std::thread::Builder::new().name("signals".into()).spawn(move || unmount_on_signals(&stop_signals, &mountpoint))?;
     session.run()?;
@@ -152,10 +178,10 @@ fn spawn_notifier(notifier: Notifier, core: Arc<FsCore>, notices: Receiver<Queue
 }
 
 /// Records each exit the runtime reports.
-fn spawn_exit_recorder(core: Arc<FsCore>, exits: Receiver<String>) -> std::io::Result<()> {
+fn spawn_exit_recorder(services: Arc<Services>, exits: Receiver<String>) -> std::io::Result<()> {
     std::thread::Builder::new().name("exits".into()).spawn(move || {
         for id in exits {
-            if let Err(e) = core.record_exit(&id) {
+            if let Err(e) = services.record_exit(&id) {
                 log::error!("task {id}: recording its exit: {e}");
             }
         }

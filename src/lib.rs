@@ -2,19 +2,23 @@
 //! stored durably in LMDB.
 //!
 //! ```text
-//!   kernel (VFS, FUSE) ──► fs::fuse (fuser adapter: decode, reply, errno)
+//!   kernel (VFS, FUSE) ──► fs::fuse (fuser adapter: decode, reply; workers for slow requests)
 //!                              │
 //!                              ▼
-//!                          fs (FsCore: paths/inodes onto records, handles, write rules)
-//!                           │                     │
-//!                           ▼                     ▼
-//!                   store (LMDB via heed)   runtime (runc, supervision)
-//!                           │                     │
-//!                           └────────► model ◄────┘   (types + validation, no I/O)
+//!                          fs (FsCore: paths, inodes, handles and their buffers, attributes,
+//!                              │   the errno mapping, kernel notices)
+//!                              ▼
+//!                          service (what an operation means: validate, commit, side effects;
+//!                              │     images, containers, content, snapshots, tasks, collection)
+//!            ┌─────────────┬───┴──────────┬──────────────┐
+//!            ▼             ▼              ▼              ▼
+//!   store (LMDB)   content (blobs)   snapshot (trees)   runtime (runc, supervisor)
+//!            └─────────────┴──────► model ◄─────────────┘   (types + validation, no I/O)
 //! ```
 //!
 //! Dependencies point downwards only: `model` knows nothing of the others, `store` knows
-//! no FUSE type, `fs` knows no LMDB type.
+//! no FUSE type, `fs` knows no LMDB type and writes only through `service`; `daemon` and
+//! `cli` wire them together.
 #![warn(missing_docs)]
 
 pub mod cli;
@@ -24,6 +28,7 @@ pub mod fs;
 pub mod import;
 pub mod model;
 pub mod runtime;
+pub mod service;
 pub mod snapshot;
 pub mod state_dir;
 pub mod store;

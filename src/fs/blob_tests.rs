@@ -10,7 +10,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::errno::FsError;
 use super::ino::ROOT_INO;
-use super::{FsCore, ReadOutcome, ResourceConfig, Resources};
+use super::{FsCore, ReadOutcome};
+use crate::service::{ResourceConfig, Resources, Services};
 use crate::snapshot::Driver;
 use crate::store::testing::temp_store;
 
@@ -18,7 +19,7 @@ fn core_with(lease: Duration) -> (tempfile::TempDir, FsCore) {
     let (dir, store) = temp_store();
     let config = ResourceConfig::under(dir.path(), Some(Driver::Native), lease);
     let resources = Resources::open(&config).unwrap();
-    (dir, FsCore::with_resources(Arc::new(store), None, resources))
+    (dir, FsCore::new(Arc::new(Services::new(Arc::new(store)).with_resources(resources))))
 }
 
 fn ino_of(core: &FsCore, path: &str) -> u64 {
@@ -146,7 +147,7 @@ fn start_up_removes_what_a_crash_left() {
     let _open_writer = create_blob(&core, &hex, &[b"ha"]).unwrap(); // the daemon dies with it open
     std::fs::create_dir_all(dir.path().join("snapshots/4242/fs/etc")).unwrap();
     std::fs::write(dir.path().join("content/blobs/sha256").join("cd".repeat(32)), b"debris").unwrap();
-    core.recover_resources().unwrap();
+    core.services().recover_resources().unwrap();
     let sha256 = ino_of(&core, "content/sha256");
     assert!(core.lookup(sha256, OsStr::new(&hex)).is_err(), "the unfinished blob's record is dropped");
     assert!(!dir.path().join("snapshots/4242").exists());

@@ -3,62 +3,24 @@
 use thiserror::Error;
 
 use crate::content::ContentError;
-use crate::model::{TaskStatus, ValidationError};
+use crate::model::ValidationError;
 use crate::runtime::RuntimeError;
+use crate::service::ServiceError;
 use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
 
 /// Why a filesystem request was refused or failed.
 #[derive(Debug, Error)]
 pub enum FsError {
-    /// From the store.
+    /// From the services (what the operation means).
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// From the store, on a read.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A value the model refuses.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    /// From the task runtime.
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// From the content store (blob files).
-    #[error(transparent)]
-    Content(#[from] ContentError),
-    /// From the snapshotter.
-    #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
-    /// A blob an image needs is not in the content store.
-    #[error("blob {digest} ({what} of image {image}) is not in content/")]
-    MissingBlob {
-        /// Its digest.
-        digest: String,
-        /// What it is (index, manifest, config, layer N).
-        what: String,
-        /// The image that needs it.
-        image: String,
-    },
-    /// A container names an image that does not exist.
-    #[error("container {container} names image {image:?}, which does not exist")]
-    NoImage {
-        /// The container.
-        container: String,
-        /// The image name.
-        image: String,
-    },
-    /// A blob or snapshot operation on a mount without a state directory for them.
-    #[error("this filesystem has no content store or snapshotter")]
-    NoResources,
-    /// A task asked for a container that does not exist.
-    #[error("there is no container {0:?}")]
-    NoContainer(String),
-    /// A signal to a task whose process is gone.
-    #[error("task {0} has no process (stopped)")]
-    NoProcess(String),
-    /// A task verb that does not apply in the task's state.
-    #[error("task {0} is {1:?}")]
-    IncorrectStatus(String, TaskStatus),
-    /// Another operation on the same task is under way.
-    #[error("another operation on task {0} is under way")]
-    TaskBusy(String),
     /// A host file behind a view (a task log) could not be used.
     #[error("{0}")]
     Host(String),
@@ -125,17 +87,9 @@ impl FsError {
     /// The errno for this error: the only conversion of errors to errno in ctrfs.
     pub fn errno(&self) -> i32 {
         match self {
+            FsError::Service(e) => service_errno(e),
             FsError::Store(e) => store_errno(e),
             FsError::Invalid(e) => validation_errno(e),
-            FsError::Runtime(e) => runtime_errno(e),
-            FsError::Content(e) => content_errno(e),
-            FsError::Snapshot(e) => snapshot_errno(e),
-            FsError::MissingBlob { .. } | FsError::NoImage { .. } => libc::ENOENT,
-            FsError::NoResources => libc::EPERM,
-            FsError::NoContainer(_) => libc::ENOENT,
-            FsError::NoProcess(_) => libc::ESRCH,
-            FsError::IncorrectStatus(..) => libc::EBUSY,
-            FsError::TaskBusy(_) => libc::EBUSY,
             FsError::Host(_) => libc::EIO,
             FsError::NotFound => libc::ENOENT,
             FsError::NotPermitted(_) => libc::EPERM,
@@ -157,15 +111,35 @@ impl FsError {
         }
     }
 
+    /// Whether the refusal may not be final (logged quietly; judged again at release).
+    pub fn is_unsettled(&self) -> bool {
+        matches!(self, FsError::Unsettled(_) | FsError::Service(ServiceError::Unsettled(_)))
+    }
+
     /// True for failures of ctrfs itself (logged as errors), false for refusals of what a
     /// user asked (logged as one informational line).
     pub fn is_internal(&self) -> bool {
-        matches!(
-            self,
-            FsError::Store(StoreError::Corrupt(_) | StoreError::Lmdb(_) | StoreError::Io(_) | StoreError::SchemaTooNew { .. })
-                | FsError::Host(_)
-        ) || matches!(self, FsError::Content(ContentError::Io { .. }) | FsError::Snapshot(SnapshotError::Io { .. }))
-            || matches!(self, FsError::Runtime(e) if matches!(runtime_errno(e), libc::EIO | libc::ETIMEDOUT))
+        matches!(self.errno(), libc::EIO | libc::ETIMEDOUT)
+    }
+}
+
+fn service_errno(e: &ServiceError) -> i32 {
+    match e {
+        ServiceError::Store(e) => store_errno(e),
+        ServiceError::Invalid(e) => validation_errno(e),
+        ServiceError::Runtime(e) => runtime_errno(e),
+        ServiceError::Content(e) => content_errno(e),
+        ServiceError::Snapshot(e) => snapshot_errno(e),
+        ServiceError::MissingBlob { .. } | ServiceError::NoImage { .. } => libc::ENOENT,
+        ServiceError::NoResources | ServiceError::NoRuntime => libc::EPERM,
+        ServiceError::NoContainer(_) | ServiceError::Gone(_) => libc::ENOENT,
+        ServiceError::Exists(_) => libc::EEXIST,
+        ServiceError::NoLabel(_) => libc::ENODATA,
+        ServiceError::NoProcess(_) => libc::ESRCH,
+        ServiceError::IncorrectStatus(..) | ServiceError::TaskBusy(_) => libc::EBUSY,
+        ServiceError::Host(_) => libc::EIO,
+        ServiceError::Judged => libc::EBADF,
+        ServiceError::Unsettled(inner) => service_errno(inner),
     }
 }
 
@@ -248,6 +222,7 @@ pub fn errno_name(errno: i32) -> &'static str {
         libc::ESRCH => "ESRCH",
         libc::ENOSYS => "ENOSYS",
         libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ENFILE => "ENFILE",
         _ => "errno",
     }
 }
@@ -255,6 +230,10 @@ pub fn errno_name(errno: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn service(e: ServiceError) -> FsError {
+        FsError::Service(e)
+    }
 
     #[test]
     fn every_class_has_its_errno() {
@@ -273,12 +252,16 @@ mod tests {
             (FsError::NoLabel("k".into()), libc::ENODATA),
             (FsError::XattrNotSupported("security.x".into()), libc::ENOTSUP),
             (FsError::NoTarget, libc::EINVAL),
-            (ContentError::DigestMismatch { expected: "a".into(), actual: "b".into() }.into(), libc::EINVAL),
-            (FsError::MissingBlob { digest: "d".into(), what: "layer 0".into(), image: "i".into() }, libc::ENOENT),
-            (FsError::NoImage { container: "c".into(), image: "i".into() }, libc::ENOENT),
-            (SnapshotError::Invalid("x".into()).into(), libc::EINVAL),
-            (RuntimeError::Runc { op: "runc create", message: String::new() }.into(), libc::EIO),
-            (RuntimeError::StartTimeout { id: "t".into(), after: std::time::Duration::from_secs(30) }.into(), libc::ETIMEDOUT),
+            (service(ContentError::DigestMismatch { expected: "a".into(), actual: "b".into() }.into()), libc::EINVAL),
+            (service(ServiceError::MissingBlob { digest: "d".into(), what: "layer 0".into(), image: "i".into() }), libc::ENOENT),
+            (service(ServiceError::NoImage { container: "c".into(), image: "i".into() }), libc::ENOENT),
+            (service(SnapshotError::Invalid("x".into()).into()), libc::EINVAL),
+            (service(RuntimeError::Runc { op: "runc create", message: String::new() }.into()), libc::EIO),
+            (service(RuntimeError::StartTimeout { id: "t".into(), after: std::time::Duration::from_secs(30) }.into()), libc::ETIMEDOUT),
+            (service(ServiceError::TaskBusy("t".into())), libc::EBUSY),
+            (service(ServiceError::NoProcess("t".into())), libc::ESRCH),
+            (FsError::TooManyOpenFiles(1), libc::ENFILE),
+            (FsError::Refused { errno: libc::EBUSY, reason: "r".into() }, libc::EBUSY),
         ];
         for (error, errno) in rows {
             assert_eq!(error.errno(), errno, "{error}");
@@ -286,6 +269,7 @@ mod tests {
         }
         assert!(FsError::Store(StoreError::Corrupt("x".into())).is_internal());
         assert!(!FsError::NotFound.is_internal());
-        assert!(FsError::from(RuntimeError::StartTimeout { id: "t".into(), after: Default::default() }).is_internal());
+        assert!(service(RuntimeError::StartTimeout { id: "t".into(), after: Default::default() }.into()).is_internal());
+        assert!(service(ServiceError::Unsettled(Box::new(ServiceError::Judged))).is_unsettled());
     }
 }

@@ -24,7 +24,8 @@ use super::attr::{Attr, Kind, ENTRY_TTL};
 use super::errno::{errno_name, FsError};
 use super::wait::WaitRegistry;
 use super::workers::Workers;
-use super::{FsCore, Ownership, ReadOutcome, TaskEvent};
+use super::{FsCore, Ownership, ReadOutcome};
+use crate::service::Event;
 
 /// Most threads serving slow requests at once; more wait in the queue.
 const MAX_WORKERS: usize = 64;
@@ -43,8 +44,8 @@ impl FuseAdapter {
     pub fn new(core: Arc<FsCore>) -> std::io::Result<Self> {
         let waiters = Arc::new(WaitRegistry::default());
         let registry = Arc::clone(&waiters);
-        core.on_task_event(move |event| {
-            if let TaskEvent::Exited { node, wait_text, .. } = event {
+        core.services().on_event(move |event| {
+            if let Event::TaskExited { node, wait_text } = event {
                 registry.wake(node.0, wait_text);
             }
         });
@@ -69,7 +70,7 @@ fn refuse(op: &str, path: impl FnOnce() -> String, err: &FsError) -> Errno {
     let errno = err.errno();
     if err.is_internal() {
         log::error!("{op} {}: {} ({err})", path(), errno_name(errno));
-    } else if is_routine(op, errno) || matches!(err, FsError::Unsettled(_)) {
+    } else if is_routine(op, errno) || err.is_unsettled() {
         log::debug!("{op} {}: {} ({err})", path(), errno_name(errno));
     } else {
         log::info!("{op} {}: {} ({err})", path(), errno_name(errno));

@@ -10,18 +10,18 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use super::attr::{Attr, FILE_MODE};
-use super::blobs::{BlobWriter, Judge};
+
 use super::errno::FsError;
 use super::ino::{AttrFile, Ino};
 use super::content::{Loaded, Object};
-use super::resources::HeldRefs;
-use super::write::{empty_value, Edit, WriteBuffer, WriteMode};
+use crate::service::{BlobWriter, Edit, HeldRefs, Judge};
+use super::write::{empty_value, WriteBuffer, WriteMode};
 use crate::store::{label_references, Reference};
 use super::{component, is_read_only, load_node, node_attr, Dir, FsCore, Result};
-use crate::model::{ContainerField, Timestamp};
+use crate::model::Timestamp;
 use crate::store::{NodeId, NodeKind, StoreRead};
 
 /// One open file.
@@ -147,11 +147,7 @@ impl HandleTable {
     }
 }
 
-/// Locks a mutex; a poisoned one (a request panicked while holding it) still holds
-/// consistent data here, since every update is a single assignment or push.
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(super) use crate::service::lock;
 
 /// The owner and mode a `setattr` asks for (each `None` when not asked).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -219,15 +215,15 @@ impl FsCore {
     pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
         let decoded = Ino::decode(ino).ok_or(FsError::NotFound)?;
         let writing = is_write(flags);
-        let reader = self.store.read()?;
+        let reader = self.store().read()?;
         let loaded = load_node(&reader, decoded.node())?;
         let state = match decoded {
             Ino::Node(_) if loaded.blob().is_some() => {
                 let blob = loaded.blob().expect("checked");
                 if writing {
-                    HandleState::BlobWrite(Box::new(self.open_blob_for_writing(blob)?))
+                    HandleState::BlobWrite(Box::new(self.services.open_blob_for_writing(blob)?))
                 } else {
-                    HandleState::BlobRead(self.open_blob_for_reading(blob)?)
+                    HandleState::BlobRead(self.services.open_blob_for_reading(blob)?)
                 }
             }
             Ino::Node(_) => {
@@ -245,8 +241,8 @@ impl FsCore {
                 }
                 if file == AttrFile::Usage {
                     // A reader gets the figure as of now, and so does the next stat.
-                    self.measure_usage(node)?;
-                    let reader = self.store.read()?;
+                    self.services.measure_usage(node)?;
+                    let reader = self.store().read()?;
                     let loaded = load_node(&reader, node)?;
                     let content = self.file_content(&reader, &loaded, file)?;
                     return self.handles.insert(Handle { node, kind: loaded.node.kind, state: HandleState::Snapshot(content) });
@@ -271,7 +267,7 @@ impl FsCore {
     /// `target` comes into being this way (the record is made when it is committed).
     pub fn create(&self, parent: u64, name: &OsStr, flags: i32) -> Result<(Attr, u64)> {
         let name = component(name)?;
-        let Dir::Node(dir) = self.directory(&self.store.read()?, parent)? else {
+        let Dir::Node(dir) = self.directory(&self.store().read()?, parent)? else {
             return Err(FsError::NotPermitted("logs/<id>/ holds only stdout and stderr".into()));
         };
         if dir.file_named(name).is_some() {
@@ -282,15 +278,18 @@ impl FsCore {
                 // A create that races another (or follows a stale negative dentry) for a blob
                 // that is stored by now rewrites it, as an open of the existing file would.
                 let existing = {
-                    let reader = self.store.read()?;
+                    let reader = self.store().read()?;
                     reader.lookup(dir.node.id, name)?.map(|node| load_node(&reader, node.id)).transpose()?
                 };
                 let (blob, writer) = match existing {
                     Some(loaded) => {
-                        let writer = self.open_blob_for_writing(loaded.blob().ok_or(FsError::NotFound)?)?;
+                        let writer = self.services.open_blob_for_writing(loaded.blob().ok_or(FsError::NotFound)?)?;
                         (loaded, writer)
                     }
-                    None => self.create_blob(dir.node.id, name)?,
+                    None => {
+                        let (node, blob, writer) = self.services.create_blob(dir.node.id, name)?;
+                        (Loaded { node, object: Object::Blob(Box::new(blob)) }, writer)
+                    }
                 };
                 let attr = node_attr(&blob);
                 let state = HandleState::BlobWrite(Box::new(writer));
@@ -306,8 +305,9 @@ impl FsCore {
             }
             NodeKind::Blob => return Err(FsError::NotDir),
             NodeKind::TasksDir => {
-                let task = self.start_task(name)?;
-                let snapshot = task.task().map(|t| t.status_json().into_bytes()).unwrap_or_default();
+                let (node, task) = self.services.start_task(name)?;
+                let snapshot = task.status_json().into_bytes();
+                let task = Loaded { node, object: Object::Task(Box::new(task)) };
                 let attr = node_attr(&task);
                 let fh = self.handles.insert(Handle { node: task.node.id, kind: NodeKind::Task, state: HandleState::Control { snapshot } })?;
                 self.inodes.remember(attr.ino);
@@ -380,7 +380,7 @@ impl FsCore {
                 return Ok(ReadOutcome::Data(buf));
             }
             HandleState::BlobWrite(_) => return Err(FsError::BadHandle),
-            HandleState::Wait => match self.wait_text(handle.node)? {
+            HandleState::Wait => match self.services.wait_text(handle.node)? {
                 Some(text) => text.into_bytes().into(),
                 None => return Ok(ReadOutcome::WaitForExit(handle.node)),
             },
@@ -417,10 +417,10 @@ impl FsCore {
             HandleState::Control { .. } => {
                 // Release the handle's lock: a control word can take as long as runc does.
                 drop(handle);
-                self.control_task(node, data)?;
+                self.services.control_task(node, data)?;
                 Ok(data.len())
             }
-            HandleState::BlobWrite(writer) => self.write_blob(writer, offset, data),
+            HandleState::BlobWrite(writer) => Ok(self.services.write_blob(writer, offset, data)?),
             HandleState::Snapshot(_) | HandleState::Log(_) | HandleState::Wait | HandleState::BlobRead(_) => {
                 Err(FsError::BadHandle)
             }
@@ -464,7 +464,7 @@ impl FsCore {
         };
         drop(handle);
         if collect {
-            self.collect_after_delete();
+            self.services.collect_after_delete();
         }
         result
     }
@@ -473,7 +473,7 @@ impl FsCore {
         let (node, kind) = (handle.node, handle.kind);
         if let HandleState::BlobWrite(writer) = &mut handle.state {
             let judge = if when == Commit::Release { Judge::Release } else { Judge::Flush };
-            return self.judge_blob(node, writer, judge);
+            return Ok(self.services.judge_blob(node, writer, judge)?);
         }
         let HandleState::Write(writer) = &mut handle.state else { return Ok(()) };
         if let Some((errno, reason)) = &writer.refused {
@@ -523,7 +523,6 @@ impl FsCore {
 
     /// What `file` of `loaded` references now, pinned while a handle writes it.
     fn pin_references(&self, loaded: &Loaded, file: AttrFile) -> Option<HeldRefs> {
-        let res = self.resources.as_ref()?;
         let mut refs = Vec::new();
         match (&loaded.object, file) {
             (Object::Image(Some(image)), AttrFile::Target) => refs.push(Reference::Blob(image.target.digest.clone())),
@@ -533,23 +532,12 @@ impl FsCore {
             (_, AttrFile::Labels) => refs.extend(loaded.labels().into_iter().flat_map(label_references)),
             _ => {}
         }
-        (!refs.is_empty()).then(|| res.hold_refs(refs))
+        self.services.pin(refs)
     }
 
-    /// Commits one judged edit. A container's `snapshot` may prepare its root filesystem,
-    /// and an image's `target` is checked against the blob it names when that is here.
+    /// Commits one judged edit through the services.
     fn apply_edit(&self, edit: Edit, node: NodeId, kind: NodeKind) -> Result<()> {
-        match edit {
-            Edit::Field(ContainerField::Snapshot, key) if kind == NodeKind::Container => {
-                self.set_container_snapshot(node, &key)
-            }
-            Edit::Target(descriptor) => {
-                self.check_target(&descriptor)?;
-                self.store.write(|w| Edit::Target(descriptor).apply(w, node, kind))?;
-                Ok(())
-            }
-            edit => Ok(self.store.write(|w| edit.apply(w, node, kind))?),
-        }
+        Ok(self.services.apply(edit, node, kind)?)
     }
 
     /// `setattr`. Size 0 without a handle (`truncate -s 0`) commits the empty value at
@@ -563,7 +551,7 @@ impl FsCore {
             // (`std::fs::copy`, `shutil.copy`) set the source's mode, some after the close.
             let current = self.getattr(ino)?;
             let is_blob = matches!(Ino::decode(ino), Some(Ino::Node(node)) if self.handles.has_blob_writer(node)
-                || load_node(&self.store.read()?, node).is_ok_and(|l| l.blob().is_some()));
+                || load_node(&self.store().read()?, node).is_ok_and(|l| l.blob().is_some()));
             let root_owned = ownership.uid.is_none_or(|u| u == 0) && ownership.gid.is_none_or(|g| g == 0);
             if !(ownership.matches(&current) || is_blob && root_owned) {
                 return Err(FsError::NotPermitted("owners and permissions in ctrfs are fixed".into()));
@@ -572,15 +560,15 @@ impl FsCore {
         let Some(size) = size else { return self.getattr(ino) };
         let (node, file) = match Ino::decode(ino).ok_or(FsError::NotFound)? {
             Ino::File(node, file) => (node, file),
-            Ino::Node(node) if load_node(&self.store.read()?, node)?.blob().is_some() => {
+            Ino::Node(node) if load_node(&self.store().read()?, node)?.blob().is_some() => {
                 return self.truncate_blob_node(ino, node, size, fh);
             }
             // `echo TERM > tasks/<id>` may truncate first; a task has nothing to truncate.
-            Ino::Node(node) if load_node(&self.store.read()?, node)?.task().is_some() => return self.getattr(ino),
+            Ino::Node(node) if load_node(&self.store().read()?, node)?.task().is_some() => return self.getattr(ino),
             Ino::Node(_) | Ino::LogDir(_) => return Err(FsError::IsDir),
             Ino::Log(..) | Ino::Wait(_) => return Err(FsError::ReadOnly("a task view")),
         };
-        let kind = load_node(&self.store.read()?, node)?.node.kind;
+        let kind = load_node(&self.store().read()?, node)?.node.kind;
         if is_read_only(kind, file) {
             return Err(FsError::ReadOnly(file.name()));
         }
@@ -615,7 +603,7 @@ impl FsCore {
     fn truncate_blob_node(&self, ino: u64, node: NodeId, size: u64, fh: Option<u64>) -> Result<Attr> {
         if let Some(handle) = fh.map(|fh| self.handles.get(fh)).transpose()? {
             if let HandleState::BlobWrite(writer) = &mut lock(&handle).state {
-                let size = self.truncate_blob(writer, size)?;
+                let size = self.services.truncate_blob(writer, size)?;
                 let mut attr = self.getattr(ino)?;
                 attr.size = size;
                 return Ok(attr);
@@ -650,7 +638,7 @@ impl FsCore {
     /// The file content as a reader sees it now (tests and diagnostics).
     pub fn content(&self, ino: u64) -> Result<Vec<u8>> {
         let Some(Ino::File(node, file)) = Ino::decode(ino) else { return Err(FsError::IsDir) };
-        let reader = self.store.read()?;
+        let reader = self.store().read()?;
         let loaded = load_node(&reader, node)?;
         self.file_content(&reader, &loaded, file)
     }

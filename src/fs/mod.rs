@@ -1,12 +1,12 @@
-//! The filesystem layer: maps inodes, names and file handles onto the store.
+//! The filesystem layer: the file protocol over the services. Paths and inodes, open
+//! handles and their write buffers, attributes, the errno mapping, kernel notifications.
 //!
-//! `FsCore` holds the semantics and is driven directly by unit tests; only `fuse.rs` and
-//! `wait.rs` know fuser's request and reply types. No LMDB type appears here: the store is reached
-//! through its record-level API, one short transaction per request.
+//! `FsCore` is driven directly by unit tests; only `fuse.rs` and `wait.rs` know fuser's
+//! request and reply types. Reads (lookups, listings, file contents) read the store, one
+//! short transaction per request; every change goes through `crate::service`, which owns
+//! what it means.
 
 pub mod attr;
-mod blobs;
-mod collect;
 mod content;
 pub mod errno;
 pub mod fuse;
@@ -14,10 +14,8 @@ mod handles;
 pub mod notify;
 pub mod ino;
 pub mod inodes;
-mod resources;
-mod rootfs;
 mod snapshots;
-mod tasks;
+mod views;
 mod wait;
 mod workers;
 pub mod write;
@@ -34,11 +32,10 @@ use ino::{AttrFile, Ino, Stream, CONTAINER_FILES, IMAGE_FILES, SNAPSHOT_FILES};
 use inodes::InodeTable;
 
 use crate::model::MAX_COMPONENT_BYTES;
+use crate::service::{Event, Services};
 use crate::store::{schema, Node, NodeId, NodeKind, Store, StoreRead};
 
 pub use handles::{Ownership, ReadOutcome};
-pub use resources::{ResourceConfig, Resources};
-pub use tasks::{TaskEvent, TaskRuntime};
 
 /// Result of filesystem operations.
 pub type Result<T, E = FsError> = std::result::Result<T, E>;
@@ -49,18 +46,13 @@ pub type Result<T, E = FsError> = std::result::Result<T, E>;
 const CHILD_COOKIE_BASE: u64 = 16;
 const FIRST_FILE_COOKIE: u64 = 3;
 
-/// The filesystem's state: the store, the task runtime, the inodes the kernel holds and
-/// the open files.
+/// The filesystem's state: the services, the inodes the kernel holds and the open files.
 pub struct FsCore {
-    store: Arc<Store>,
-    runtime: Option<Arc<dyn TaskRuntime>>,
+    services: Arc<Services>,
     inodes: InodeTable,
     handles: HandleTable,
-    tasks: tasks::TaskGate,
-    /// Blob files and snapshot directories; `None` for a metadata-only filesystem.
-    resources: Option<Arc<Resources>>,
     /// What the kernel must be told of changes it did not make.
-    notices: notify::Notices,
+    notices: Arc<notify::Notices>,
 }
 
 /// How a child node is shown in a listing: its inode and kind.
@@ -73,33 +65,43 @@ enum Dir {
 }
 
 impl FsCore {
-    /// A filesystem over an open store, without a task runtime (tasks refuse to start).
-    pub fn new(store: Arc<Store>) -> Self {
-        Self::build(store, None)
+    /// A filesystem over `services`. What the services change on their own (a task's
+    /// exit, a collection) becomes kernel notices.
+    pub fn new(services: Arc<Services>) -> Self {
+        let notices = Arc::new(notify::Notices::default());
+        let sink = Arc::clone(&notices);
+        services.on_event(move |event| match event {
+            Event::TaskExited { node, .. } => {
+                sink.send(notify::Notice::Attributes(Ino::Node(*node).number()));
+                sink.send(notify::Notice::Attributes(Ino::Wait(*node).number()));
+            }
+            Event::TaskChanged { node } => sink.send(notify::Notice::Attributes(Ino::Node(*node).number())),
+            Event::Collected(collected) => {
+                for (id, digest) in &collected.blobs {
+                    if let Some((dir, hex)) = digest_dir(digest) {
+                        sink.send(notify::Notice::removed(dir, Ino::Node(*id), hex));
+                    }
+                }
+                for (id, key) in &collected.snapshots {
+                    sink.send(notify::Notice::removed(schema::SNAPSHOTS, Ino::Node(*id), key));
+                }
+            }
+        });
+        FsCore { services, inodes: InodeTable::default(), handles: HandleTable::default(), notices }
     }
 
-    /// A filesystem over an open store that runs tasks through `runtime`.
-    pub fn with_runtime(store: Arc<Store>, runtime: Arc<dyn TaskRuntime>) -> Self {
-        Self::build(store, Some(runtime))
+    /// A metadata-only filesystem over a store (no blobs, snapshots or tasks).
+    pub fn over_store(store: Arc<Store>) -> Self {
+        Self::new(Arc::new(Services::new(store)))
     }
 
-    /// A filesystem over an open store with blobs and snapshots, and optionally tasks.
-    pub fn with_resources(store: Arc<Store>, runtime: Option<Arc<dyn TaskRuntime>>, resources: Resources) -> Self {
-        let mut core = Self::build(store, runtime);
-        core.resources = Some(Arc::new(resources));
-        core
+    /// The services this filesystem serves.
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
     }
 
-    fn build(store: Arc<Store>, runtime: Option<Arc<dyn TaskRuntime>>) -> Self {
-        FsCore {
-            store,
-            runtime,
-            inodes: InodeTable::default(),
-            handles: HandleTable::default(),
-            tasks: tasks::TaskGate::default(),
-            resources: None,
-            notices: notify::Notices::default(),
-        }
+    fn store(&self) -> &Store {
+        self.services.store()
     }
 
     /// The queue of notices for the kernel (the daemon subscribes its notifier thread).
@@ -107,17 +109,9 @@ impl FsCore {
         &self.notices
     }
 
-    /// Tells the kernel that the daemon removed `name` from directory node `parent`.
-    fn notify_removed(&self, parent: NodeId, child: Ino, name: &str) {
-        if let Some(notice) = self.removal(parent, child, name) {
-            self.notices.send(notice);
-        }
-    }
-
     /// The notice of a removal the kernel must know of, if it knows the directory.
     fn removal(&self, parent: NodeId, child: Ino, name: &str) -> Option<notify::Notice> {
-        let parent = Ino::Node(parent).number();
-        self.inodes.is_known(parent).then(|| notify::Notice::Removed { parent, child: child.number(), name: name.to_owned() })
+        self.inodes.is_known(Ino::Node(parent).number()).then(|| notify::Notice::removed(parent, child, name))
     }
 
     /// The inodes the kernel currently references.
@@ -128,7 +122,7 @@ impl FsCore {
     /// `lookup`: a name in a directory. Counts one kernel reference on success.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr> {
         let name = component(name)?;
-        let reader = self.store.read()?;
+        let reader = self.store().read()?;
         let attr = match self.directory(&reader, parent)? {
             Dir::Logs(task) => {
                 let stream = [Stream::Stdout, Stream::Stderr].into_iter().find(|s| s.name() == name);
@@ -156,7 +150,7 @@ impl FsCore {
     /// `getattr`. A deleted object the kernel still holds answers with its tombstone.
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
         let decoded = Ino::decode(ino).ok_or(FsError::NotFound)?;
-        let reader = self.store.read()?;
+        let reader = self.store().read()?;
         let found = match reader.node(decoded.node())? {
             None => None,
             Some(node) => {
@@ -182,7 +176,7 @@ impl FsCore {
     /// `readdir`: entries after `offset`, handed to `add(ino, cookie, kind, name)` until it
     /// returns `true` (buffer full). Streams children from the store.
     pub fn readdir(&self, ino: u64, offset: u64, add: &mut dyn FnMut(u64, u64, Kind, &str) -> bool) -> Result<()> {
-        let reader = self.store.read()?;
+        let reader = self.store().read()?;
         let dir = match self.directory(&reader, ino)? {
             Dir::Logs(task) => {
                 let entries = [
@@ -229,16 +223,16 @@ impl FsCore {
     /// `mkdir`: an image directory under `images/`, or a container under `containers/`.
     pub fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr> {
         let name = component(name)?;
-        let Dir::Node(dir) = self.directory(&self.store.read()?, parent)? else {
+        let Dir::Node(dir) = self.directory(&self.store().read()?, parent)? else {
             return Err(FsError::NotPermitted("logs/<id>/ holds only stdout and stderr".into()));
         };
         let loaded = match dir.node.kind {
             NodeKind::ImagesDir | NodeKind::ImageDir => {
-                let node = self.store.write(|w| w.create_image_dir(dir.node.id, name))?;
+                let node = self.services.create_image_dir(dir.node.id, name)?;
                 Loaded { node, object: Object::Image(None) }
             }
             NodeKind::ContainersDir => {
-                let (node, container) = self.store.write(|w| w.create_container(name))?;
+                let (node, container) = self.services.create_container(name)?;
                 Loaded { node, object: Object::Container(Box::new(container)) }
             }
             NodeKind::Root => return Err(FsError::NotPermitted("the top level is fixed".into())),
@@ -268,7 +262,7 @@ impl FsCore {
     /// `rmdir`: deletes an image directory or a container.
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         let name = component(name)?;
-        let reader = self.store.read()?;
+        let reader = self.store().read()?;
         let Dir::Node(dir) = self.directory(&reader, parent)? else { return Err(FsError::NotDir) };
         if dir.file_named(name).is_some() {
             return Err(FsError::NotDir);
@@ -281,13 +275,9 @@ impl FsCore {
         let last = Loaded::read(&reader, existing)?;
         drop(reader);
         match dir.node.kind {
-            NodeKind::ImagesDir | NodeKind::ImageDir => self.store.write(|w| w.delete_image_dir(dir.node.id, name))?,
-            NodeKind::ContainersDir => {
-                // Not while its task is being started (the start would outlive its container).
-                let _gate = self.tasks.enter(name)?;
-                self.store.write(|w| w.delete_container(name))?
-            }
-            NodeKind::SnapshotsDir => self.delete_snapshot(name)?,
+            NodeKind::ImagesDir | NodeKind::ImageDir => self.services.delete_image_dir(dir.node.id, name)?,
+            NodeKind::ContainersDir => self.services.delete_container(name)?,
+            NodeKind::SnapshotsDir => self.services.delete_snapshot(name)?,
             NodeKind::TasksDir | NodeKind::DigestDir => return Err(FsError::NotDir),
             NodeKind::Root
             | NodeKind::LogsDir
@@ -298,9 +288,8 @@ impl FsCore {
             | NodeKind::Blob
             | NodeKind::Snapshot => return Err(FsError::NotPermitted(format!("{name} cannot be removed"))),
         };
+        // (The services collected what the delete left unreferenced.)
         self.bury(&last);
-        // Deleting an image or a container can leave content and snapshots unreferenced.
-        self.collect_after_delete();
         Ok(())
     }
 
@@ -309,7 +298,7 @@ impl FsCore {
     /// `rm -r DIR` reach the `rmdir`.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         let name = component(name)?;
-        let reader = self.store.read()?;
+        let reader = self.store().read()?;
         let dir = match self.directory(&reader, parent)? {
             Dir::Logs(_) => return Err(FsError::NotPermitted("logs go with their task: rm tasks/<id>".into())),
             Dir::Node(dir) => dir,
@@ -322,7 +311,7 @@ impl FsCore {
             NodeKind::TasksDir => {
                 let task = task_named(&reader, name)?;
                 drop(reader);
-                self.delete_task(&task)?;
+                self.services.delete_task(task.node.id)?;
                 self.bury(&task);
                 // tasks/<id> is the kernel's own removal; its views went with it, and the
                 // kernel must have forgotten them before `rm` returns.
@@ -341,9 +330,8 @@ impl FsCore {
                 let blob = reader.lookup(dir.node.id, name)?.ok_or(FsError::NotFound)?;
                 let last = Loaded::read(&reader, blob)?;
                 drop(reader);
-                self.delete_blob(dir.node.id, name)?;
+                self.services.delete_blob(dir.node.id, name)?;
                 self.bury(&last);
-                self.collect_after_delete();
                 Ok(())
             }
             _ => match reader.lookup(dir.node.id, name)? {
@@ -357,7 +345,7 @@ impl FsCore {
     pub fn path_of(&self, ino: u64) -> String {
         let unknown = || format!("inode {ino}");
         let Some(decoded) = Ino::decode(ino) else { return unknown() };
-        let Ok(reader) = self.store.read() else { return unknown() };
+        let Ok(reader) = self.store().read() else { return unknown() };
         let mut parts = Vec::new();
         let mut current = decoded.node();
         match decoded {
@@ -558,3 +546,12 @@ mod tests;
 
 #[cfg(test)]
 mod blob_tests;
+
+/// The `content/<alg>/` directory of a digest, and its file name there.
+fn digest_dir(digest: &str) -> Option<(NodeId, &str)> {
+    match digest.split_once(':')? {
+        ("sha256", hex) => Some((schema::CONTENT_SHA256, hex)),
+        ("sha512", hex) => Some((schema::CONTENT_SHA512, hex)),
+        _ => None,
+    }
+}

@@ -30,6 +30,13 @@ pub enum Notice {
     },
 }
 
+impl Notice {
+    /// The daemon removed `name` (whose inode is `child`) from directory node `parent`.
+    pub fn removed(parent: crate::store::NodeId, child: super::ino::Ino, name: &str) -> Notice {
+        Notice::Removed { parent: super::ino::Ino::Node(parent).number(), child: child.number(), name: name.to_owned() }
+    }
+}
+
 /// A notice on its way, with whom to tell once it was sent.
 #[derive(Debug)]
 pub struct Queued {

@@ -11,8 +11,8 @@ use super::content::{Loaded, Object};
 use super::errno::FsError;
 use super::ino::AttrFile;
 use super::{FsCore, Result};
-use crate::model::{SnapshotKind, Usage};
-use crate::store::{NodeId, StoreRead, Target};
+use crate::model::Usage;
+use crate::store::{StoreRead, Target};
 
 impl FsCore {
     /// The bytes of `file` in directory `loaded`: the record's rendering, or for the
@@ -33,7 +33,7 @@ impl FsCore {
         let snapshot = loaded.snapshot().ok_or(FsError::NotFound)?;
         let text = match file {
             AttrFile::Mounts => {
-                let mounts = self.snapshot_mounts(reader, loaded.node.id, snapshot)?;
+                let mounts = self.services.snapshot_mounts(reader, loaded.node.id, snapshot)?;
                 let mut text = serde_json::to_string_pretty(&mounts).expect("mounts serialize");
                 text.push('\n');
                 text
@@ -42,7 +42,7 @@ impl FsCore {
                 let usage = match snapshot.usage {
                     Some(usage) => usage,
                     // Recorded by releases before usage was recorded for active snapshots.
-                    None => self.measure_usage(loaded.node.id)?,
+                    None => self.services.measure_usage(loaded.node.id)?,
                 };
                 render_usage(usage)
             }
@@ -60,26 +60,6 @@ fn render_usage(usage: Usage) -> String {
 }
 
 impl FsCore {
-    /// Measures an active snapshot's own files now and records the figure when it changed.
-    /// Committed snapshots never change: their recorded figure is returned.
-    pub(super) fn measure_usage(&self, id: NodeId) -> Result<Usage> {
-        let res = self.resources.as_deref().ok_or(FsError::NoResources)?;
-        let recorded = self.store.read()?.snapshot(id)?.ok_or(FsError::NotFound)?;
-        if let (SnapshotKind::Committed, Some(usage)) = (recorded.kind, recorded.usage) {
-            return Ok(usage);
-        }
-        let usage = res.snapshots.usage(id.0)?;
-        if recorded.usage != Some(usage) {
-            self.store.write(|w| {
-                w.update_snapshot(id, |s| {
-                    s.usage = Some(usage);
-                    Ok(())
-                })
-            })?;
-        }
-        Ok(usage)
-    }
-
     /// Whether opening `ino` does slow work: `usage` of a snapshot measures its tree.
     pub fn open_may_block(&self, ino: u64) -> bool {
         matches!(super::ino::Ino::decode(ino), Some(super::ino::Ino::File(_, AttrFile::Usage)))

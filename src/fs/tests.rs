@@ -11,7 +11,7 @@ use crate::store::testing::temp_store;
 
 fn core() -> (tempfile::TempDir, FsCore) {
     let (dir, store) = temp_store();
-    (dir, FsCore::new(Arc::new(store)))
+    (dir, FsCore::over_store(Arc::new(store)))
 }
 
 fn ino_of(core: &FsCore, path: &str) -> u64 {
@@ -270,7 +270,8 @@ mod tasks {
     use serde_json::{json, Value};
 
     use super::{ino_of, write_file, TRUNC};
-    use crate::fs::{FsCore, ReadOutcome, TaskEvent, TaskRuntime};
+    use crate::fs::{FsCore, ReadOutcome};
+    use crate::service::{Event, Services, TaskRuntime};
     use crate::model::Timestamp;
     use crate::runtime::{Exit, Observed, RuntimeError, Started};
     use crate::store::testing::temp_store;
@@ -376,7 +377,7 @@ mod tasks {
     fn setup() -> (tempfile::TempDir, Arc<FakeRuntime>, FsCore) {
         let (dir, store) = temp_store();
         let runtime = Arc::new(FakeRuntime::default());
-        let core = FsCore::with_runtime(Arc::new(store), runtime.clone());
+        let core = FsCore::new(Arc::new(Services::new(Arc::new(store)).with_runtime(runtime.clone())));
         let containers = ino_of(&core, "containers");
         core.mkdir(containers, OsStr::new("web")).unwrap();
         let spec = json!({"ociVersion": "1.0.2", "process": {"args": ["/bin/sh"]}, "root": {"path": "/r"}});
@@ -444,7 +445,7 @@ mod tasks {
         assert_eq!(control(&core, "bogus\n"), Err(libc::EINVAL));
         assert_eq!(control(&core, "start\n"), Err(libc::EBUSY), "running tasks do not start again");
         runtime.exit("web", 143);
-        core.record_exit("web").unwrap();
+        core.services().record_exit("web").unwrap();
         let s = status(&core);
         assert_eq!((s["status"].as_str(), s["exit_status"].as_i64()), (Some("stopped"), Some(143)));
         assert_eq!(control(&core, "KILL\n"), Err(libc::ESRCH));
@@ -459,8 +460,8 @@ mod tasks {
         let (_dir, runtime, core) = setup();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
-        core.on_task_event(move |e| {
-            if let TaskEvent::Exited { wait_text, .. } = e {
+        core.services().on_event(move |e| {
+            if let Event::TaskExited { wait_text, .. } = e {
                 sink.lock().unwrap().push(wait_text.clone());
             }
         });
@@ -470,7 +471,7 @@ mod tasks {
         let fh = core.open(wait, libc::O_RDONLY).unwrap();
         assert!(matches!(core.read(fh, 0, 4096).unwrap(), ReadOutcome::WaitForExit(_)));
         runtime.exit("web", 3);
-        core.record_exit("web").unwrap();
+        core.services().record_exit("web").unwrap();
         assert_eq!(core.read(fh, 0, 4096).unwrap(), ReadOutcome::Data(b"3\n".to_vec()));
         assert_eq!(*seen.lock().unwrap(), ["3\n"]);
         assert_eq!(core.getattr(wait).unwrap().size, 2);
@@ -509,10 +510,10 @@ mod tasks {
         .unwrap();
         assert_eq!(waits, ["web"]);
         runtime.exit("web", 0);
-        assert_eq!(core.reconcile_tasks().unwrap(), 1);
+        assert_eq!(core.services().reconcile_tasks().unwrap(), 1);
         assert_eq!(status(&core)["exit_status"], 0);
         runtime.observed.lock().unwrap().insert("web".into(), "unknown");
-        assert_eq!(core.reconcile_tasks().unwrap(), 0, "stopped tasks are settled");
+        assert_eq!(core.services().reconcile_tasks().unwrap(), 0, "stopped tasks are settled");
     }
 
     #[test]
@@ -521,19 +522,19 @@ mod tasks {
         let (_, fh) = core.create(ino_of(&core, "tasks"), OsStr::new("web"), libc::O_WRONLY).unwrap();
         core.release(fh).unwrap();
         runtime.exit("web", 3);
-        core.record_exit("web").unwrap();
+        core.services().record_exit("web").unwrap();
         assert_eq!(status(&core)["exit_status"], 3);
         // Started again: run 2. Run 1's exit record is still there, and its report (the
         // watcher reports at least once) comes late.
         control(&core, "start\n").unwrap();
         assert_eq!(runtime.run_of("web"), 2);
         assert_eq!(status(&core)["status"], "running", "the start does not take run 1's exit for its own");
-        core.record_exit("web").unwrap();
+        core.services().record_exit("web").unwrap();
         assert_eq!(status(&core)["status"], "running", "run 1's exit does not stop run 2");
-        core.reconcile_tasks().unwrap();
+        core.services().reconcile_tasks().unwrap();
         assert_eq!(status(&core)["status"], "running");
         runtime.exit_of_run("web", 2, 4);
-        core.record_exit("web").unwrap();
+        core.services().record_exit("web").unwrap();
         let s = status(&core);
         assert_eq!((s["status"].as_str(), s["exit_status"].as_i64()), (Some("stopped"), Some(4)), "run 2's own exit stops it");
     }
@@ -556,7 +557,7 @@ mod tasks {
         std::thread::scope(|scope| {
             let watcher = scope.spawn(move || {
                 exited.recv().unwrap();
-                watching.record_exit("web")
+                watching.services().record_exit("web")
             });
             control(&core, "resume\n").unwrap();
             watcher.join().unwrap().unwrap();
@@ -571,7 +572,7 @@ mod tasks {
         let (_, fh) = core.create(ino_of(&core, "tasks"), OsStr::new("web"), libc::O_WRONLY).unwrap();
         core.release(fh).unwrap();
         runtime.exit("web", 3);
-        core.record_exit("web").unwrap();
+        core.services().record_exit("web").unwrap();
         let before = status(&core);
         *runtime.fail_start.lock().unwrap() = Some("exec: no such file".into());
         assert_eq!(control(&core, "start\n"), Err(libc::EIO));

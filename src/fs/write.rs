@@ -15,7 +15,7 @@ use crate::model::{
     parse_label_line, parse_labels, JsonScan, validate_spec, ContainerField, Descriptor, LabelEdit, Labels, ValidationError,
     MAX_DOCUMENT_BYTES, MAX_SPEC_BYTES,
 };
-use crate::store::{NodeId, NodeKind, Result as StoreResult, Writer};
+use crate::service::Edit;
 
 /// How an open file's bytes relate to the stored value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,8 +295,12 @@ impl WriteBuffer {
         parse_complete(self.file, self.mode, &self.base, &self.data)
     }
 
-    /// The change that puts back the value this handle saw at open.
+    /// The change that puts back the value this handle saw at open (an image that had
+    /// no target goes back to being a name prefix).
     pub fn restore_edit(&self) -> Result<Edit, ValidationError> {
+        if self.file == AttrFile::Target && self.base.is_empty() {
+            return Ok(Edit::ClearTarget);
+        }
         parse_complete(self.file, WriteMode::Replace, &[], &self.base)
     }
 }
@@ -304,47 +308,6 @@ impl WriteBuffer {
 /// The empty value of `file`, as a truncation without a handle sets it.
 pub fn empty_value(file: AttrFile) -> Result<Edit, ValidationError> {
     parse_complete(file, WriteMode::Replace, &[], &[])
-}
-
-/// One validated change to one field of a record.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Edit {
-    /// A new image target.
-    Target(Descriptor),
-    /// A new (or cleared) runtime spec: the validated bytes, kept as written.
-    Spec(Option<Vec<u8>>),
-    /// A new value for a one-line container field.
-    Field(ContainerField, String),
-    /// A whole new label set (`>`).
-    ReplaceLabels(Labels),
-    /// Label edits merged into the current set (`>>`).
-    MergeLabels(Vec<LabelEdit>),
-}
-
-impl Edit {
-    /// Applies the edit to the record of `node` inside the caller's transaction.
-    pub fn apply(self, w: &mut Writer<'_>, node: NodeId, kind: NodeKind) -> StoreResult<()> {
-        match (kind, self) {
-            (NodeKind::ImageDir, Edit::Target(descriptor)) => w.put_image_target(node, descriptor).map(drop),
-            (NodeKind::Container, Edit::Spec(spec)) => w.put_spec(node, spec.as_deref()).map(drop),
-            (NodeKind::Container, Edit::Field(field, value)) => {
-                w.update_container(node, |c| c.set_field(field, &value)).map(drop)
-            }
-            (_, Edit::ReplaceLabels(labels)) => w
-                .update_labels(node, |l| {
-                    *l = labels;
-                    Ok(())
-                })
-                .map(drop),
-            (_, Edit::MergeLabels(edits)) => w
-                .update_labels(node, |l| {
-                    l.apply(edits);
-                    Ok(())
-                })
-                .map(drop),
-            (kind, edit) => Err(crate::store::StoreError::NotPermitted(format!("{edit:?} does not apply to a {kind:?}"))),
-        }
-    }
 }
 
 /// The largest document a file accepts.

@@ -1,6 +1,6 @@
 //! Labels as extended attributes `user.<key>` on object directories, with the same rules
-//! as the `labels` file. Each change is one transaction that checks the create/replace
-//! flags against the committed labels.
+//! as the `labels` file: the xattr protocol (names, flags, sizes) here, the change itself
+//! in `service::labels`, which checks the create/replace flags in its transaction.
 
 use std::ffi::OsStr;
 
@@ -9,7 +9,7 @@ use super::errno::FsError;
 use super::ino::Ino;
 use super::{load_node, FsCore, Result};
 use crate::model::{validate_label, ValidationError};
-use crate::store::StoreRead;
+use crate::service::Presence;
 
 const USER_PREFIX: &str = "user.";
 
@@ -21,9 +21,9 @@ fn label_key(name: &OsStr) -> Result<&str> {
 impl FsCore {
     fn labelled(&self, ino: u64) -> Result<Option<Loaded>> {
         match Ino::decode(ino).ok_or(FsError::NotFound)? {
-            Ino::Node(node) => Ok(Some(load_node(&self.store.read()?, node)?)),
+            Ino::Node(node) => Ok(Some(load_node(&self.store().read()?, node)?)),
             Ino::File(node, _) | Ino::LogDir(node) | Ino::Log(node, _) | Ino::Wait(node) => {
-                load_node(&self.store.read()?, node)?;
+                load_node(&self.store().read()?, node)?;
                 Ok(None)
             }
         }
@@ -65,17 +65,14 @@ impl FsCore {
             (Object::Fixed, _) => return Err(FsError::XattrNotSupported(format!("{USER_PREFIX}{key}"))),
             _ => {}
         }
-        self.store.write(|w| -> Result<()> {
-            let current = Loaded::read(w, w.node(node)?.ok_or(FsError::NotFound)?)?;
-            let exists = current.labels().is_some_and(|l| l.get(key).is_some());
-            if flags & libc::XATTR_CREATE != 0 && exists {
-                return Err(FsError::Exists(format!("label {key}")));
-            }
-            if flags & libc::XATTR_REPLACE != 0 && !exists {
-                return Err(FsError::NoLabel(key.into()));
-            }
-            set_label(w, node, key, Some(value))
-        })
+        let required = if flags & libc::XATTR_CREATE != 0 {
+            Presence::Absent
+        } else if flags & libc::XATTR_REPLACE != 0 {
+            Presence::Present
+        } else {
+            Presence::Any
+        };
+        Ok(self.services.set_label(node, key, value, required)?)
     }
 
     /// `removexattr`: removes label `key`.
@@ -86,24 +83,6 @@ impl FsCore {
         if loaded.labels().is_none() {
             return Err(missing());
         }
-        let node = loaded.node.id;
-        self.store.write(|w| -> Result<()> {
-            let current = Loaded::read(w, w.node(node)?.ok_or(FsError::NotFound)?)?;
-            if current.labels().is_none_or(|l| l.get(key).is_none()) {
-                return Err(missing());
-            }
-            set_label(w, node, key, None)
-        })
+        Ok(self.services.remove_label(loaded.node.id, key)?)
     }
-}
-
-fn set_label(w: &mut crate::store::Writer<'_>, node: crate::store::NodeId, key: &str, value: Option<&str>) -> Result<()> {
-    w.update_labels(node, |labels| match value {
-        Some(v) => labels.set(key, v),
-        None => {
-            labels.remove(key);
-            Ok(())
-        }
-    })?;
-    Ok(())
 }

@@ -36,6 +36,13 @@ impl Writer<'_> {
         Ok(image)
     }
 
+    /// Drops an image's record, leaving its directory as a name prefix.
+    pub fn clear_image_target(&mut self, dir: NodeId) -> Result<()> {
+        self.image_dir(dir)?;
+        self.dbs.images.delete(&mut self.txn, &dir.0)?;
+        Ok(())
+    }
+
     /// Applies `change` to an existing image record and stamps `updated_at`.
     pub fn update_image(
         &mut self,

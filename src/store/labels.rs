@@ -24,3 +24,14 @@ impl Writer<'_> {
         }
     }
 }
+
+/// The labels of any labelled record; `None` for a node without a labelled record.
+pub(super) fn labels_of(reader: &(impl StoreRead + ?Sized), id: NodeId) -> Result<Option<Labels>> {
+    Ok(match reader.node(id)?.map(|n| n.kind) {
+        Some(NodeKind::ImageDir) => reader.image(id)?.map(|i| i.labels),
+        Some(NodeKind::Container) => reader.container(id)?.map(|c| c.labels),
+        Some(NodeKind::Snapshot) => reader.snapshot(id)?.map(|s| s.labels),
+        Some(NodeKind::Blob) => reader.blob(id)?.map(|b| b.labels),
+        _ => None,
+    })
+}

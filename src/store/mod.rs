@@ -226,6 +226,11 @@ pub trait StoreRead: Access {
         Ok(self.dbs().containers.get(self.ro(), &id.0)?)
     }
 
+    /// The labels of any labelled record (image with a target, container, blob, snapshot).
+    fn labels_of(&self, id: NodeId) -> Result<Option<crate::model::Labels>> {
+        labels::labels_of(self, id)
+    }
+
     /// A container's spec bytes, copied (for an open or a task start).
     fn spec(&self, id: NodeId) -> Result<Option<Vec<u8>>> {
         Ok(self.dbs().specs.get(self.ro(), &id.0)?.map(<[u8]>::to_vec))

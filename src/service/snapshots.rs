@@ -1,4 +1,5 @@
-//! A container's root filesystem from its image.
+//! Snapshots: a container's root filesystem from its image, the mounts of a task's root
+//! filesystem, and snapshot removal and measurement.
 //!
 //! Resolve the image's target to this platform's manifest, unpack each layer not yet
 //! unpacked into a committed snapshot named by its chain ID (once, shared by every
@@ -10,10 +11,8 @@
 use std::io::{BufReader, Read, Seek};
 use std::path::PathBuf;
 
-use super::errno::FsError;
-use super::handles::lock;
 use super::resources::Resources;
-use super::{FsCore, Result};
+use super::{lock, Result, ServiceError, Services};
 use crate::model::oci::{chain_ids, Document, ImageConfig, Platform, MAX_DOCUMENT_BYTES};
 use crate::model::{
     Container, ContainerField, Descriptor, Labels, Snapshot, SnapshotKind, Timestamp, LABEL_REF_SNAPSHOT,
@@ -33,22 +32,18 @@ struct ResolvedImage {
 /// Nested indexes deeper than this are refused (a loop of indexes would never end).
 const MAX_INDEX_DEPTH: usize = 4;
 
-impl FsCore {
-    fn resources(&self) -> Result<&Resources> {
-        self.resources.as_deref().ok_or(FsError::NoResources)
-    }
-
+impl Services {
     /// The container's `snapshot` field is being set to `key`: prepares the snapshot from
     /// the container's image (when it has one) and records the field in the same
     /// transaction as the snapshot. Without an image only the field is recorded; the task's
     /// start prepares it once the image is known.
-    pub(super) fn set_container_snapshot(&self, node: NodeId, key: &str) -> Result<()> {
+    pub(super) fn set_snapshot_key(&self, node: NodeId, key: &str) -> Result<()> {
         let container = self.container_record(node)?;
         // Task starts take the same gate: a root filesystem never changes under a start.
-        let _gate = self.tasks.enter(&container.id)?;
+        let _gate = self.gate.enter(&container.id)?;
         check_key_change(&self.store.read()?, &container, key)?;
         if key.is_empty() || container.image.is_empty() || self.resources.is_none() {
-            self.store.write(|w| -> Result<(), FsError> {
+            self.store.write(|w| -> Result<(), ServiceError> {
                 check_key_change(w, &container, key)?;
                 w.update_container(node, |c| c.set_field(ContainerField::Snapshot, key))?;
                 Ok(())
@@ -75,7 +70,7 @@ impl FsCore {
         let snapshotter = res.snapshotter_name();
         if self.store.read()?.snapshot_by_key(key)?.is_some() {
             // Adopted: an active snapshot no other container names.
-            self.store.write(|w| -> Result<(), FsError> {
+            self.store.write(|w| -> Result<(), ServiceError> {
                 check_key_change(w, container, key)?;
                 w.update_container(node, |c| c.set_field(ContainerField::Snapshot, key))?;
                 Ok(())
@@ -96,7 +91,7 @@ impl FsCore {
             created_at: now,
             updated_at: now,
         };
-        let recorded = self.store.write(|w| -> Result<(), FsError> {
+        let recorded = self.store.write(|w| -> Result<(), ServiceError> {
             check_key_change(w, container, key)?;
             w.create_snapshot(id, &snapshot)?;
             w.update_container(node, |c| c.set_field(ContainerField::Snapshot, key))?;
@@ -116,13 +111,13 @@ impl FsCore {
     /// every blob it needs is present.
     fn resolve_image(&self, res: &Resources, container: &Container) -> Result<ResolvedImage> {
         let name = container.image.clone();
-        let no_image = || FsError::NoImage { container: container.id.clone(), image: name.clone() };
+        let no_image = || ServiceError::NoImage { container: container.id.clone(), image: name.clone() };
         let target = {
             let reader = self.store.read()?;
             let dir = resolve_image_dir(&reader, &name)?.ok_or_else(no_image)?;
             reader.image(dir.id)?.ok_or_else(no_image)?.target
         };
-        let missing = |digest: &str, what: String| FsError::MissingBlob { digest: digest.to_owned(), what, image: name.clone() };
+        let missing = |digest: &str, what: String| ServiceError::MissingBlob { digest: digest.to_owned(), what, image: name.clone() };
         let read_document = |d: &Descriptor, what: &str| -> Result<Vec<u8>> {
             res.content.read_small(&d.digest, MAX_DOCUMENT_BYTES).map_err(|e| match e {
                 e if e.is_not_found() => missing(&d.digest, what.to_owned()),
@@ -183,7 +178,7 @@ impl FsCore {
         }
         if let Some(top) = image.chain.last() {
             let label = format!("{LABEL_REF_SNAPSHOT}{}", res.snapshotter_name());
-            self.store.write(|w| -> Result<(), FsError> {
+            self.store.write(|w| -> Result<(), ServiceError> {
                 if let Some((blob, record)) = w.blob_by_digest(&image.config.digest)? {
                     if record.labels.get(&label) != Some(top.as_str()) {
                         w.update_labels(blob, |l| l.set(&label, top))?;
@@ -224,7 +219,7 @@ impl FsCore {
                 created_at: now,
                 updated_at: now,
             };
-            self.store.write(|w| w.create_snapshot(id, &snapshot)).map_err(FsError::from)
+            self.store.write(|w| w.create_snapshot(id, &snapshot)).map_err(ServiceError::from)
         });
         if let Err(e) = recorded {
             if let Err(cleanup) = res.snapshots.remove(id.0) {
@@ -243,8 +238,8 @@ impl FsCore {
         let Some(res) = &self.resources else { return Ok(None) };
         let (node, container) = {
             let reader = self.store.read()?;
-            let node = reader.lookup(crate::store::schema::CONTAINERS, id)?.ok_or_else(|| FsError::NoContainer(id.into()))?;
-            (node.id, reader.container(node.id)?.ok_or_else(|| FsError::NoContainer(id.into()))?)
+            let node = reader.lookup(crate::store::schema::CONTAINERS, id)?.ok_or_else(|| ServiceError::NoContainer(id.into()))?;
+            (node.id, reader.container(node.id)?.ok_or_else(|| ServiceError::NoContainer(id.into()))?)
         };
         let key = container.snapshot.clone();
         if key.is_empty() {
@@ -258,14 +253,14 @@ impl FsCore {
             self.prepare_active(node, &container, &key)?;
         }
         let reader = self.store.read()?;
-        let (snapshot_id, snapshot) = reader.snapshot_by_key(&key)?.ok_or_else(|| FsError::NotFound)?;
+        let (snapshot_id, snapshot) = reader.snapshot_by_key(&key)?.ok_or_else(|| ServiceError::Gone(format!("snapshot {key}")))?;
         // Committed, or another container's: never run on it.
         check_key_free(&reader, &container.id, &key)?;
         let mounts = self.snapshot_mounts(&reader, snapshot_id, &snapshot)?;
         drop(reader);
         let target = res.rootfs_of(id);
         unmount(&target)?;
-        std::fs::create_dir_all(&target).map_err(|e| FsError::Host(format!("create {}: {e}", target.display())))?;
+        std::fs::create_dir_all(&target).map_err(|e| ServiceError::Host(format!("create {}: {e}", target.display())))?;
         if let Err(e) = mount_all(&mounts, &target) {
             // A bind that mounted before its read-only remount failed must not stay.
             self.release_rootfs(id);
@@ -286,8 +281,8 @@ impl FsCore {
         if let Err(e) = self.record_rootfs_usage(id) {
             log::warn!("task {id}: usage of its snapshot not recorded: {e}");
         }
-        let released = unmount(&target).map_err(FsError::from).and_then(|()| {
-            std::fs::remove_dir(&target).map_err(|e| FsError::Host(format!("remove {}: {e}", target.display())))
+        let released = unmount(&target).map_err(ServiceError::from).and_then(|()| {
+            std::fs::remove_dir(&target).map_err(|e| ServiceError::Host(format!("remove {}: {e}", target.display())))
         });
         if let Err(e) = released {
             log::error!("task {id}: root filesystem not released: {e}");
@@ -308,7 +303,7 @@ impl FsCore {
     }
 
     /// How to mount a snapshot: writable when active, a read-only view when committed.
-    pub(super) fn snapshot_mounts(
+    pub fn snapshot_mounts(
         &self,
         reader: &impl StoreRead,
         id: NodeId,
@@ -334,7 +329,7 @@ impl FsCore {
     }
 
     fn container_record(&self, node: NodeId) -> Result<Container> {
-        self.store.read()?.container(node)?.ok_or(FsError::NotFound)
+        self.store.read()?.container(node)?.ok_or_else(|| ServiceError::Gone(format!("container node {}", node.0)))
     }
 }
 
@@ -375,11 +370,49 @@ fn layer_compression(media_type: &str, file: &mut BufReader<std::fs::File>) -> R
         return Err(SnapshotError::Invalid(format!("{media_type}: zstd layers are not supported")).into());
     }
     let mut magic = [0u8; 2];
-    let n = file.read(&mut magic).map_err(|e| FsError::Host(format!("read layer: {e}")))?;
-    file.rewind().map_err(|e| FsError::Host(format!("rewind layer: {e}")))?;
+    let n = file.read(&mut magic).map_err(|e| ServiceError::Host(format!("read layer: {e}")))?;
+    file.rewind().map_err(|e| ServiceError::Host(format!("rewind layer: {e}")))?;
     Ok(Compression::sniff(&magic[..n]))
 }
 
 fn ids(nodes: &[NodeId]) -> Vec<u64> {
     nodes.iter().map(|n| n.0).collect()
+}
+
+impl Services {
+    /// `rmdir snapshots/<key>`: deletes a snapshot nothing references.
+    pub fn delete_snapshot(&self, key: &str) -> Result<crate::store::Node> {
+        let res = self.resources()?;
+        // A key being unpacked or prepared is about to be used.
+        let (node, _) = res.with_in_flight(|held| {
+            if held.contains(&crate::store::Reference::Snapshot(key.to_owned())) {
+                return Err(ServiceError::from(StoreError::InUse { what: format!("snapshot {key}"), by: "an unpack".into() }));
+            }
+            Ok(self.store.write(|w| w.delete_snapshot(key))?)
+        })?;
+        res.snapshots.remove(node.id.0)?;
+        log::info!("snapshot {key} deleted");
+        self.collect_after_delete();
+        Ok(node)
+    }
+
+    /// Measures an active snapshot's own files now and records the figure when it changed.
+    /// Committed snapshots never change: their recorded figure is returned.
+    pub fn measure_usage(&self, id: NodeId) -> Result<crate::model::Usage> {
+        let res = self.resources()?;
+        let recorded = self.store.read()?.snapshot(id)?.ok_or_else(|| ServiceError::Gone(format!("snapshot node {}", id.0)))?;
+        if let (SnapshotKind::Committed, Some(usage)) = (recorded.kind, recorded.usage) {
+            return Ok(usage);
+        }
+        let usage = res.snapshots.usage(id.0)?;
+        if recorded.usage != Some(usage) {
+            self.store.write(|w| {
+                w.update_snapshot(id, |s| {
+                    s.usage = Some(usage);
+                    Ok(())
+                })
+            })?;
+        }
+        Ok(usage)
+    }
 }

@@ -1,16 +1,15 @@
-//! Garbage collection as the filesystem runs it: the store decides what goes in one
-//! transaction, then the files of what went are removed. Runs right after every delete
+//! Collection: the store decides what goes in one transaction, then the files of what
+//! went are removed. Runs right after every delete
 //! that can free something, and at start-up, where it also finishes what a crash left:
 //! ingests never closed, files whose records are gone, rootfs mounts of deleted tasks.
 
 use std::collections::HashSet;
 
-use super::ino::Ino;
-use super::{FsCore, Result};
+use super::{lock, Event, Result, ServiceError, Services};
 use crate::model::{BlobState, Timestamp};
 use crate::store::{schema, Collected, StoreRead};
 
-impl FsCore {
+impl Services {
     /// One collection. Files that cannot be removed now are logged; the start-up sweep
     /// removes them later, since their records are already gone.
     pub fn collect_garbage(&self) -> Result<Collected> {
@@ -18,14 +17,11 @@ impl FsCore {
         let collected = {
             // Blob files go under the same lock as their records (see Resources::blob_files);
             // snapshot directories, which can take long, after it is released.
-            let _files = super::handles::lock(&res.blob_files);
+            let _files = lock(&res.blob_files);
             let collected =
                 res.with_in_flight(|keys| self.store.write(|w| w.collect_garbage(keys, Timestamp::now())))?;
-            for (id, digest) in &collected.blobs {
+            for (_, digest) in &collected.blobs {
                 log::info!("collected blob {digest}");
-                if let Some((dir, hex)) = digest_dir(digest) {
-                    self.notify_removed(dir, Ino::Node(*id), hex);
-                }
                 if let Err(e) = res.content.remove(digest) {
                     log::error!("blob {digest}: record collected, file left for the next start-up: {e}");
                 }
@@ -34,17 +30,19 @@ impl FsCore {
         };
         for (id, key) in &collected.snapshots {
             log::info!("collected snapshot {key}");
-            self.notify_removed(schema::SNAPSHOTS, Ino::Node(*id), key);
             if let Err(e) = res.snapshots.remove(id.0) {
                 log::error!("snapshot {key}: record collected, files left for the next start-up: {e}");
             }
+        }
+        if !collected.is_empty() {
+            self.emit(Event::Collected(collected.clone()));
         }
         Ok(collected)
     }
 
     /// Collects after a delete; a failure is logged, not returned, since the delete itself
     /// was committed and the next collection retries.
-    pub(super) fn collect_after_delete(&self) {
+    pub fn collect_after_delete(&self) {
         if let Err(e) = self.collect_garbage() {
             log::error!("collection after a delete failed (retried at the next one): {e}");
         }
@@ -86,7 +84,7 @@ impl FsCore {
     fn unmount_orphan_rootfs(&self) -> Result<()> {
         let Some(res) = &self.resources else { return Ok(()) };
         let entries = std::fs::read_dir(&res.rootfs_dir)
-            .map_err(|e| super::FsError::Host(format!("list {}: {e}", res.rootfs_dir.display())))?;
+            .map_err(|e| ServiceError::Host(format!("list {}: {e}", res.rootfs_dir.display())))?;
         let reader = self.store.read()?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -96,14 +94,5 @@ impl FsCore {
             }
         }
         Ok(())
-    }
-}
-
-/// The `content/<alg>/` directory of a digest, and its file name there.
-fn digest_dir(digest: &str) -> Option<(crate::store::NodeId, &str)> {
-    match digest.split_once(':')? {
-        ("sha256", hex) => Some((schema::CONTENT_SHA256, hex)),
-        ("sha512", hex) => Some((schema::CONTENT_SHA512, hex)),
-        _ => None,
     }
 }

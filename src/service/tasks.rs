@@ -1,5 +1,5 @@
-//! Tasks through the filesystem: `touch tasks/<id>` starts one, writes to it are control
-//! words, `rm` deletes it, `logs/<id>/` and `wait/<id>` are its views.
+//! Tasks: start a container's process, control it with signals and pause/resume, start
+//! it again, delete it, and record how each run ended.
 //!
 //! The store and the runtime are composed here and nowhere else (as containerd's tasks
 //! service composes metadata and shim): validate against the store, run the runtime with
@@ -18,14 +18,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use super::attr::{Attr, READ_ONLY_FILE_MODE};
-use super::content::{Loaded, Object};
-use super::errno::FsError;
-use super::ino::{Ino, Stream};
-use super::{FsCore, Result};
+use super::{parse_spec, Event, Result, ServiceError, Services};
 use crate::model::{Task, TaskStatus, Timestamp};
 use crate::runtime::{self, Control, Exit, Observed, RuntimeError, Started};
-use crate::store::{schema, NodeId, StoreRead};
+use crate::store::{schema, Node, NodeId, StoreRead};
 
 /// What the filesystem needs from a task runtime (the real one is `runtime::Runtime`;
 /// tests use a double).
@@ -76,45 +72,12 @@ impl TaskRuntime for runtime::Runtime {
     }
 }
 
-/// Something the daemon changed on its own, after commit: waiters and the kernel's
-/// caches are told from outside the request that caused it.
-#[derive(Debug, Clone)]
-pub enum TaskEvent {
-    /// The task stopped; `wait/<id>` readers get `wait_text`.
-    Exited {
-        /// The task node.
-        node: NodeId,
-        /// Its exit status as `wait/<id>` shows it.
-        wait_text: String,
-        /// Inodes whose content changed (tasks/<id>, wait/<id>).
-        inos: Vec<u64>,
-    },
-    /// The task's record changed (status, pid).
-    Changed {
-        /// Inodes whose content changed.
-        inos: Vec<u64>,
-    },
-}
-
-impl TaskEvent {
-    /// The inodes whose content or attributes changed.
-    pub fn inos(&self) -> &[u64] {
-        match self {
-            TaskEvent::Exited { inos, .. } | TaskEvent::Changed { inos } => inos,
-        }
-    }
-}
-
-type Listener = Box<dyn Fn(&TaskEvent) + Send + Sync>;
-
-/// Serializes operations per task (a start racing an `rm` of the same id gets EBUSY) and
-/// holds the listeners of task events.
+/// Serializes operations per task (a start racing an `rm` of the same id gets EBUSY).
 #[derive(Default)]
 pub struct TaskGate {
     busy: Mutex<HashSet<String>>,
     /// Signalled whenever a task's gate opens, for the exit recorder waiting on it.
     opened: Condvar,
-    listeners: Mutex<Vec<Listener>>,
 }
 
 /// Held while one operation runs on a task.
@@ -135,7 +98,7 @@ impl TaskGate {
     pub(super) fn enter(&self, id: &str) -> Result<GateGuard<'_>> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         if !busy.insert(id.to_owned()) {
-            return Err(FsError::TaskBusy(id.to_owned()));
+            return Err(ServiceError::TaskBusy(id.to_owned()));
         }
         Ok(GateGuard { gate: self, id: id.to_owned() })
     }
@@ -156,31 +119,19 @@ impl TaskGate {
 /// How long `rm` of a running task waits for the supervisor to record the SIGKILL'd exit.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
-impl FsCore {
-    /// Registers a listener for task events (called after each commit, outside requests'
-    /// locks).
-    pub fn on_task_event(&self, listener: impl Fn(&TaskEvent) + Send + Sync + 'static) {
-        self.tasks.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(listener));
-    }
-
-    fn emit(&self, event: TaskEvent) {
-        for listener in self.tasks.listeners.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            listener(&event);
-        }
-    }
-
+impl Services {
     fn runtime(&self) -> Result<Arc<dyn TaskRuntime>> {
-        self.runtime.clone().ok_or_else(|| FsError::NotPermitted("this mount runs no tasks".into()))
+        self.runtime.clone().ok_or(ServiceError::NoRuntime)
     }
 
-    /// `touch tasks/<id>`: starts container `id`'s process, as its run 1.
-    pub(super) fn start_task(&self, id: &str) -> Result<Loaded> {
+    /// Starts container `id`'s process, as its run 1, and records the task.
+    pub fn start_task(&self, id: &str) -> Result<(Node, Task)> {
         let runtime = self.runtime()?;
-        let _gate = self.tasks.enter(id)?;
+        let _gate = self.gate.enter(id)?;
         let spec = {
             let reader = self.store.read()?;
             if reader.lookup(schema::TASKS, id)?.is_some() {
-                return Err(FsError::Exists(format!("task {id}")));
+                return Err(ServiceError::Exists(format!("task {id}")));
             }
             self.container_spec(&reader, id)?
         };
@@ -200,8 +151,8 @@ impl FsCore {
         log::info!("task {id} started: pid {}", started.pid);
         // An exit that came before the record existed was skipped by the watcher.
         self.record_exit_locked(&*runtime, id)?;
-        let reader = self.store.read()?;
-        Ok(Loaded::read(&reader, node)?)
+        let task = self.task_record(node.id)?;
+        Ok((node, task))
     }
 
     /// Mounts the root filesystem and starts run `generation` from `spec`; a failure
@@ -237,14 +188,13 @@ impl FsCore {
     fn container_spec(&self, reader: &impl StoreRead, id: &str) -> Result<Value> {
         let node = reader
             .lookup(schema::CONTAINERS, id)?
-            .ok_or_else(|| FsError::NoContainer(id.to_owned()))?;
+            .ok_or_else(|| ServiceError::NoContainer(id.to_owned()))?;
         let spec = reader.spec(node.id)?.ok_or_else(|| RuntimeError::BadSpec { reason: format!("container {id} has no spec") })?;
-        // Validated when written; a record that no longer parses is the store's fault.
-        serde_json::from_slice(&spec).map_err(|e| crate::store::StoreError::Corrupt(format!("spec of container {id}: {e}")).into())
+        parse_spec(id, &spec)
     }
 
-    /// A write to `tasks/<id>`: one control word per line (a signal, pause, resume, start).
-    pub(super) fn control_task(&self, node: NodeId, data: &[u8]) -> Result<()> {
+    /// Control words, one per line (a signal, pause, resume, start), applied in order.
+    pub fn control_task(&self, node: NodeId, data: &[u8]) -> Result<()> {
         let text = std::str::from_utf8(data).map_err(|_| RuntimeError::BadControl { word: String::from_utf8_lossy(data).into() })?;
         let controls: Vec<Control> =
             text.lines().filter(|l| !l.trim().is_empty()).map(runtime::parse_control).collect::<Result<_, _>>()?;
@@ -257,19 +207,19 @@ impl FsCore {
     fn apply_control(&self, node: NodeId, control: Control) -> Result<()> {
         let runtime = self.runtime()?;
         let id = self.task_record(node)?.id;
-        let _gate = self.tasks.enter(&id)?;
+        let _gate = self.gate.enter(&id)?;
         // Read again under the gate: an exit may have been recorded meanwhile.
         let task = self.task_record(node)?;
-        let refuse = |status: TaskStatus| Err(FsError::IncorrectStatus(id.clone(), status));
+        let refuse = |status: TaskStatus| Err(ServiceError::IncorrectStatus(id.clone(), status));
         match control {
             Control::Signal(signal) => {
                 if !task.status.can_signal() {
-                    return Err(FsError::NoProcess(id));
+                    return Err(ServiceError::NoProcess(id));
                 }
                 match runtime.kill(&id, signal) {
                     // The process ended before its exit was recorded: same answer as after.
                     Err(RuntimeError::Runc { message, .. }) if message.contains("not running") => {
-                        return Err(FsError::NoProcess(id));
+                        return Err(ServiceError::NoProcess(id));
                     }
                     result => result?,
                 }
@@ -289,7 +239,7 @@ impl FsCore {
             }
             Control::Start => self.restart(&*runtime, node, &task)?,
         }
-        self.emit(TaskEvent::Changed { inos: vec![Ino::Node(node).number()] });
+        self.emit(Event::TaskChanged { node });
         Ok(())
     }
 
@@ -306,7 +256,7 @@ impl FsCore {
             // must not outlive the refusal.
             Ok(None) => {
                 self.abandon_run(runtime, id, "run not recorded (the record changed)");
-                return Err(FsError::TaskBusy(id.clone()));
+                return Err(ServiceError::TaskBusy(id.clone()));
             }
             Err(e) => {
                 self.abandon_run(runtime, id, &format!("run not recorded ({e})"));
@@ -327,18 +277,18 @@ impl FsCore {
     }
 
     fn task_record(&self, node: NodeId) -> Result<Task> {
-        self.store.read()?.task(node)?.ok_or(FsError::NotFound)
+        self.store.read()?.task(node)?.ok_or_else(|| ServiceError::Gone(format!("task node {}", node.0)))
     }
 
-    /// `rm tasks/<id>`: a live task is killed (SIGKILL) and its exit recorded first, so
-    /// `wait/<id>` readers learn how it ended; then the runtime state and the record go.
-    pub(super) fn delete_task(&self, task: &Loaded) -> Result<()> {
+    /// Deletes task `node`: a live task is killed (SIGKILL) and its exit recorded first,
+    /// so waiters learn how it ended; then the runtime state and the record go.
+    pub fn delete_task(&self, node: NodeId) -> Result<()> {
         let runtime = self.runtime()?;
-        let id = task.task().ok_or(FsError::NotFound)?.id.clone();
-        let _gate = self.tasks.enter(&id)?;
-        let record = self.task_record(task.node.id)?;
+        let id = self.task_record(node)?.id;
+        let _gate = self.gate.enter(&id)?;
+        let record = self.task_record(node)?;
         if record.status.is_live() {
-            self.kill_and_reap(&*runtime, task.node.id, &record)?;
+            self.kill_and_reap(&*runtime, node, &record)?;
         }
         runtime.delete(&id)?;
         self.release_rootfs(&id);
@@ -390,7 +340,7 @@ impl FsCore {
         if !current.record_exit(exit.generation, Some(exit.status), Some(exit.exited_at)) {
             return Ok(());
         }
-        let _gate = self.tasks.enter_waiting(id);
+        let _gate = self.gate.enter_waiting(id);
         self.record_exit_locked(&*runtime, id)
     }
 
@@ -413,7 +363,7 @@ impl FsCore {
         };
         log::info!("task {} stopped: exit status {}", task.id, task.exit_status.map_or("unknown".into(), |s| s.to_string()));
         let wait_text = task.wait_text().unwrap_or_default();
-        self.emit(TaskEvent::Exited { node, wait_text, inos: vec![Ino::Node(node).number(), Ino::Wait(node).number()] });
+        self.emit(Event::TaskExited { node, wait_text });
         Ok(())
     }
 
@@ -424,7 +374,7 @@ impl FsCore {
         let tasks = self.store.read()?.tasks()?;
         let mut changed = 0;
         for (node, task) in tasks.into_iter().filter(|(_, t)| t.status != TaskStatus::Stopped) {
-            let _gate = self.tasks.enter_waiting(&task.id);
+            let _gate = self.gate.enter_waiting(&task.id);
             let observed = runtime.observe(&task.id, &started_of(&task));
             let status = match observed {
                 Observed::Stopped(exit) => {
@@ -445,45 +395,14 @@ impl FsCore {
         Ok(changed)
     }
 
-    /// What `wait/<id>` shows: `None` while the task has not stopped.
-    pub(super) fn wait_text(&self, node: NodeId) -> Result<Option<String>> {
-        Ok(self.task_record(node)?.wait_text())
-    }
-
-    /// `wait_text` for the adapter's parked reads; a deleted task answers its last state.
-    pub fn wait_text_of(&self, node: NodeId) -> Result<Option<String>> {
-        match self.wait_text(node) {
-            Err(FsError::NotFound) => Ok(Some("unknown\n".into())),
-            other => other,
+    /// What `wait/<id>` shows: `None` while the task has not stopped; a task deleted
+    /// meanwhile answers `unknown`.
+    pub fn wait_text(&self, node: NodeId) -> Result<Option<String>> {
+        match self.store.read()?.task(node)? {
+            Some(task) => Ok(task.wait_text()),
+            None => Ok(Some("unknown\n".into())),
         }
     }
-
-    /// Attributes of `logs/<id>/stdout|stderr`: the log file's own size and mtime.
-    pub(super) fn log_attr(&self, task: &Loaded, stream: Stream) -> Result<Attr> {
-        let path = log_path(task, stream)?;
-        let (created, updated) = task.dir_times();
-        let (size, mtime) = match std::fs::metadata(&path) {
-            Ok(m) => (m.len() as usize, m.modified().unwrap_or(updated)),
-            Err(_) => (0, updated),
-        };
-        Ok(Attr::file(Ino::Log(task.node.id, stream), size, READ_ONLY_FILE_MODE, created, mtime))
-    }
-
-    /// Opens a task's log for reading.
-    pub(super) fn open_log(&self, node: NodeId, stream: Stream) -> Result<std::fs::File> {
-        let reader = self.store.read()?;
-        let task = Loaded::read(&reader, reader.node(node)?.ok_or(FsError::NotFound)?)?;
-        let path = log_path(&task, stream)?;
-        std::fs::File::open(&path).map_err(|e| FsError::Host(format!("{}: {e}", path.display())))
-    }
-}
-
-fn log_path(task: &Loaded, stream: Stream) -> Result<std::path::PathBuf> {
-    let Object::Task(t) = &task.object else { return Err(FsError::NotFound) };
-    Ok(match stream {
-        Stream::Stdout => t.stdout.clone().into(),
-        Stream::Stderr => t.stderr.clone().into(),
-    })
 }
 
 fn new_task(id: &str, started: &Started) -> Task {

@@ -11,8 +11,7 @@ use crate::content::ContentStore;
 use crate::snapshot::{Driver, Snapshotter};
 use crate::store::Reference;
 
-use super::handles::lock;
-use super::Result;
+use super::{lock, Result};
 
 /// Where and how blobs and snapshots are kept.
 #[derive(Debug, Clone)]
@@ -72,7 +71,7 @@ impl Resources {
         // the image's setuid binaries.
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(&config.rootfs_dir)
-            .map_err(|e| super::FsError::Host(format!("create {}: {e}", config.rootfs_dir.display())))?;
+            .map_err(|e| super::ServiceError::Host(format!("create {}: {e}", config.rootfs_dir.display())))?;
         Ok(Resources {
             content,
             snapshots,
@@ -125,7 +124,7 @@ impl Resources {
 
 /// References protected from collection; released on drop.
 #[derive(Debug)]
-pub(super) struct HeldRefs {
+pub struct HeldRefs {
     table: Arc<Mutex<HashMap<Reference, usize>>>,
     refs: Vec<Reference>,
 }
