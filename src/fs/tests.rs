@@ -262,117 +262,16 @@ mod tasks {
     //! Tasks through FsCore with a recording runtime double: the composition of store and
     //! runtime, without root or runc.
 
-    use std::collections::HashMap;
     use std::ffi::OsStr;
     use std::sync::{Arc, Mutex};
 
-    use nix::sys::signal::Signal;
     use serde_json::{json, Value};
 
     use super::{ino_of, write_file, TRUNC};
     use crate::fs::{FsCore, ReadOutcome};
-    use crate::service::{Event, Services, TaskRuntime};
-    use crate::model::Timestamp;
-    use crate::runtime::{Exit, Observed, RuntimeError, Started};
+    use crate::service::testing::FakeRuntime;
+    use crate::service::{Event, Services};
     use crate::store::testing::temp_store;
-
-    type Hook = Box<dyn FnOnce() + Send>;
-
-    #[derive(Default)]
-    struct FakeRuntime {
-        calls: Mutex<Vec<String>>,
-        /// The last exit record, of whichever run: as on disk, it stays across a start.
-        exits: Mutex<HashMap<String, Exit>>,
-        /// The generation of each task's last started run.
-        runs: Mutex<HashMap<String, u64>>,
-        fail_start: Mutex<Option<String>>,
-        observed: Mutex<HashMap<String, &'static str>>,
-        /// Runs inside the next `resume`, as if the process did something meanwhile.
-        on_resume: Mutex<Option<Hook>>,
-    }
-
-    impl FakeRuntime {
-        fn calls(&self) -> Vec<String> {
-            self.calls.lock().unwrap().clone()
-        }
-        /// The task's last started run exits with `status`.
-        fn exit(&self, id: &str, status: i32) {
-            let run = self.run_of(id);
-            self.exit_of_run(id, run, status);
-        }
-        /// An exit record of run `generation`.
-        fn exit_of_run(&self, id: &str, generation: u64, status: i32) {
-            self.exits.lock().unwrap().insert(id.into(), Exit { status, exited_at: Timestamp::now(), generation });
-        }
-        fn run_of(&self, id: &str) -> u64 {
-            self.runs.lock().unwrap().get(id).copied().unwrap_or(0)
-        }
-        fn record(&self, call: String) {
-            self.calls.lock().unwrap().push(call);
-        }
-    }
-
-    impl TaskRuntime for FakeRuntime {
-        fn validate_spec(&self, spec: &Value) -> Result<(), RuntimeError> {
-            match spec.pointer("/process/args").and_then(Value::as_array) {
-                Some(args) if !args.is_empty() => Ok(()),
-                _ => Err(RuntimeError::BadSpec { reason: "process.args is empty".into() }),
-            }
-        }
-        fn start(&self, id: &str, _spec: &Value, generation: u64) -> Result<Started, RuntimeError> {
-            self.record(format!("start {id}"));
-            if let Some(message) = self.fail_start.lock().unwrap().clone() {
-                return Err(RuntimeError::Runc { op: "create", message });
-            }
-            self.runs.lock().unwrap().insert(id.into(), generation);
-            Ok(Started {
-                pid: 4242,
-                pid_start_time: 7,
-                supervisor_pid: 4241,
-                supervisor_start_time: 6,
-                started_at: Timestamp::now(),
-                stdout: format!("/nonexistent/{id}/stdout").into(),
-                stderr: format!("/nonexistent/{id}/stderr").into(),
-                generation,
-            })
-        }
-        fn kill(&self, id: &str, signal: Signal) -> Result<(), RuntimeError> {
-            self.record(format!("kill {id} {signal}"));
-            if signal == Signal::SIGKILL {
-                self.exit(id, 137);
-            }
-            Ok(())
-        }
-        fn pause(&self, id: &str) -> Result<(), RuntimeError> {
-            self.record(format!("pause {id}"));
-            Ok(())
-        }
-        fn resume(&self, id: &str) -> Result<(), RuntimeError> {
-            self.record(format!("resume {id}"));
-            if let Some(hook) = self.on_resume.lock().unwrap().take() {
-                hook();
-            }
-            Ok(())
-        }
-        fn delete(&self, id: &str) -> Result<(), RuntimeError> {
-            self.record(format!("delete {id}"));
-            Ok(())
-        }
-        fn exit_of(&self, id: &str) -> Result<Option<Exit>, RuntimeError> {
-            Ok(self.exits.lock().unwrap().get(id).copied())
-        }
-        fn observe(&self, id: &str, started: &Started) -> Observed {
-            match self.observed.lock().unwrap().get(id).copied() {
-                Some("paused") => Observed::Paused,
-                Some("unknown") => Observed::Unknown,
-                Some("gone") => Observed::Stopped(None),
-                _ => match self.exits.lock().unwrap().get(id).filter(|e| e.generation == started.generation) {
-                    Some(exit) => Observed::Stopped(Some(*exit)),
-                    None => Observed::Running,
-                },
-            }
-        }
-    }
 
     fn setup() -> (tempfile::TempDir, Arc<FakeRuntime>, FsCore) {
         let (dir, store) = temp_store();
@@ -514,72 +413,5 @@ mod tasks {
         assert_eq!(status(&core)["exit_status"], 0);
         runtime.observed.lock().unwrap().insert("web".into(), "unknown");
         assert_eq!(core.services().reconcile_tasks().unwrap(), 0, "stopped tasks are settled");
-    }
-
-    #[test]
-    fn a_late_exit_of_an_earlier_run_never_stops_the_next_one() {
-        let (_dir, runtime, core) = setup();
-        let (_, fh) = core.create(ino_of(&core, "tasks"), OsStr::new("web"), libc::O_WRONLY).unwrap();
-        core.release(fh).unwrap();
-        runtime.exit("web", 3);
-        core.services().record_exit("web").unwrap();
-        assert_eq!(status(&core)["exit_status"], 3);
-        // Started again: run 2. Run 1's exit record is still there, and its report (the
-        // watcher reports at least once) comes late.
-        control(&core, "start\n").unwrap();
-        assert_eq!(runtime.run_of("web"), 2);
-        assert_eq!(status(&core)["status"], "running", "the start does not take run 1's exit for its own");
-        core.services().record_exit("web").unwrap();
-        assert_eq!(status(&core)["status"], "running", "run 1's exit does not stop run 2");
-        core.services().reconcile_tasks().unwrap();
-        assert_eq!(status(&core)["status"], "running");
-        runtime.exit_of_run("web", 2, 4);
-        core.services().record_exit("web").unwrap();
-        let s = status(&core);
-        assert_eq!((s["status"].as_str(), s["exit_status"].as_i64()), (Some("stopped"), Some(4)), "run 2's own exit stops it");
-    }
-
-    #[test]
-    fn a_resume_racing_an_exit_leaves_the_task_stopped() {
-        let (_dir, runtime, core) = setup();
-        let (_, fh) = core.create(ino_of(&core, "tasks"), OsStr::new("web"), libc::O_WRONLY).unwrap();
-        core.release(fh).unwrap();
-        control(&core, "pause\n").unwrap();
-        // The process exits while `runc resume` runs; the watcher reports it at once.
-        let (exited_tx, exited) = std::sync::mpsc::channel();
-        let fake = Arc::clone(&runtime);
-        *runtime.on_resume.lock().unwrap() = Some(Box::new(move || {
-            fake.exit("web", 0);
-            exited_tx.send(()).unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }));
-        let watching = &core;
-        std::thread::scope(|scope| {
-            let watcher = scope.spawn(move || {
-                exited.recv().unwrap();
-                watching.services().record_exit("web")
-            });
-            control(&core, "resume\n").unwrap();
-            watcher.join().unwrap().unwrap();
-        });
-        let s = status(&core);
-        assert_eq!((s["status"].as_str(), s["exit_status"].as_i64()), (Some("stopped"), Some(0)), "a dead task is not left running");
-    }
-
-    #[test]
-    fn a_failed_restart_keeps_the_stopped_run_and_reports_its_error() {
-        let (_dir, runtime, core) = setup();
-        let (_, fh) = core.create(ino_of(&core, "tasks"), OsStr::new("web"), libc::O_WRONLY).unwrap();
-        core.release(fh).unwrap();
-        runtime.exit("web", 3);
-        core.services().record_exit("web").unwrap();
-        let before = status(&core);
-        *runtime.fail_start.lock().unwrap() = Some("exec: no such file".into());
-        assert_eq!(control(&core, "start\n"), Err(libc::EIO));
-        assert_eq!(status(&core), before, "status, exit status and times as they were");
-        *runtime.fail_start.lock().unwrap() = None;
-        control(&core, "start\n").unwrap();
-        assert_eq!(runtime.run_of("web"), 2, "the failed attempt made no run");
-        assert_eq!(status(&core)["status"], "running");
     }
 }

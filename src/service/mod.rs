@@ -27,6 +27,10 @@ mod labels;
 mod resources;
 mod snapshots;
 mod tasks;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, Mutex};
 

@@ -1,0 +1,189 @@
+//! The services driven directly, with no filesystem above them: real LMDB in a temporary
+//! directory, the content store and snapshotter on disk, and the recording runtime double.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::testing::FakeRuntime;
+use super::{Edit, Judge, ResourceConfig, Resources, ServiceError, Services};
+use crate::model::{ContainerField, Labels, TaskStatus};
+use crate::snapshot::Driver;
+use crate::store::testing::temp_store;
+use crate::store::{schema, NodeId, NodeKind, Reference, StoreError, StoreRead};
+
+fn services() -> (tempfile::TempDir, Arc<FakeRuntime>, Services) {
+    let (dir, store) = temp_store();
+    let runtime = Arc::new(FakeRuntime::default());
+    let resources = Resources::open(&ResourceConfig::under(dir.path(), Some(Driver::Native), Duration::ZERO)).unwrap();
+    let services = Services::new(Arc::new(store)).with_runtime(runtime.clone()).with_resources(resources);
+    (dir, runtime, services)
+}
+
+fn container(services: &Services, id: &str) -> NodeId {
+    let (node, _) = services.create_container(id).unwrap();
+    let spec = json!({"ociVersion": "1.0.2", "process": {"args": ["/bin/sh"]}, "root": {"path": "/r"}});
+    services.apply(Edit::Spec(Some(spec.to_string().into_bytes())), node.id, NodeKind::Container).unwrap();
+    node.id
+}
+
+fn task(services: &Services, id: &str) -> (NodeId, crate::model::Task) {
+    let reader = services.store().read().unwrap();
+    let node = reader.lookup(schema::TASKS, id).unwrap().unwrap();
+    (node.id, reader.task(node.id).unwrap().unwrap())
+}
+
+fn status(services: &Services, id: &str) -> (TaskStatus, Option<i32>) {
+    let (_, t) = task(services, id);
+    (t.status, t.exit_status)
+}
+
+#[test]
+fn a_snapshot_key_another_container_holds_is_refused_and_the_own_key_changes_nothing() {
+    let (_dir, _, services) = services();
+    let a = container(&services, "a");
+    let b = container(&services, "b");
+    let key = |k: &str| Edit::Field(ContainerField::Snapshot, k.into());
+    services.apply(key("a-root"), a, NodeKind::Container).unwrap();
+    let refused = services.apply(key("a-root"), b, NodeKind::Container).unwrap_err();
+    assert!(matches!(refused, ServiceError::Store(StoreError::InUse { .. })), "{refused}");
+    services.apply(key("a-root"), a, NodeKind::Container).unwrap();
+    assert_eq!(services.store().read().unwrap().container(a).unwrap().unwrap().snapshot, "a-root");
+    assert_eq!(services.store().read().unwrap().container(b).unwrap().unwrap().snapshot, "");
+}
+
+/// Writes a committed blob through the service, as a file writer would.
+fn blob(services: &Services, bytes: &[u8]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let hex = hex::encode(Sha256::digest(bytes));
+    let (node, _, mut writer) = services.create_blob(schema::CONTENT_SHA256, &hex).unwrap();
+    services.write_blob(&mut writer, 0, bytes).unwrap();
+    services.judge_blob(node.id, &mut writer, Judge::Release).unwrap();
+    format!("sha256:{hex}")
+}
+
+fn has_blob(services: &Services, digest: &str) -> bool {
+    services.store().read().unwrap().blob_by_digest(digest).unwrap().is_some()
+}
+
+#[test]
+fn a_pin_keeps_what_a_file_referenced_at_open_until_it_is_dropped() {
+    let (_dir, _, services) = services();
+    let c = container(&services, "c");
+    let digest = blob(&services, b"kept by a label only\n");
+    let mut labels = Labels::new();
+    labels.set("containerd.io/gc.ref.content.keep", &digest).unwrap();
+    services.apply(Edit::ReplaceLabels(labels), c, NodeKind::Container).unwrap();
+    services.collect_garbage().unwrap();
+    assert!(has_blob(&services, &digest), "the label references it");
+
+    // A writer opened the labels (pinning what they reference), then emptied them.
+    let pin = services.pin(vec![Reference::Blob(digest.clone())]);
+    services.apply(Edit::ReplaceLabels(Labels::new()), c, NodeKind::Container).unwrap();
+    services.collect_garbage().unwrap();
+    assert!(has_blob(&services, &digest), "pinned while the writer is open");
+    drop(pin);
+    services.collect_garbage().unwrap();
+    assert!(!has_blob(&services, &digest), "collected once nothing pins it (no ingest lease here)");
+}
+
+#[test]
+fn a_refused_first_target_can_be_put_back_to_a_name_prefix() {
+    let (_dir, _, services) = services();
+    let dir = services.create_image_dir(schema::IMAGES, "app").unwrap();
+    let digest = format!("sha256:{}", "c".repeat(64));
+    let target = crate::model::Descriptor::from_json(json!({"mediaType": "m", "digest": digest, "size": 1})).unwrap();
+    services.apply(Edit::Target(target), dir.id, NodeKind::ImageDir).unwrap();
+    assert!(services.store().read().unwrap().image(dir.id).unwrap().is_some());
+    services.apply(Edit::ClearTarget, dir.id, NodeKind::ImageDir).unwrap();
+    assert!(services.store().read().unwrap().image(dir.id).unwrap().is_none());
+}
+
+#[test]
+fn a_late_exit_of_an_earlier_run_never_stops_the_next_one() {
+    let (_dir, runtime, services) = services();
+    container(&services, "web");
+    services.start_task("web").unwrap();
+    runtime.exit("web", 3);
+    services.record_exit("web").unwrap();
+    assert_eq!(status(&services, "web"), (TaskStatus::Stopped, Some(3)));
+    // Started again: run 2. Run 1's exit record is still there, and its report (the
+    // watcher reports at least once) comes late.
+    let (node, _) = task(&services, "web");
+    services.control_task(node, b"start\n").unwrap();
+    assert_eq!(runtime.run_of("web"), 2);
+    assert_eq!(status(&services, "web").0, TaskStatus::Running, "the start does not take run 1's exit for its own");
+    services.record_exit("web").unwrap();
+    assert_eq!(status(&services, "web").0, TaskStatus::Running, "run 1's exit does not stop run 2");
+    services.reconcile_tasks().unwrap();
+    assert_eq!(status(&services, "web").0, TaskStatus::Running);
+    runtime.exit_of_run("web", 2, 4);
+    services.record_exit("web").unwrap();
+    assert_eq!(status(&services, "web"), (TaskStatus::Stopped, Some(4)), "run 2's own exit stops it");
+}
+
+#[test]
+fn a_resume_racing_an_exit_leaves_the_task_stopped() {
+    let (_dir, runtime, services) = services();
+    container(&services, "web");
+    let (node, _) = services.start_task("web").unwrap();
+    services.control_task(node.id, b"pause\n").unwrap();
+    // The process exits while `runc resume` runs; the watcher reports it at once.
+    let (exited_tx, exited) = std::sync::mpsc::channel();
+    let fake = Arc::clone(&runtime);
+    *runtime.on_resume.lock().unwrap() = Some(Box::new(move || {
+        fake.exit("web", 0);
+        exited_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }));
+    std::thread::scope(|scope| {
+        let watching = &services;
+        let watcher = scope.spawn(move || {
+            exited.recv().unwrap();
+            watching.record_exit("web")
+        });
+        services.control_task(node.id, b"resume\n").unwrap();
+        watcher.join().unwrap().unwrap();
+    });
+    assert_eq!(status(&services, "web"), (TaskStatus::Stopped, Some(0)), "a dead task is not left running");
+}
+
+#[test]
+fn a_failed_restart_keeps_the_stopped_run_and_reports_its_error() {
+    let (_dir, runtime, services) = services();
+    container(&services, "web");
+    let (node, _) = services.start_task("web").unwrap();
+    runtime.exit("web", 3);
+    services.record_exit("web").unwrap();
+    let (_, before) = task(&services, "web");
+    *runtime.fail_start.lock().unwrap() = Some("exec: no such file".into());
+    let refused = services.control_task(node.id, b"start\n").unwrap_err();
+    assert!(matches!(refused, ServiceError::Runtime(_)), "{refused}");
+    assert_eq!(task(&services, "web").1, before, "status, exit status and times as they were");
+    *runtime.fail_start.lock().unwrap() = None;
+    services.control_task(node.id, b"start\n").unwrap();
+    assert_eq!(runtime.run_of("web"), 2, "the failed attempt made no run");
+    assert_eq!(status(&services, "web").0, TaskStatus::Running);
+}
+
+#[test]
+fn events_tell_exits_and_collections_after_commit() {
+    let (_dir, runtime, services) = services();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = Arc::clone(&seen);
+    services.on_event(move |e| {
+        sink.lock().unwrap().push(match e {
+            super::Event::TaskExited { wait_text, .. } => format!("exited {}", wait_text.trim()),
+            super::Event::TaskChanged { .. } => "changed".into(),
+            super::Event::Collected(c) => format!("collected {} blob(s)", c.blobs.len()),
+        })
+    });
+    container(&services, "web");
+    services.start_task("web").unwrap();
+    runtime.exit("web", 7);
+    services.record_exit("web").unwrap();
+    blob(&services, b"nobody wants me\n");
+    services.collect_garbage().unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["exited 7", "collected 1 blob(s)"]);
+}
