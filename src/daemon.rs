@@ -165,7 +165,9 @@ fn spawn_notifier(notifier: Notifier, core: Arc<FsCore>, notices: Receiver<Queue
                 Notice::Removed { parent, child, name } if core.inodes().is_known(*child) => {
                     notifier.delete(INodeNo(*parent), INodeNo(*child), OsStr::new(name))
                 }
-                Notice::Removed { parent, name, .. } => notifier.inval_entry(INodeNo(*parent), OsStr::new(name)),
+                Notice::Removed { parent, name, .. } | Notice::Forget { parent, name } => {
+                    notifier.inval_entry(INodeNo(*parent), OsStr::new(name))
+                }
             };
             if let Err(e) = sent {
                 // ENOENT: the kernel had already dropped it.

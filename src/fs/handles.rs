@@ -510,10 +510,23 @@ impl FsCore {
     /// marks the handle refused. Returns the error to answer.
     fn refuse_writer(&self, node: NodeId, kind: NodeKind, writer: &mut AttrWriter, e: FsError) -> FsError {
         if writer.buffer.needs_restore() {
-            let restored =
-                writer.buffer.restore_edit().map_err(FsError::from).and_then(|edit| self.apply_edit(edit, node, kind));
-            if let Err(restore) = restored {
-                log::error!("{}: could not put back the value from before a refused write: {restore}", writer.file().name());
+            let edit = writer.buffer.restore_edit();
+            let cleared = matches!(edit, Ok(Edit::ClearTarget));
+            let restored = edit.map_err(FsError::from).and_then(|edit| self.apply_edit(edit, node, kind));
+            match restored {
+                // The image is a name prefix again: the kernel must forget its `target`
+                // before this write's refusal reaches the writer.
+                Ok(()) if cleared => {
+                    let parent = Ino::Node(node).number();
+                    if self.inodes.is_known(parent) {
+                        let name = AttrFile::Target.name().to_owned();
+                        self.notices.send_and_wait(super::notify::Notice::Forget { parent, name });
+                    }
+                }
+                Ok(()) => {}
+                Err(restore) => {
+                    log::error!("{}: could not put back the value from before a refused write: {restore}", writer.file().name())
+                }
             }
         }
         writer.refused = Some((e.errno(), e.to_string()));

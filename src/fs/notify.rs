@@ -19,6 +19,15 @@ const ACK_WAIT: Duration = Duration::from_secs(1);
 pub enum Notice {
     /// The attributes of an inode changed.
     Attributes(u64),
+    /// The name `name` of directory `parent` is gone, and the kernel must drop its entry
+    /// without touching the inode behind it (whose lock the request that caused this may
+    /// hold, as a write does).
+    Forget {
+        /// The directory's inode.
+        parent: u64,
+        /// The name.
+        name: String,
+    },
     /// The daemon removed the name `name` (inode `child`) from directory `parent`.
     Removed {
         /// The directory's inode.

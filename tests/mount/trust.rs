@@ -165,6 +165,28 @@ fn a_refused_label_edit_never_drops_a_gc_ref_pin_for_a_collection() {
 }
 
 #[test]
+fn bad_bytes_after_a_committed_document_put_the_value_from_before_the_open_back() {
+    let fx = MountFixture::new();
+    fs::create_dir_all(fx.path("images/app")).unwrap();
+    let doc = descriptor(1).to_string();
+    // A first target, then garbage through the same descriptor: the image goes back to
+    // being a name prefix.
+    let mut file = File::create(fx.path("images/app/target")).unwrap();
+    file.write_all(doc.as_bytes()).unwrap();
+    assert_eq!(read_json(&fx.path("images/app/target")), descriptor(1), "committed at the write that closed it");
+    assert_eq!(errno_of(file.write_all(b"x")), libc::EINVAL);
+    drop(file);
+    assert!(!fx.path("images/app/target").exists(), "no target again");
+    // With a target already there, the old one comes back.
+    put(&fx.path("images/app/target"), &doc);
+    let mut file = File::create(fx.path("images/app/target")).unwrap();
+    file.write_all(descriptor(2).to_string().as_bytes()).unwrap();
+    assert_eq!(errno_of(file.write_all(b"}")), libc::EINVAL);
+    drop(file);
+    assert_eq!(read_json(&fx.path("images/app/target")), descriptor(1));
+}
+
+#[test]
 fn huge_truncations_and_offsets_are_refused_and_the_daemon_serves_on() {
     let fx = MountFixture::new();
     fs::create_dir(fx.path("containers/c")).unwrap();
