@@ -309,6 +309,60 @@ fn the_mount_answers_within_100ms_while_6_unpacks_and_4_task_starts_run() {
 }
 
 #[test]
+fn watchers_of_a_removed_task_s_views_see_them_go() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let t = Tasks::new();
+    t.container("w", "exit 0");
+    t.start("w");
+    assert_eq!(t.wait("w"), "0\n");
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    let wait = inotify.add_watch(&t.path("wait/w"), AddWatchFlags::IN_DELETE_SELF).unwrap();
+    let logs = inotify.add_watch(&t.path("logs/w"), AddWatchFlags::IN_DELETE_SELF).unwrap();
+    t.sh_ok("rm tasks/w");
+    let mut gone = Vec::new();
+    wait_until(DEADLINE, "IN_DELETE_SELF for wait/w and logs/w", || {
+        if let Ok(events) = inotify.read_events() {
+            gone.extend(events.into_iter().filter(|e| e.mask.contains(AddWatchFlags::IN_DELETE_SELF)).map(|e| e.wd));
+        }
+        gone.contains(&wait) && gone.contains(&logs)
+    });
+    assert!(!t.path("wait/w").exists() && !t.path("logs/w").exists());
+}
+
+#[test]
+fn stat_of_usage_never_walks_the_tree_and_reading_it_measures() {
+    let layout = two_layer_layout();
+    let t = Tasks::new();
+    import_by_copying(&t, layout, "latest", "usage/busybox");
+    image_container(&t, "u", "usage/busybox", "true");
+    let usage = t.path("snapshots/u-root/usage");
+    let recorded = read(&usage);
+    let files = snapshot_files(&t, "u-root");
+    for i in 0..200 {
+        fs::write(files.join(format!("f{i}")), vec![b'x'; 4096]).unwrap();
+    }
+    assert_eq!(fs::metadata(&usage).unwrap().len() as usize, recorded.len(), "a stat shows the recorded figure");
+    let measured = read(&usage);
+    let inodes = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap()["inodes"].as_u64().unwrap();
+    assert!(inodes(&measured) >= inodes(&recorded) + 200, "{recorded} -> {measured}");
+    assert_eq!(fs::metadata(&usage).unwrap().len() as usize, measured.len(), "and the reading recorded it");
+}
+
+#[test]
+fn a_large_spec_written_in_small_chunks_is_accepted_and_comes_back_whole() {
+    let fx = MountFixture::new();
+    fs::create_dir(fx.path("containers/big")).unwrap();
+    let env: Vec<String> = (0..40_000).map(|i| format!("VAR_{i}=value-{i}")).collect();
+    let spec = serde_json::to_string_pretty(&json!({"ociVersion": "1.2.0", "process": {"args": ["true"], "env": env}})).unwrap();
+    assert!(spec.len() > 1 << 20, "{} bytes", spec.len());
+    let source = fx.root().join("spec.json");
+    fs::write(&source, &spec).unwrap();
+    fx.sh_ok(&format!("dd if={} of=containers/big/spec bs=512 status=none", source.display()));
+    assert_eq!(read(&fx.path("containers/big/spec")), spec);
+    assert_eq!(fs::metadata(fx.path("containers/big/spec")).unwrap().len() as usize, spec.len());
+}
+
+#[test]
 fn rm_touch_and_wait_of_one_task_work_in_a_tight_loop() {
     let t = Tasks::new();
     t.container("w", "exit 0");
