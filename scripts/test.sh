@@ -132,6 +132,9 @@ section "cargo test --all-targets"
 # Every temporary directory of the test run (state dirs, mountpoints) goes under one
 # directory of ours, so that what the run left behind can be found afterwards.
 test_tmp="$(mktemp -d /tmp/ctrfs-test.XXXXXX)"
+# Other users may traverse it (not list it): the privacy tests run commands as uid 65534
+# against fixtures below it, and must fail for the state directory's reasons, not this one's.
+chmod 711 "$test_tmp"
 log="$test_tmp/cargo-test.log"
 : >"$log"
 if TMPDIR="$test_tmp" run_group cargo test --all-targets --no-fail-fast; then
