@@ -69,6 +69,9 @@ pub enum FsError {
     /// More files are open on the mount than it allows.
     #[error("more than {0} files are open on this mount")]
     TooManyOpenFiles(usize),
+    /// The open files together hold as many document bytes as they may.
+    #[error("open files hold {0} MiB of documents, all they may; close some")]
+    TooMuchHeld(usize),
     /// A handle whose earlier write was refused: the same answer again.
     #[error("refused earlier on this open file: {reason}")]
     Refused {
@@ -105,7 +108,7 @@ impl FsError {
             FsError::Range => libc::ERANGE,
             FsError::BadHandle => libc::EBADF,
             FsError::InvalidRequest(_) => libc::EINVAL,
-            FsError::TooManyOpenFiles(_) => libc::ENFILE,
+            FsError::TooManyOpenFiles(_) | FsError::TooMuchHeld(_) => libc::ENFILE,
             FsError::Refused { errno, .. } => *errno,
             FsError::Unsettled(inner) => inner.errno(),
         }

@@ -250,7 +250,10 @@ impl Filesystem for FuseAdapter {
             Ok(fh) => reply.opened(FileHandle(fh), OPEN_FLAGS),
             Err(e) => reply.error(refuse("open", || core.path_of(ino.0), &e)),
         };
-        if self.core.open_may_block(ino.0) {
+        // Opening for writing takes the pin table's lock, which a collection holds for
+        // its whole transaction; `usage` measures a tree.
+        let writing = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
+        if writing || self.core.open_may_block(ino.0) {
             self.offload("open", job);
         } else {
             guarded("open", || job(&self.core));
@@ -268,6 +271,15 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        if self.core.is_writing(fh.0) {
+            // A handle open for writing may be locked by its own long commit (an unpack).
+            self.offload("read", move |core| match core.read(fh.0, offset, size) {
+                Ok(ReadOutcome::Data(bytes)) => reply.data(&bytes),
+                Ok(ReadOutcome::WaitForExit(_)) => reply.error(Errno::EBADF),
+                Err(e) => reply.error(refuse("read", || core.path_of(ino.0), &e)),
+            });
+            return;
+        }
         guarded("read", || match self.core.read(fh.0, offset, size) {
             Ok(ReadOutcome::Data(bytes)) => reply.data(&bytes),
             Ok(ReadOutcome::WaitForExit(node)) => {

@@ -71,9 +71,14 @@ impl AttrWriter {
     }
 }
 
-/// How many files may be open on the mount at once: each holds at most one document
-/// (4 MiB for a spec, 1 MiB otherwise) twice, so this bounds the daemon's memory.
+/// How many files may be open on the mount at once.
 pub const MAX_OPEN_FILES: usize = 4096;
+
+/// How many bytes of documents open files may hold together: a reader holds the document
+/// it opened, a writer the value at open plus as much as it may write (the file's limit).
+/// This, not the count, bounds the daemon's memory: 1 GiB is 1,000 label writers or 250
+/// spec writers at once.
+pub const MAX_HELD_BYTES: usize = 1 << 30;
 
 /// What a read gives: bytes now, or a wait for a task's exit (the adapter parks the
 /// request instead of blocking a worker thread).
@@ -89,11 +94,18 @@ pub enum ReadOutcome {
 #[derive(Debug, Default)]
 pub struct HandleTable {
     next: AtomicU64,
-    open: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
+    open: Mutex<OpenFiles>,
     /// What each writing handle writes, kept outside the handles' own locks: a handle can
     /// stay locked for as long as its commit takes (a whole image unpacked at the close of
     /// `snapshot`), and questions about writers must not wait for that.
     writers: Mutex<HashMap<u64, Writes>>,
+}
+
+/// The open handles, with the bytes of documents they may hold.
+#[derive(Debug, Default)]
+struct OpenFiles {
+    handles: HashMap<u64, (Arc<Mutex<Handle>>, usize)>,
+    held: usize,
 }
 
 /// What a writing handle writes.
@@ -107,10 +119,26 @@ enum Writes {
     Task(NodeId),
 }
 
+impl Handle {
+    /// The document bytes this handle may come to hold.
+    fn charge(&self) -> usize {
+        match &self.state {
+            HandleState::Snapshot(content) | HandleState::Control { snapshot: content } => content.len(),
+            HandleState::Write(writer) => writer.buffer.visible().len() + super::write::size_limit(writer.file()),
+            HandleState::Log(_) | HandleState::Wait | HandleState::BlobRead(_) | HandleState::BlobWrite(_) => 0,
+        }
+    }
+}
+
 impl HandleTable {
     fn insert(&self, handle: Handle) -> Result<u64> {
-        if lock(&self.open).len() >= MAX_OPEN_FILES {
+        let charge = handle.charge();
+        let mut open = lock(&self.open);
+        if open.handles.len() >= MAX_OPEN_FILES {
             return Err(FsError::TooManyOpenFiles(MAX_OPEN_FILES));
+        }
+        if open.held.saturating_add(charge) > MAX_HELD_BYTES {
+            return Err(FsError::TooMuchHeld(MAX_HELD_BYTES >> 20));
         }
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let writes = match &handle.state {
@@ -122,12 +150,13 @@ impl HandleTable {
         if let Some(writes) = writes {
             lock(&self.writers).insert(fh, writes);
         }
-        lock(&self.open).insert(fh, Arc::new(Mutex::new(handle)));
+        open.held += charge;
+        open.handles.insert(fh, (Arc::new(Mutex::new(handle)), charge));
         Ok(fh)
     }
 
     fn get(&self, fh: u64) -> Result<Arc<Mutex<Handle>>> {
-        lock(&self.open).get(&fh).cloned().ok_or(FsError::BadHandle)
+        lock(&self.open).handles.get(&fh).map(|(h, _)| Arc::clone(h)).ok_or(FsError::BadHandle)
     }
 
     /// Whether some handle is writing `file` of `node` (a `target` being created has no
@@ -143,7 +172,10 @@ impl HandleTable {
 
     fn remove(&self, fh: u64) -> Option<Arc<Mutex<Handle>>> {
         lock(&self.writers).remove(&fh);
-        lock(&self.open).remove(&fh)
+        let mut open = lock(&self.open);
+        let (handle, charge) = open.handles.remove(&fh)?;
+        open.held -= charge;
+        Some(handle)
     }
 }
 
@@ -403,12 +435,12 @@ impl FsCore {
                 }
                 let committed = match writer.buffer.write(offset, data) {
                     Ok(None) => return Ok(data.len()),
-                    Ok(Some(edit)) => self.apply_edit(edit, node, kind),
+                    Ok(Some(edit)) => self.apply_edit(edit.clone(), node, kind).map(|()| edit),
                     Err(invalid) => Err(invalid.into()),
                 };
                 match committed {
-                    Ok(()) => {
-                        writer.buffer.mark_committed();
+                    Ok(edit) => {
+                        writer.buffer.mark_committed(edit);
                         Ok(data.len())
                     }
                     Err(e) => Err(self.refuse_writer(node, kind, writer, e)),
@@ -488,12 +520,12 @@ impl FsCore {
         }
         let bare_truncation = writer.buffer.is_bare_truncation();
         let committed = match writer.buffer.pending_edit() {
-            Ok(edit) => self.apply_edit(edit, node, kind),
+            Ok(edit) => self.apply_edit(edit.clone(), node, kind).map(|()| edit),
             Err(invalid) => Err(invalid.into()),
         };
         match committed {
-            Ok(()) => {
-                writer.buffer.mark_committed();
+            Ok(edit) => {
+                writer.buffer.mark_committed(edit);
                 Ok(())
             }
             // Not final before release: bytes may follow (a truncation, or a document whose
@@ -509,7 +541,16 @@ impl FsCore {
     /// of this handle's value was committed, so a refusal leaves nothing changed, and
     /// marks the handle refused. Returns the error to answer.
     fn refuse_writer(&self, node: NodeId, kind: NodeKind, writer: &mut AttrWriter, e: FsError) -> FsError {
-        if writer.buffer.needs_restore() {
+        // Only while the stored value is still what this handle committed: a value another
+        // writer committed since is theirs, acknowledged, and stays.
+        let ours = match writer.buffer.last_committed() {
+            Some(last) => self.services.still_holds(node, kind, last).unwrap_or(false),
+            None => false,
+        };
+        if writer.buffer.needs_restore() && !ours {
+            log::info!("{}: changed by another writer since; not put back", writer.file().name());
+        }
+        if writer.buffer.needs_restore() && ours {
             let edit = writer.buffer.restore_edit();
             let cleared = matches!(edit, Ok(Edit::ClearTarget));
             let restored = edit.map_err(FsError::from).and_then(|edit| self.apply_edit(edit, node, kind));
@@ -542,7 +583,15 @@ impl FsCore {
             (Object::Container(c), AttrFile::Snapshot) if !c.snapshot.is_empty() => {
                 refs.push(Reference::Snapshot(c.snapshot.clone()))
             }
-            (_, AttrFile::Labels) => refs.extend(loaded.labels().into_iter().flat_map(label_references)),
+            (_, AttrFile::Labels) => {
+                refs.extend(loaded.labels().into_iter().flat_map(label_references));
+                // The record itself, which its own `containerd.io/gc.root` label may keep.
+                match &loaded.object {
+                    Object::Snapshot(snapshot) => refs.push(Reference::Snapshot(snapshot.key.clone())),
+                    Object::Blob(blob) => refs.push(Reference::Blob(blob.digest.clone())),
+                    _ => {}
+                }
+            }
             _ => {}
         }
         self.services.pin(refs)

@@ -90,8 +90,9 @@ impl Notices {
     /// answer, and removing a name from it needs the same lock.
     pub fn send_and_wait(&self, notice: Notice) {
         let (tx, rx) = channel();
-        if self.queue(Queued { notice, ack: Some(tx) }) {
-            let _ = rx.recv_timeout(ACK_WAIT);
+        let what = format!("{notice:?}");
+        if self.queue(Queued { notice, ack: Some(tx) }) && rx.recv_timeout(ACK_WAIT).is_err() {
+            log::warn!("the kernel was not told of {what} within {ACK_WAIT:?}; answering anyway (it may show the old name until its cache expires, 1 s)");
         }
     }
 

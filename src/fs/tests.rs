@@ -105,6 +105,19 @@ fn the_write_that_completes_a_value_commits_it_before_any_close() {
 }
 
 #[test]
+fn a_refusal_never_puts_back_over_what_another_writer_committed_since() {
+    let (_dir, core) = core();
+    core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
+    let spec = ino_of(&core, "containers/web/spec");
+    let a = core.open(spec, TRUNC).unwrap();
+    core.write(a, 0, b"{\"a\": 1}").unwrap();
+    write_file(&core, spec, TRUNC, b"{\"b\": 2}").unwrap();
+    assert_eq!(core.write(a, 8, b"x").unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(core.content(spec).unwrap(), b"{\"b\": 2}", "the other writer's acknowledged value stays");
+    core.release(a).unwrap();
+}
+
+#[test]
 fn truncation_to_huge_sizes_is_refused_with_efbig() {
     let (_dir, core) = core();
     core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();

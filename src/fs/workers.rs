@@ -69,9 +69,11 @@ impl Workers {
             return Err(Saturated);
         }
         queue.jobs.push_back((op, Box::new(job)));
-        if queue.idle > 0 {
-            self.shared.ready.notify_one();
-        } else if queue.threads < self.shared.max_threads {
+        self.shared.ready.notify_one();
+        // `idle` counts waiting workers, and one woken by an earlier submit still counts
+        // until it takes the lock: so every queued job beyond them gets a thread of its own
+        // (up to the bound), and a burst never ends up behind one slow job.
+        if queue.jobs.len() > queue.idle && queue.threads < self.shared.max_threads {
             queue.threads += 1;
             let shared = Arc::clone(&self.shared);
             let spawned = std::thread::Builder::new().name("ctrfs-worker".into()).spawn(move || work(&shared));
@@ -145,6 +147,29 @@ mod tests {
         release_tx.send(()).unwrap();
         release_tx.send(()).unwrap();
         assert!(workers.threads() <= 4);
+    }
+
+    #[test]
+    fn a_burst_gets_a_thread_per_job_even_with_one_worker_idle() {
+        let workers = Workers::new(8, 64);
+        // One worker, then idle.
+        let (tx, rx) = mpsc::channel();
+        workers.run("warm", move || tx.send(()).unwrap());
+        rx.recv().unwrap();
+        // Two slow jobs at once, and a third that must not wait for either.
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Arc::new(Mutex::new(release_rx));
+        for _ in 0..2 {
+            let rx = Arc::clone(&release_rx);
+            workers.run("slow", move || {
+                let _ = rx.lock().unwrap().recv();
+            });
+        }
+        let (done_tx, done_rx) = mpsc::channel();
+        workers.run("fast", move || done_tx.send(()).unwrap());
+        done_rx.recv_timeout(Duration::from_secs(5)).expect("the fast job got a thread");
+        release_tx.send(()).unwrap();
+        release_tx.send(()).unwrap();
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::ino::AttrFile;
 use crate::model::{
-    parse_label_line, parse_labels, JsonScan, validate_spec, ContainerField, Descriptor, LabelEdit, Labels, ValidationError,
+    parse_labels, JsonScan, validate_spec, ContainerField, Descriptor, LabelEdit, Labels, ValidationError,
     MAX_DOCUMENT_BYTES, MAX_SPEC_BYTES,
 };
 use crate::service::Edit;
@@ -37,8 +37,8 @@ enum Judgement {
     /// `labels`: the edits of the complete lines, the end of the last complete line, and
     /// how many of the edits this handle has committed.
     Labels { edits: Vec<LabelEdit>, judged: usize, committed: usize },
-    /// One-line fields: short, judged whole at each write.
-    Line,
+    /// One-line fields: where the newline is, once one came (in document offsets).
+    Line { newline: Option<usize> },
     /// Positional writes: judged at close.
     AtClose,
 }
@@ -62,6 +62,9 @@ pub struct WriteBuffer {
     failure: Option<ValidationError>,
     /// This handle committed something (a value or a bare truncation).
     committed: bool,
+    /// The last change this handle committed: a refusal puts the value from before the
+    /// open back only while the stored value is still this one.
+    last_committed: Option<Edit>,
 }
 
 impl WriteBuffer {
@@ -79,6 +82,7 @@ impl WriteBuffer {
             written: false,
             failure: None,
             committed: false,
+            last_committed: None,
         };
         // The content at open is a stored value, so it judges clean.
         let _ = buffer.rejudge();
@@ -190,10 +194,12 @@ impl WriteBuffer {
                 parse_complete(self.file, self.mode, &self.base, &self.data).map(Some)
             }
             Judgement::Labels { edits, judged, committed } => {
-                let Some(last_newline) = self.data[*judged..].iter().rposition(|b| *b == b'\n') else {
+                // Only the new bytes can hold a newline not yet seen.
+                let from = if sequential { start.max(*judged) } else { *judged };
+                let Some(last_newline) = self.data[from..].iter().rposition(|b| *b == b'\n') else {
                     return Ok(None);
                 };
-                let lines_end = *judged + last_newline + 1;
+                let lines_end = from + last_newline + 1;
                 let text = utf8(self.file, &self.data[*judged..lines_end])?;
                 edits.extend(parse_labels(text, false)?);
                 *judged = lines_end;
@@ -209,17 +215,25 @@ impl WriteBuffer {
                     WriteMode::Replace | WriteMode::Positional => Some(Edit::ReplaceLabels(Labels::from_edits(edits.clone()))),
                 })
             }
-            Judgement::Line => {
-                let bytes = document(self.mode, &self.base, &self.data);
-                let text = utf8_prefix(self.file, &bytes)?;
-                match text.split_once('\n') {
-                    Some((line, "")) => {
+            Judgement::Line { newline } => {
+                let prefix = if self.mode == WriteMode::Append { self.base.len() } else { 0 };
+                let from = if sequential { start } else { 0 };
+                let single_line = || ValidationError::InvalidField { field: self.file.name(), reason: "must be a single line".into() };
+                for at in self.data[from..].iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| prefix + from + i) {
+                    if newline.replace(at).is_some() {
+                        return Err(single_line());
+                    }
+                }
+                match *newline {
+                    None => Ok(None),
+                    Some(at) if at + 1 == prefix + self.data.len() => {
+                        let bytes = document(self.mode, &self.base, &self.data);
+                        let line = utf8(self.file, &bytes[..at])?;
                         let field = container_field(self.file);
                         field.validate(line)?;
                         Ok(Some(Edit::Field(field, line.to_owned())))
                     }
-                    Some(_) => Err(ValidationError::InvalidField { field: self.file.name(), reason: "must be a single line".into() }),
-                    None => Ok(None),
+                    Some(_) => Err(single_line()),
                 }
             }
         }
@@ -237,42 +251,58 @@ impl WriteBuffer {
                 return fed.map_err(|e| json_error(self.file, e.to_string()));
             }
             (_, AttrFile::Labels) => Judgement::Labels { edits: Vec::new(), judged: 0, committed: 0 },
-            _ => Judgement::Line,
+            // What `>>` appends to: a one-line value already ends in its newline.
+            (WriteMode::Append, _) => Judgement::Line { newline: self.base.iter().rposition(|b| *b == b'\n') },
+            _ => Judgement::Line { newline: None },
         };
         Ok(())
     }
 
     /// Records that what this buffer asked for was committed.
-    pub fn mark_committed(&mut self) {
+    pub fn mark_committed(&mut self, edit: Edit) {
         self.dirty = false;
         self.written = false;
         self.committed = true;
-        if let Judgement::Labels { edits, judged, committed } = &mut self.judgement {
-            if *judged < self.data.len() {
-                // The unfinished last line went with this commit: it counts as a line.
-                if let Ok(text) = std::str::from_utf8(&self.data[*judged..]) {
-                    if let Ok(Some(edit)) = parse_label_line(text) {
-                        edits.push(edit);
-                    }
-                }
-                *judged = self.data.len();
-            }
+        if let Judgement::Labels { edits, committed, .. } = &mut self.judgement {
+            // An unfinished last line went with this commit (a close or fsync), but stays
+            // unjudged: more bytes of the same line may still come through another
+            // descriptor, and the whole line is judged (and merged) again then.
             *committed = edits.len();
         }
+        self.last_committed = Some(edit);
     }
 
-    /// `ftruncate` through this handle. A size that leaves a document that can never be
-    /// valid (zeros after a JSON prefix) is refused, and the buffer is left as it was.
+    /// What this handle committed last, as the whole value it set (`None` for label lines
+    /// merged with `>>`, which are never put back).
+    pub fn last_committed(&self) -> Option<&Edit> {
+        self.last_committed.as_ref().filter(|e| !matches!(e, Edit::MergeLabels(_)))
+    }
+
+    /// `ftruncate` through this handle. It may shorten what the file shows, never lengthen
+    /// it (the zeros a longer size adds are never part of a valid value), and a size that
+    /// leaves a document that can never be valid is refused; a refusal leaves the buffer
+    /// as it was. On an `O_APPEND` handle the file shown is the old value and the
+    /// appended bytes: shortening it makes the handle a replacement of what is left.
     pub fn truncate(&mut self, size: u64) -> Result<(), ValidationError> {
         let limit = size_limit(self.file);
         let size = usize::try_from(size).ok().filter(|s| *s <= limit);
         let size = size.ok_or(ValidationError::TooLarge { what: self.file.name(), limit })?;
-        let (mode, data, judgement) = (self.mode, self.data.clone(), self.judgement.clone());
-        if self.mode == WriteMode::Append && size == 0 {
-            // Truncating an append handle empties the file: it becomes a replacement.
-            self.mode = WriteMode::Replace;
+        let shown = self.visible().len();
+        if size > shown {
+            return Err(ValidationError::InvalidField {
+                field: self.file.name(),
+                reason: format!("can only be shortened (to at most {shown} bytes), not extended to {size}"),
+            });
         }
-        self.data.resize(size, 0);
+        let (mode, data, judgement) = (self.mode, self.data.clone(), self.judgement.clone());
+        if self.mode == WriteMode::Append {
+            let mut whole = self.visible().into_owned();
+            whole.truncate(size);
+            self.mode = WriteMode::Replace;
+            self.data = whole;
+        } else {
+            self.data.truncate(size);
+        }
         if let Err(e) = self.rejudge() {
             (self.mode, self.data, self.judgement) = (mode, data, judgement);
             return Err(e);
@@ -331,14 +361,14 @@ fn parse_complete(file: AttrFile, mode: WriteMode, base: &[u8], data: &[u8]) -> 
     let bytes = document(mode, base, data);
     match file {
         AttrFile::Target => {
-            if bytes.iter().all(u8::is_ascii_whitespace) {
+            if is_json_blank(&bytes) {
                 return Err(ValidationError::InvalidDescriptor { reason: "target must not be empty".into() });
             }
             let value = serde_json::from_slice(&bytes).map_err(|e| json_error(file, e.to_string()))?;
             Descriptor::from_json(value).map(Edit::Target)
         }
         AttrFile::Spec => {
-            if bytes.iter().all(u8::is_ascii_whitespace) {
+            if is_json_blank(&bytes) {
                 return Ok(Edit::Spec(None));
             }
             let value: Value = serde_json::from_slice(&bytes).map_err(|e| json_error(file, e.to_string()))?;
@@ -370,6 +400,11 @@ fn parse_complete(file: AttrFile, mode: WriteMode, base: &[u8], data: &[u8]) -> 
     }
 }
 
+/// Nothing but JSON's own whitespace (RFC 8259: space, tab, LF, CR; not form feed).
+fn is_json_blank(bytes: &[u8]) -> bool {
+    crate::model::trim_json_whitespace(bytes).is_empty()
+}
+
 fn json_error(file: AttrFile, reason: String) -> ValidationError {
     match file {
         AttrFile::Target => ValidationError::InvalidDescriptor { reason: format!("not JSON: {reason}") },
@@ -389,15 +424,6 @@ fn container_field(file: AttrFile) -> ContainerField {
 fn utf8(file: AttrFile, bytes: &[u8]) -> Result<&str, ValidationError> {
     std::str::from_utf8(bytes)
         .map_err(|_| ValidationError::InvalidField { field: file.name(), reason: "must be UTF-8 text".into() })
-}
-
-/// The valid UTF-8 prefix of bytes that may end inside a multi-byte character.
-fn utf8_prefix(file: AttrFile, bytes: &[u8]) -> Result<&str, ValidationError> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Ok(text),
-        Err(e) if e.error_len().is_none() => Ok(std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default()),
-        Err(_) => utf8(file, bytes),
-    }
 }
 
 #[cfg(test)]
@@ -433,7 +459,7 @@ mod tests {
         assert_eq!(b.write(0, a.as_bytes()).unwrap(), None);
         let edit = b.write(a.len() as u64, rest.as_bytes()).unwrap();
         assert!(matches!(edit, Some(Edit::Target(d)) if d.size == 3));
-        b.mark_committed();
+        b.mark_committed(Edit::Spec(None));
         assert!(!b.is_dirty());
         assert_eq!(b.write(doc.len() as u64, b"\n\n").unwrap(), None, "whitespace after it changes nothing");
         assert!(!b.is_dirty());
@@ -466,7 +492,7 @@ mod tests {
         let mut merge = WriteBuffer::new(AttrFile::Labels, WriteMode::Append, b"old=1\n".to_vec());
         let edit = merge.write(99, b"old=\nnew=2\n").unwrap();
         assert_eq!(edit, Some(Edit::MergeLabels(vec![LabelEdit::Remove("old".into()), LabelEdit::Set("new".into(), "2".into())])));
-        merge.mark_committed();
+        merge.mark_committed(Edit::MergeLabels(Vec::new()));
         assert_eq!(merge.write(0, b"z=9\n").unwrap(), Some(Edit::MergeLabels(vec![LabelEdit::Set("z".into(), "9".into())])), "only the new lines");
         assert!(!merge.needs_restore(), "appended lines were acknowledged one by one");
         let mut bad = replace(AttrFile::Labels);
@@ -499,7 +525,7 @@ mod tests {
     fn one_line_fields_commit_at_their_newline_and_refuse_a_second_line() {
         let mut b = replace(AttrFile::Runtime);
         assert_eq!(b.write(0, b"crun\n").unwrap(), Some(Edit::Field(ContainerField::Runtime, "crun".into())));
-        b.mark_committed();
+        b.mark_committed(Edit::Spec(None));
         assert!(b.write(5, b"more\n").is_err());
         let mut positional = WriteBuffer::new(AttrFile::Runtime, WriteMode::Positional, b"runc\n".to_vec());
         assert_eq!(positional.write(0, b"c").unwrap(), None, "positional edits wait for close");
@@ -517,8 +543,36 @@ mod tests {
         assert!(matches!(far.write(u64::MAX - 1, b"x=1\n"), Err(ValidationError::TooLarge { .. })));
         let mut t = replace(AttrFile::Spec);
         assert!(matches!(t.truncate(1 << 40), Err(ValidationError::TooLarge { .. })));
-        assert!(matches!(t.truncate(10), Err(ValidationError::InvalidSpec { .. })), "zeros never make JSON");
+        assert!(matches!(t.truncate(10), Err(ValidationError::InvalidField { .. })), "zeros never make a value");
         assert!(t.visible().is_empty(), "and the refused truncation changed nothing");
-        assert!(replace(AttrFile::Labels).truncate(10).is_ok());
+        t.write(0, b"{\"a\": 1}").unwrap();
+        assert!(t.truncate(3).is_ok(), "shortening is an edit");
+        assert_eq!(&*t.visible(), b"{\"a");
+        let mut append = WriteBuffer::new(AttrFile::Labels, WriteMode::Append, b"a=1\nb=2\n".to_vec());
+        append.write(0, b"c=3\n").unwrap();
+        append.truncate(4).unwrap();
+        assert_eq!(&*append.visible(), b"a=1\n", "an append handle shortens the file it shows");
+        assert_eq!(append.pending_edit().unwrap(), Edit::ReplaceLabels(Labels::from_edits(parse_labels("a=1\n", true).unwrap())));
+    }
+
+    #[test]
+    fn a_close_in_the_middle_of_a_label_line_leaves_the_line_open() {
+        // `{ /bin/printf a=; echo 1; } > labels`: the child's exit closes (and commits)
+        // `a=` before `1` arrives through another descriptor.
+        let mut b = replace(AttrFile::Labels);
+        assert_eq!(b.write(0, b"a=").unwrap(), None);
+        let tail = b.pending_edit().unwrap();
+        b.mark_committed(tail);
+        let edit = b.write(2, b"1\n").unwrap();
+        assert_eq!(edit, Some(Edit::ReplaceLabels(Labels::from_edits(parse_labels("a=1\n", true).unwrap()))));
+        let mut line = replace(AttrFile::Runtime);
+        assert_eq!(line.write(0, b"cr").unwrap(), None);
+        assert_eq!(line.write(2, b"un\n").unwrap(), Some(Edit::Field(ContainerField::Runtime, "crun".into())));
+        assert!(line.write(5, b"x\n").is_err(), "a second line");
+        assert!(matches!(
+            WriteBuffer::new(AttrFile::Runtime, WriteMode::Append, b"runc\n".to_vec()).write(0, b"x"),
+            Err(ValidationError::InvalidField { .. })
+        ));
+        assert!(replace(AttrFile::Spec).write(0, b"\x0c").map(drop).unwrap_err().to_string().contains("JSON"), "form feed is not JSON whitespace");
     }
 }

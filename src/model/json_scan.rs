@@ -8,8 +8,9 @@
 //! full parse (serde_json) runs once, on the complete document. UTF-8 inside strings is
 //! left to that parse.
 
-/// How deep objects and arrays may nest (serde_json's own recursion limit).
-pub const MAX_JSON_DEPTH: usize = 128;
+/// How deep objects and arrays may nest: one less than serde_json's recursion limit
+/// (128), so a document the scanner accepts is never refused by the full parse for depth.
+pub const MAX_JSON_DEPTH: usize = 127;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Nest {

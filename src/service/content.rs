@@ -140,8 +140,18 @@ impl Services {
     pub fn delete_blob(&self, dir: NodeId, hex: &str) -> Result<()> {
         let res = self.resources()?;
         {
+            // Lock order as in a collection: the blob files, then the held references.
             let _files = lock(&res.blob_files);
-            let (_, blob) = self.store.write(|w| w.delete_blob(dir, hex))?;
+            let (_, blob) = res.with_in_flight(|held| {
+                self.store.write(|w| -> Result<_> {
+                    let digest = w.blob_digest_at(dir, hex)?;
+                    if held.contains(&crate::store::Reference::Blob(digest.clone())) {
+                        let by = "a file open for writing that references it".into();
+                        return Err(StoreError::InUse { what: format!("blob {digest}"), by }.into());
+                    }
+                    Ok(w.delete_blob(dir, hex)?)
+                })
+            })?;
             res.content.remove(&blob.digest)?;
             log::info!("blob {} deleted", blob.digest);
         }

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use crate::model::{ContainerField, Descriptor, LabelEdit, Labels};
-use crate::store::{Collected, NodeId, NodeKind, Store};
+use crate::store::{Collected, NodeId, NodeKind, Store, StoreRead};
 
 pub use content::{BlobWriter, Judge};
 pub use labels::Presence;
@@ -153,6 +153,22 @@ impl Services {
             (_, Edit::MergeLabels(edits)) => self.update_labels(node, |l| l.apply(edits)),
             (kind, edit) => Err(crate::store::StoreError::NotPermitted(format!("{edit:?} does not apply to a {kind:?}")).into()),
         }
+    }
+
+    /// Whether `node`'s field still holds the value `edit` set (a whole value: not a merge
+    /// of label lines, which always answers `false`).
+    pub fn still_holds(&self, node: NodeId, kind: NodeKind, edit: &Edit) -> Result<bool> {
+        let reader = self.store.read()?;
+        Ok(match (kind, edit) {
+            (NodeKind::ImageDir, Edit::Target(target)) => reader.image(node)?.is_some_and(|i| &i.target == target),
+            (NodeKind::ImageDir, Edit::ClearTarget) => reader.image(node)?.is_none(),
+            (NodeKind::Container, Edit::Spec(spec)) => reader.with_spec(node, |s| s.to_vec())? == *spec,
+            (NodeKind::Container, Edit::Field(field, value)) => {
+                reader.container(node)?.is_some_and(|c| c.field(*field) == value)
+            }
+            (_, Edit::ReplaceLabels(labels)) => reader.labels_of(node)?.as_ref() == Some(labels),
+            _ => false,
+        })
     }
 
     /// Keeps `refs` from collection until the guard drops (an open writer's file's

@@ -83,6 +83,9 @@ fn a_pin_keeps_what_a_file_referenced_at_open_until_it_is_dropped() {
     services.apply(Edit::ReplaceLabels(Labels::new()), c, NodeKind::Container).unwrap();
     services.collect_garbage().unwrap();
     assert!(has_blob(&services, &digest), "pinned while the writer is open");
+    let hex = digest.trim_start_matches("sha256:");
+    let refused = services.delete_blob(schema::CONTENT_SHA256, hex).unwrap_err();
+    assert!(matches!(refused, ServiceError::Store(StoreError::InUse { .. })), "an explicit rm respects the pin too: {refused}");
     drop(pin);
     services.collect_garbage().unwrap();
     assert!(!has_blob(&services, &digest), "collected once nothing pins it (no ingest lease here)");

@@ -52,6 +52,15 @@ impl Writer<'_> {
         }
     }
 
+    /// The digest of blob `hex` in digest directory `dir`, if there is one.
+    pub fn blob_digest_at(&self, dir: NodeId, hex: &str) -> Result<String> {
+        let node = self
+            .lookup(dir, hex)?
+            .filter(|n| n.kind == NodeKind::Blob)
+            .ok_or_else(|| StoreError::NotFound { kind: "blob", key: hex.into() })?;
+        Ok(self.blob(node.id)?.ok_or_else(|| not_found(node.id))?.digest)
+    }
+
     /// `rm content/<alg>/<hex>`: deletes a blob nothing pins.
     pub fn delete_blob(&mut self, dir: NodeId, hex: &str) -> Result<(Node, Blob)> {
         let node = self
