@@ -71,33 +71,35 @@ impl Loaded {
         Ok(Loaded { node, object })
     }
 
-    /// The attribute files this directory shows, in listing order.
+    /// The attribute files a directory of this kind can have, in listing order (see
+    /// `FsCore::present` for which it has now).
     pub fn files(&self) -> &'static [AttrFile] {
         match &self.object {
-            Object::Image(Some(_)) => &IMAGE_FILES,
+            Object::Image(_) => &IMAGE_FILES,
             Object::Container(_) => &CONTAINER_FILES,
             Object::Snapshot(_) => &SNAPSHOT_FILES,
-            Object::Image(None) | Object::Task(_) | Object::Blob(_) | Object::Fixed => &[],
+            Object::Task(_) | Object::Blob(_) | Object::Fixed => &[],
         }
     }
 
-    /// Whether this directory has the attribute file `name`.
+    /// Whether this kind of directory can have the attribute file `name`.
     pub fn file_named(&self, name: &str) -> Option<AttrFile> {
         self.files().iter().copied().find(|f| f.name() == name)
     }
 
-    /// The content of one of its files, or `None` when it has no such file. The snapshot
-    /// files that depend on more than the record (`mounts`, `usage`, `references`) are
-    /// rendered by the filesystem, which has the snapshotter.
+    /// The content of one of its files from the record alone, or `None` when it has no
+    /// such file now. A container's `spec` and `info.json`, kept beside the record, and
+    /// the snapshot files that depend on more than the record (`mounts`, `usage`,
+    /// `references`) are rendered by the filesystem, which has the store and snapshotter.
     pub fn render(&self, file: AttrFile) -> Option<Vec<u8>> {
         if !self.files().contains(&file) {
             return None;
         }
         let text = match &self.object {
-            Object::Image(Some(image)) => match file {
-                AttrFile::Target => image.target.render(),
-                AttrFile::Labels => image.labels.render(),
-                AttrFile::Info => image.info_json(),
+            Object::Image(Some(image)) => match (file, &image.target) {
+                (AttrFile::Target, Some(target)) => target.render(),
+                (AttrFile::Labels, _) => image.labels.render(),
+                (AttrFile::Info, Some(_)) => image.info_json(),
                 _ => return None,
             },
             // `spec` and `info.json` need the spec, kept beside the record: see

@@ -279,7 +279,12 @@ impl FsCore {
                     let content = self.file_content(&reader, &loaded, file)?;
                     return self.handles.insert(Handle { node, kind: loaded.node.kind, state: HandleState::Snapshot(content) });
                 }
-                let content = self.file_content(&reader, &loaded, file)?;
+                let content = match self.present(&reader, &loaded, file)? {
+                    true => self.file_content(&reader, &loaded, file)?,
+                    // Gone since the kernel looked it up: a writer creates it again.
+                    false if writing => Vec::new(),
+                    false => return Err(FsError::NotFound),
+                };
                 if writing {
                     let pins = self.pin_references(&loaded, file);
                     HandleState::Write(Box::new(AttrWriter::new(WriteBuffer::new(file, mode_for(flags), content), pins)))
@@ -302,8 +307,8 @@ impl FsCore {
         let Dir::Node(dir) = self.directory(&self.store().read()?, parent)? else {
             return Err(FsError::NotPermitted("logs/<id>/ holds only stdout and stderr".into()));
         };
-        if dir.file_named(name).is_some() {
-            return Err(FsError::Exists(name.into()));
+        if let Some(file) = dir.file_named(name) {
+            return self.create_attribute_file(&dir, file, flags);
         }
         match dir.node.kind {
             NodeKind::DigestDir => {
@@ -345,10 +350,6 @@ impl FsCore {
                 self.inodes.remember(attr.ino);
                 return Ok((attr, fh));
             }
-            NodeKind::ImageDir if name == AttrFile::Target.name() => {}
-            NodeKind::ImageDir if name == AttrFile::Labels.name() || name == AttrFile::Info.name() => {
-                return Err(FsError::NoTarget)
-            }
             NodeKind::ImageDir => {
                 return Err(FsError::NotPermitted(
                     "an image directory holds only target, labels and info.json; make images with mkdir".into(),
@@ -367,12 +368,30 @@ impl FsCore {
                 return Err(FsError::NotPermitted("make images and containers with mkdir".into()))
             }
         }
+    }
+
+    /// `create` of an attribute file: one without a value comes into being (its value is
+    /// committed by the usual write rules; `O_EXCL` succeeds, as tar, install and cp into a
+    /// new directory need); one that has a value is opened, or `EEXIST` with `O_EXCL`.
+    fn create_attribute_file(&self, dir: &Loaded, file: AttrFile, flags: i32) -> Result<(Attr, u64)> {
+        let ino = Ino::File(dir.node.id, file).number();
+        if self.present(&self.store().read()?, dir, file)? {
+            if flags & libc::O_EXCL != 0 {
+                return Err(FsError::Exists(file.name().into()));
+            }
+            let fh = self.open(ino, flags)?;
+            let attr = self.getattr(ino)?;
+            self.inodes.remember(attr.ino);
+            return Ok((attr, fh));
+        }
+        if is_read_only(dir.node.kind, file) {
+            return Err(FsError::ReadOnly(file.name()));
+        }
         let mode = match mode_for(flags) {
             WriteMode::Replace => WriteMode::Replace,
             // A new file has no content to append to or edit in place.
             WriteMode::Append | WriteMode::Positional => WriteMode::Positional,
         };
-        let file = AttrFile::Target;
         let state = HandleState::Write(Box::new(AttrWriter::new(WriteBuffer::new(file, mode, Vec::new()), None)));
         let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state })?;
         let now = Timestamp::now().to_system_time();
@@ -579,7 +598,9 @@ impl FsCore {
     fn pin_references(&self, loaded: &Loaded, file: AttrFile) -> Option<HeldRefs> {
         let mut refs = Vec::new();
         match (&loaded.object, file) {
-            (Object::Image(Some(image)), AttrFile::Target) => refs.push(Reference::Blob(image.target.digest.clone())),
+            (Object::Image(Some(image)), AttrFile::Target) => {
+                refs.extend(image.target.iter().map(|t| Reference::Blob(t.digest.clone())))
+            }
             (Object::Container(c), AttrFile::Snapshot) if !c.snapshot.is_empty() => {
                 refs.push(Reference::Snapshot(c.snapshot.clone()))
             }

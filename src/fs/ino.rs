@@ -45,6 +45,23 @@ pub enum AttrFile {
     References = 17,
 }
 
+/// Every attribute file, by slot.
+pub const ALL_ATTR_FILES: [AttrFile; 13] = [
+    AttrFile::Target,
+    AttrFile::Labels,
+    AttrFile::Info,
+    AttrFile::Spec,
+    AttrFile::Image,
+    AttrFile::Snapshotter,
+    AttrFile::Snapshot,
+    AttrFile::Runtime,
+    AttrFile::SnapshotKind,
+    AttrFile::Parent,
+    AttrFile::Mounts,
+    AttrFile::Usage,
+    AttrFile::References,
+];
+
 /// The files of an image directory, in listing order.
 pub const IMAGE_FILES: [AttrFile; 3] = [AttrFile::Target, AttrFile::Labels, AttrFile::Info];
 /// The files of a container directory, in listing order.
@@ -91,23 +108,7 @@ impl AttrFile {
     }
 
     fn from_slot(slot: u64) -> Option<Self> {
-        [
-            AttrFile::Target,
-            AttrFile::Labels,
-            AttrFile::Info,
-            AttrFile::Spec,
-            AttrFile::Image,
-            AttrFile::Snapshotter,
-            AttrFile::Snapshot,
-            AttrFile::Runtime,
-            AttrFile::SnapshotKind,
-            AttrFile::Parent,
-            AttrFile::Mounts,
-            AttrFile::Usage,
-            AttrFile::References,
-        ]
-        .into_iter()
-        .find(|f| *f as u64 == slot)
+        ALL_ATTR_FILES.into_iter().find(|f| *f as u64 == slot)
     }
 }
 

@@ -129,7 +129,10 @@ impl FsCore {
                 self.log_attr(&task, stream.ok_or(FsError::NotFound)?)?
             }
             Dir::Node(dir) => match (dir.node.kind, dir.file_named(name)) {
-                (_, Some(file)) => self.file_attr(&reader, &dir, file)?,
+                (_, Some(file)) if self.present(&reader, &dir, file)? => self.file_attr(&reader, &dir, file)?,
+                // A file being created: the kernel asks for its attributes before the first write.
+                (_, Some(file)) if self.handles.is_writing(dir.node.id, file) => empty_file_attr(&dir, file),
+                (_, Some(_)) => return Err(FsError::NotFound),
                 (NodeKind::LogsDir, None) => log_dir_attr(&task_named(&reader, name)?),
                 (NodeKind::WaitDir, None) => wait_attr(&task_named(&reader, name)?),
                 (_, None) => {
@@ -157,13 +160,9 @@ impl FsCore {
                 let loaded = Loaded::read(&reader, node)?;
                 match decoded {
                     Ino::Node(_) => Some(node_attr(&loaded)),
-                    Ino::File(node, AttrFile::Target)
-                        if matches!(loaded.object, Object::Image(None)) && self.handles.is_writing(node, AttrFile::Target) =>
-                    {
-                        let (created, updated) = loaded.dir_times();
-                        Some(Attr::file(decoded, 0, FILE_MODE, created, updated))
-                    }
-                    Ino::File(_, file) => self.file_attr(&reader, &loaded, file).ok(),
+                    Ino::File(_, file) if self.present(&reader, &loaded, file)? => self.file_attr(&reader, &loaded, file).ok(),
+                    Ino::File(node, file) if self.handles.is_writing(node, file) => Some(empty_file_attr(&loaded, file)),
+                    Ino::File(..) => None,
                     Ino::LogDir(_) => loaded.task().map(|_| log_dir_attr(&loaded)),
                     Ino::Log(_, stream) => self.log_attr(&loaded, stream).ok(),
                     Ino::Wait(_) => loaded.task().map(|_| wait_attr(&loaded)),
@@ -202,7 +201,12 @@ impl FsCore {
             return Ok(());
         }
         for (cookie, file) in (FIRST_FILE_COOKIE..).zip(dir.files()) {
-            if cookie > offset && add(Ino::File(dir.node.id, *file).number(), cookie, Kind::File, file.name()) {
+            // Absent files are not listed, nor derived ones (reachable by name only: a
+            // backup tool copies only what it can restore).
+            if cookie <= offset || !is_listed(dir.node.kind, *file) || !self.present(&reader, &dir, *file)? {
+                continue;
+            }
+            if add(Ino::File(dir.node.id, *file).number(), cookie, Kind::File, file.name()) {
                 return Ok(());
             }
         }
@@ -303,9 +307,8 @@ impl FsCore {
             Dir::Logs(_) => return Err(FsError::NotPermitted("logs go with their task: rm tasks/<id>".into())),
             Dir::Node(dir) => dir,
         };
-        if dir.file_named(name).is_some() {
-            log::debug!("unlink of attribute file {name} ignored: it goes with its directory");
-            return Ok(());
+        if let Some(file) = dir.file_named(name) {
+            return self.remove_attribute_file(&reader, &dir, file);
         }
         match dir.node.kind {
             NodeKind::TasksDir => {
@@ -339,6 +342,26 @@ impl FsCore {
                 None => Err(FsError::NotFound),
             },
         }
+    }
+
+    /// `rm` of an attribute file clears its value, so it is gone until written again (and
+    /// `rm` then create, as tar and install do, ends with the new value). Derived files
+    /// cannot be removed. Clearing `target` leaves the image's labels, without an image.
+    fn remove_attribute_file(&self, reader: &impl StoreRead, dir: &Loaded, file: AttrFile) -> Result<()> {
+        if !self.present(reader, dir, file)? {
+            return Err(FsError::NotFound);
+        }
+        if is_read_only(dir.node.kind, file) {
+            return Err(FsError::NotPermitted(format!("{} is derived from its directory's record; rmdir the directory", file.name())));
+        }
+        let edit = match file {
+            AttrFile::Target => crate::service::Edit::ClearTarget,
+            _ => write::empty_value(file)?,
+        };
+        let last = dir.clone();
+        self.services.apply(edit, dir.node.id, dir.node.kind)?;
+        self.inodes.bury(static_file_attr(&last, file).unwrap_or_else(|_| empty_file_attr(&last, file)));
+        Ok(())
     }
 
     /// The path of an inode below the mount point, for log lines.
@@ -427,6 +450,52 @@ impl FsCore {
             self.inodes.bury(attr);
         }
     }
+}
+
+impl FsCore {
+    /// Whether `file` of `loaded` exists now: a field exists while it has a value, so that
+    /// tools that remove a file and create it again (tar, install, cp into a directory it
+    /// made) find it gone in between; a container's `info.json` always exists, an image's
+    /// once it is an image, a snapshot's files always.
+    fn present(&self, reader: &impl StoreRead, loaded: &Loaded, file: AttrFile) -> Result<bool> {
+        Ok(match (&loaded.object, file) {
+            (Object::Image(Some(image)), AttrFile::Target | AttrFile::Info) => image.is_image(),
+            (Object::Image(Some(image)), AttrFile::Labels) => !image.labels.is_empty(),
+            (Object::Container(_), AttrFile::Spec) => reader.with_spec(loaded.node.id, |_| ())?.is_some(),
+            (Object::Container(c), AttrFile::Labels) => !c.labels.is_empty(),
+            (Object::Container(_), AttrFile::Info) => true,
+            (Object::Container(c), other) => match field_of(other) {
+                Some(field) => !c.field(field).is_empty(),
+                None => false,
+            },
+            (Object::Snapshot(_), _) => true,
+            _ => false,
+        })
+    }
+}
+
+/// The container field a one-line file shows.
+fn field_of(file: AttrFile) -> Option<crate::model::ContainerField> {
+    use crate::model::ContainerField;
+    match file {
+        AttrFile::Image => Some(ContainerField::Image),
+        AttrFile::Snapshotter => Some(ContainerField::Snapshotter),
+        AttrFile::Snapshot => Some(ContainerField::Snapshot),
+        AttrFile::Runtime => Some(ContainerField::Runtime),
+        _ => None,
+    }
+}
+
+/// Whether a directory listing shows `file` (when present): derived files are reachable by
+/// name only.
+fn is_listed(kind: NodeKind, file: AttrFile) -> bool {
+    !(file == AttrFile::Info && matches!(kind, NodeKind::Container | NodeKind::ImageDir))
+}
+
+/// The attributes of an attribute file being created: empty, writable.
+fn empty_file_attr(loaded: &Loaded, file: AttrFile) -> Attr {
+    let (created, updated) = loaded.dir_times();
+    Attr::file(Ino::File(loaded.node.id, file), 0, FILE_MODE, created, updated)
 }
 
 /// A node's own attributes: a directory, the task file or a blob.

@@ -14,8 +14,16 @@ fn core() -> (tempfile::TempDir, FsCore) {
     (dir, FsCore::over_store(Arc::new(store)))
 }
 
+/// The inode of `path`; an attribute file without a value (which a lookup does not find)
+/// by its slot, as a writer that creates it would address it.
 fn ino_of(core: &FsCore, path: &str) -> u64 {
-    path.split('/').fold(ROOT_INO, |parent, name| core.lookup(parent, OsStr::new(name)).unwrap().ino)
+    path.split('/').fold(ROOT_INO, |parent, name| match core.lookup(parent, OsStr::new(name)) {
+        Ok(attr) => attr.ino,
+        Err(e) => {
+            let file = super::ino::ALL_ATTR_FILES.into_iter().find(|f| f.name() == name).unwrap_or_else(|| panic!("{path}: {e}"));
+            super::ino::Ino::File(super::ino::Ino::decode(parent).unwrap().node(), file).number()
+        }
+    })
 }
 
 fn listing(core: &FsCore, ino: u64, offset: u64) -> Vec<(u64, String)> {
@@ -58,13 +66,29 @@ fn readdir_cookies_survive_deletions() {
 }
 
 #[test]
-fn container_directories_list_their_files_then_nothing_else() {
+fn container_directories_list_the_files_that_have_a_value() {
     let (_dir, core) = core();
     let web = core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap().ino;
-    let names: Vec<String> = listing(&core, web, 0).into_iter().map(|(_, n)| n).collect();
-    assert_eq!(names, [".", "..", "spec", "image", "snapshotter", "snapshot", "runtime", "labels", "info.json"]);
-    let after_runtime: Vec<String> = listing(&core, web, 7).into_iter().map(|(_, n)| n).collect();
-    assert_eq!(after_runtime, ["labels", "info.json"]);
+    let names = |offset| -> Vec<String> { listing(&core, web, offset).into_iter().map(|(_, n)| n).collect() };
+    assert_eq!(names(0), [".", ".."], "a new container has no field set; info.json is reachable by name only");
+    assert!(core.lookup(web, OsStr::new("info.json")).is_ok());
+    assert_eq!(core.lookup(web, OsStr::new("runtime")).unwrap_err().errno(), libc::ENOENT);
+    for (file, value) in [("runtime", "crun\n"), ("labels", "a=1\n"), ("spec", "{}")] {
+        write_file(&core, ino_of(&core, &format!("containers/web/{file}")), TRUNC, value.as_bytes()).unwrap();
+    }
+    assert_eq!(names(0), [".", "..", "spec", "runtime", "labels"]);
+    assert_eq!(names(7), ["labels"], "cookies are slots: resuming after runtime's");
+    // rm clears a field (the file is gone until written again), and create with O_EXCL
+    // then makes it: what tar and install do.
+    core.unlink(web, OsStr::new("runtime")).unwrap();
+    assert_eq!(core.lookup(web, OsStr::new("runtime")).unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(core.unlink(web, OsStr::new("runtime")).unwrap_err().errno(), libc::ENOENT);
+    let (_, fh) = core.create(web, OsStr::new("runtime"), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL).unwrap();
+    core.write(fh, 0, b"youki\n").unwrap();
+    core.release(fh).unwrap();
+    assert_eq!(core.content(ino_of(&core, "containers/web/runtime")).unwrap(), b"youki\n");
+    assert_eq!(core.create(web, OsStr::new("runtime"), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL).unwrap_err().errno(), libc::EEXIST);
+    assert_eq!(core.unlink(web, OsStr::new("info.json")).unwrap_err().errno(), libc::EPERM);
 }
 
 #[test]
@@ -171,20 +195,20 @@ fn a_refused_write_after_a_shells_early_close_puts_the_value_back() {
 #[test]
 fn an_empty_value_that_is_invalid_is_refused_but_not_final_at_flush() {
     let (_dir, core) = core();
-    core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
-    let runtime = ino_of(&core, "containers/web/runtime");
-    // `echo crun > runtime`: the early flush is refused quietly, the write then commits.
-    let fh = core.open(runtime, TRUNC).unwrap();
+    let app = core.mkdir(ino_of(&core, "images"), OsStr::new("app")).unwrap().ino;
+    let doc = |seed: char| format!("{{\"mediaType\":\"m\",\"digest\":\"sha256:{}\",\"size\":1}}\n", seed.to_string().repeat(64));
+    // `echo DOC > target`: the early flush is refused quietly, the write then commits.
+    let (attr, fh) = core.create(app, OsStr::new("target"), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC).unwrap();
     assert!(matches!(core.flush(fh), Err(FsError::Unsettled(_))));
-    core.write(fh, 0, b"crun\n").unwrap();
+    core.write(fh, 0, doc('a').as_bytes()).unwrap();
     core.flush(fh).unwrap();
     core.release(fh).unwrap();
-    assert_eq!(core.content(runtime).unwrap(), b"crun\n");
-    // `: > runtime`: refused at close, and for good at release.
-    let fh = core.open(runtime, TRUNC).unwrap();
+    assert!(String::from_utf8(core.content(attr.ino).unwrap()).unwrap().contains(&"a".repeat(64)));
+    // `: > target`: refused at close, and for good at release.
+    let fh = core.open(attr.ino, TRUNC).unwrap();
     assert_eq!(core.flush(fh).unwrap_err().errno(), libc::EINVAL);
     assert_eq!(core.release(fh).unwrap_err().errno(), libc::EINVAL);
-    assert_eq!(core.content(runtime).unwrap(), b"crun\n");
+    assert!(String::from_utf8(core.content(attr.ino).unwrap()).unwrap().contains(&"a".repeat(64)));
 }
 
 #[test]
@@ -194,8 +218,13 @@ fn images_appear_when_their_target_is_written() {
     let prefix = core.mkdir(images, OsStr::new("docker.io")).unwrap().ino;
     let leaf = core.mkdir(prefix, OsStr::new("busybox:1.36")).unwrap().ino;
     assert_eq!(listing(&core, leaf, 0).len(), 2, "a prefix shows no files");
-    assert_eq!(core.create(leaf, OsStr::new("labels"), TRUNC).unwrap_err().errno(), libc::EINVAL);
-    assert_eq!(core.create(leaf, OsStr::new("other"), TRUNC).unwrap_err().errno(), libc::EPERM);
+    // Labels may come first (a restore copies files in its own order): still no image.
+    let (_, fh) = core.create(leaf, OsStr::new("labels"), TRUNC).unwrap();
+    core.write(fh, 0, b"origin=backup\n").unwrap();
+    core.release(fh).unwrap();
+    let names: Vec<String> = listing(&core, leaf, 0).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(names, [".", "..", "labels"]);
+    assert_eq!(core.lookup(leaf, OsStr::new("info.json")).unwrap_err().errno(), libc::ENOENT, "not an image yet");
     let (attr, fh) = core.create(leaf, OsStr::new("target"), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC).unwrap();
     assert_eq!(core.getattr(attr.ino).unwrap().size, 0, "a target being created answers getattr");
     let doc = format!("{{\"mediaType\":\"m\",\"digest\":\"sha256:{}\",\"size\":1}}\n", "c".repeat(64));
@@ -203,7 +232,8 @@ fn images_appear_when_their_target_is_written() {
     core.flush(fh).unwrap();
     core.release(fh).unwrap();
     let names: Vec<String> = listing(&core, leaf, 0).into_iter().map(|(_, n)| n).collect();
-    assert_eq!(names, [".", "..", "target", "labels", "info.json"]);
+    assert_eq!(names, [".", "..", "target", "labels"], "the labels written first stay; info.json by name");
+    assert_eq!(core.content(ino_of(&core, "images/docker.io/busybox:1.36/labels")).unwrap(), b"origin=backup\n");
     let info = String::from_utf8(core.content(ino_of(&core, "images/docker.io/busybox:1.36/info.json")).unwrap()).unwrap();
     assert!(info.contains("\"name\": \"docker.io/busybox:1.36\""), "{info}");
     assert_eq!(core.rmdir(images, OsStr::new("docker.io")).unwrap_err().errno(), libc::ENOTEMPTY);
@@ -215,12 +245,13 @@ fn deleted_objects_answer_from_their_tombstone_until_forgotten() {
     let (_dir, core) = core();
     let containers = ino_of(&core, "containers");
     let web = core.mkdir(containers, OsStr::new("web")).unwrap().ino;
+    write_file(&core, ino_of(&core, "containers/web/runtime"), TRUNC, b"runc\n").unwrap();
     let runtime = ino_of(&core, "containers/web/runtime");
     core.rmdir(containers, OsStr::new("web")).unwrap();
     let dir_attr = core.getattr(web).unwrap();
     assert_eq!((dir_attr.kind, dir_attr.nlink), (Kind::Dir, 0));
     assert_eq!(core.getattr(runtime).unwrap().nlink, 0);
-    core.forget(web, 2); // mkdir and the lookup on the way to runtime
+    core.forget(web, 3); // mkdir and the two lookups on the way to runtime
     core.forget(runtime, 1);
     assert_eq!(core.getattr(web).unwrap_err().errno(), libc::ENOENT);
     assert!(!core.inodes().is_known(web) && !core.inodes().is_known(runtime));
@@ -254,7 +285,7 @@ fn refusals_have_their_errno() {
     for (i, (result, errno)) in rows.into_iter().enumerate() {
         assert_eq!(result.map_err(|e| e.errno()), Err(errno), "row {i}");
     }
-    assert!(core.unlink(web, OsStr::new("labels")).is_ok(), "attribute files unlink as a no-op");
+    assert_eq!(core.unlink(web, OsStr::new("labels")).unwrap_err().errno(), libc::ENOENT, "no labels to remove");
 }
 
 #[test]

@@ -61,7 +61,6 @@ impl FsCore {
         let loaded = self.labelled(ino)?.ok_or_else(|| FsError::XattrNotSupported(key.into()))?;
         let node = loaded.node.id;
         match (&loaded.object, loaded.node.kind) {
-            (Object::Image(None), _) => return Err(FsError::NoTarget),
             (Object::Fixed, _) => return Err(FsError::XattrNotSupported(format!("{USER_PREFIX}{key}"))),
             _ => {}
         }

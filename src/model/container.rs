@@ -22,11 +22,11 @@ pub struct Container {
     pub id: String,
     /// Optional, mutable (`image`): the image name it was made from; empty when none.
     pub image: String,
-    /// Required, mutable (`snapshotter`): defaults to `overlayfs`.
+    /// Optional, mutable (`snapshotter`): empty means the default, `overlayfs`.
     pub snapshotter: String,
     /// Optional, mutable (`snapshot`): the snapshot key of its root filesystem.
     pub snapshot: String,
-    /// Required, mutable (`runtime`): defaults to `runc`.
+    /// Optional, mutable (`runtime`): empty means the default, `runc`.
     pub runtime: String,
     /// Optional, mutable (`labels`, `user.*` xattrs).
     pub labels: Labels,
@@ -73,7 +73,8 @@ impl ContainerField {
         match self {
             Self::Image if value.is_empty() => Ok(()),
             Self::Image => validate_image_name(value),
-            Self::Snapshotter | Self::Runtime if value.is_empty() => refuse("must not be empty"),
+            // Empty is unset: the default applies (`overlayfs`, `runc`).
+            Self::Snapshotter | Self::Runtime if value.is_empty() => Ok(()),
             Self::Snapshotter if value.contains('/') => refuse("must not hold '/'"),
             Self::Snapshotter | Self::Runtime if value.len() > 255 => refuse("is longer than 255 bytes"),
             Self::Snapshot if value.is_empty() => Ok(()),
@@ -89,9 +90,9 @@ impl Container {
         Self {
             id,
             image: String::new(),
-            snapshotter: DEFAULT_SNAPSHOTTER.into(),
+            snapshotter: String::new(),
             snapshot: String::new(),
-            runtime: DEFAULT_RUNTIME.into(),
+            runtime: String::new(),
             labels: Labels::new(),
             created_at: now,
             updated_at: now,
@@ -185,10 +186,10 @@ mod tests {
             (ContainerField::Image, "docker.io/library/busybox:1.36", true),
             (ContainerField::Image, "a//b", false),
             (ContainerField::Snapshotter, "overlayfs", true),
-            (ContainerField::Snapshotter, "", false),
+            (ContainerField::Snapshotter, "", true),
             (ContainerField::Snapshotter, "a/b", false),
             (ContainerField::Runtime, "io.containerd.runc.v2", true),
-            (ContainerField::Runtime, "", false),
+            (ContainerField::Runtime, "", true),
             (ContainerField::Snapshot, "", true),
             (ContainerField::Snapshot, "a\nb", false),
             (ContainerField::Snapshot, "tab\there", false),
@@ -207,10 +208,10 @@ mod tests {
     }
 
     #[test]
-    fn new_container_has_containerd_defaults() {
+    fn a_new_container_sets_no_field() {
         let c = Container::new("web".into(), Timestamp::from_nanos(0));
-        assert_eq!(c.field(ContainerField::Snapshotter), "overlayfs");
-        assert_eq!(c.field(ContainerField::Runtime), "runc");
+        assert_eq!(c.field(ContainerField::Snapshotter), "", "unset: the default applies");
+        assert_eq!(c.field(ContainerField::Runtime), "");
     }
 
     #[test]

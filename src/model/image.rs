@@ -5,14 +5,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{Descriptor, Labels, Timestamp};
 
-/// An image. Exists once a valid target has been written into its directory.
+/// An image's record. It is an image once a valid target has been written into its
+/// directory; before that it may hold labels written first (a restore that copies an
+/// image's files in any order), and nothing refers to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Image {
     /// Required, immutable: the full name, components joined by `/` (the directory path
     /// under `images/`).
     pub name: String,
-    /// Required, mutable (`target`): the descriptor the name points at.
-    pub target: Descriptor,
+    /// The descriptor the name points at (`target`); `None` while labels came first.
+    pub target: Option<Descriptor>,
     /// Optional, mutable (`labels`, `user.*` xattrs).
     pub labels: Labels,
     /// Set once when the record is created.
@@ -24,7 +26,17 @@ pub struct Image {
 impl Image {
     /// A new image record created now.
     pub fn new(name: String, target: Descriptor, now: Timestamp) -> Self {
-        Self { name, target, labels: Labels::new(), created_at: now, updated_at: now }
+        Self { name, target: Some(target), labels: Labels::new(), created_at: now, updated_at: now }
+    }
+
+    /// A record holding labels for an image whose target has not been written yet.
+    pub fn pending(name: String, now: Timestamp) -> Self {
+        Self { name, target: None, labels: Labels::new(), created_at: now, updated_at: now }
+    }
+
+    /// Whether it has a target (only then is it an image).
+    pub fn is_image(&self) -> bool {
+        self.target.is_some()
     }
 
     /// The read-only `info.json` document.

@@ -160,8 +160,8 @@ impl Services {
     pub fn still_holds(&self, node: NodeId, kind: NodeKind, edit: &Edit) -> Result<bool> {
         let reader = self.store.read()?;
         Ok(match (kind, edit) {
-            (NodeKind::ImageDir, Edit::Target(target)) => reader.image(node)?.is_some_and(|i| &i.target == target),
-            (NodeKind::ImageDir, Edit::ClearTarget) => reader.image(node)?.is_none(),
+            (NodeKind::ImageDir, Edit::Target(target)) => reader.image(node)?.is_some_and(|i| i.target.as_ref() == Some(target)),
+            (NodeKind::ImageDir, Edit::ClearTarget) => reader.image(node)?.is_none_or(|i| i.target.is_none()),
             (NodeKind::Container, Edit::Spec(spec)) => reader.with_spec(node, |s| s.to_vec())? == *spec,
             (NodeKind::Container, Edit::Field(field, value)) => {
                 reader.container(node)?.is_some_and(|c| c.field(*field) == value)

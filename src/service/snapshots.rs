@@ -42,14 +42,26 @@ impl Services {
         // Task starts take the same gate: a root filesystem never changes under a start.
         let _gate = self.gate.enter(&container.id)?;
         check_key_change(&self.store.read()?, &container, key)?;
-        if key.is_empty() || container.image.is_empty() || self.resources.is_none() {
+        let record_key = || {
             self.store.write(|w| -> Result<(), ServiceError> {
                 check_key_change(w, &container, key)?;
                 w.update_container(node, |c| c.set_field(ContainerField::Snapshot, key))?;
                 Ok(())
-            })?;
+            })
+        };
+        if key.is_empty() || container.image.is_empty() || self.resources.is_none() {
+            record_key()?;
         } else {
-            self.prepare_active(node, &container, key)?;
+            match self.prepare_active(node, &container, key) {
+                // The image, or some of its blobs, are not here yet (a restore copying files
+                // in its own order): the key is kept, and the task's start prepares it, or
+                // refuses with the same errno then.
+                Err(e @ (ServiceError::NoImage { .. } | ServiceError::MissingBlob { .. })) => {
+                    log::info!("container {}: snapshot key {key} kept; prepared when its task starts ({e})", container.id);
+                    record_key()?;
+                }
+                other => other?,
+            }
         }
         if key != container.snapshot && !container.snapshot.is_empty() {
             self.collect_after_delete();
@@ -115,7 +127,7 @@ impl Services {
         let target = {
             let reader = self.store.read()?;
             let dir = resolve_image_dir(&reader, &name)?.ok_or_else(no_image)?;
-            reader.image(dir.id)?.ok_or_else(no_image)?.target
+            reader.image(dir.id)?.and_then(|i| i.target).ok_or_else(no_image)?
         };
         let missing = |digest: &str, what: String| ServiceError::MissingBlob { digest: digest.to_owned(), what, image: name.clone() };
         let read_document = |d: &Descriptor, what: &str| -> Result<Vec<u8>> {

@@ -125,7 +125,7 @@ impl Graph {
         let mut roots = Vec::new();
         for item in dbs.images.iter(txn)? {
             let (_, image) = item?;
-            let mut pins = vec![Reference::Blob(image.target.digest.clone())];
+            let mut pins: Vec<Reference> = image.target.iter().map(|t| Reference::Blob(t.digest.clone())).collect();
             pins.extend(label_references(&image.labels));
             roots.push((Referrer::Image(image.name), pins));
         }

@@ -23,24 +23,61 @@ impl Writer<'_> {
         let node = self.image_dir(dir)?;
         let now = Timestamp::now();
         let image = match self.image(dir)? {
+            Some(image) if image.target.as_ref() == Some(&target) => return Ok(image),
             Some(mut image) => {
-                image.target = target;
+                image.target = Some(target.clone());
                 image.updated_at = now;
                 image
             }
-            None => Image::new(self.image_name(&node)?, target, now),
+            None => Image::new(self.image_name(&node)?, target.clone(), now),
         };
         self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
         // What the image reaches is referenced now; its blobs need no ingest lease.
-        self.end_leases_from(&image.target.digest)?;
+        self.end_leases_from(&target.digest)?;
         Ok(image)
     }
 
-    /// Drops an image's record, leaving its directory as a name prefix.
+    /// Takes an image's target away: its labels stay in a record that is not an image
+    /// (until a target comes again), and without labels the directory is a name prefix.
     pub fn clear_image_target(&mut self, dir: NodeId) -> Result<()> {
         self.image_dir(dir)?;
-        self.dbs.images.delete(&mut self.txn, &dir.0)?;
+        match self.image(dir)? {
+            Some(mut image) if !image.labels.is_empty() => {
+                image.target = None;
+                image.updated_at = Timestamp::now();
+                self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+            }
+            _ => {
+                self.dbs.images.delete(&mut self.txn, &dir.0)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Changes the labels of image directory `dir`, making a record for them when it has
+    /// none yet (labels before the target); a record left with neither goes.
+    pub(super) fn update_image_labels(
+        &mut self,
+        dir: NodeId,
+        change: impl FnOnce(&mut crate::model::Labels) -> Result<(), ValidationError>,
+    ) -> Result<Image> {
+        let node = self.image_dir(dir)?;
+        let mut image = match self.image(dir)? {
+            Some(image) => image,
+            None => Image::pending(self.image_name(&node)?, Timestamp::now()),
+        };
+        let before = image.labels.clone();
+        change(&mut image.labels)?;
+        if image.labels == before && self.image(dir)?.is_some() {
+            return Ok(image);
+        }
+        image.updated_at = Timestamp::now();
+        if image.target.is_none() && image.labels.is_empty() {
+            self.dbs.images.delete(&mut self.txn, &dir.0)?;
+        } else {
+            self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+        }
+        Ok(image)
     }
 
     /// Applies `change` to an existing image record and stamps `updated_at`.
@@ -51,7 +88,9 @@ impl Writer<'_> {
     ) -> Result<Image> {
         let mut image = self.image(dir)?.ok_or_else(|| not_found("image", dir))?;
         change(&mut image)?;
-        image.target.validate()?;
+        if let Some(target) = &image.target {
+            target.validate()?;
+        }
         image.updated_at = Timestamp::now();
         self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
         Ok(image)

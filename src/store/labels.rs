@@ -15,7 +15,7 @@ impl Writer<'_> {
     ) -> Result<Labels> {
         let kind = self.node(node)?.map(|n| n.kind);
         match kind {
-            Some(NodeKind::ImageDir) => self.update_image(node, |i| change(&mut i.labels)).map(|i| i.labels),
+            Some(NodeKind::ImageDir) => self.update_image_labels(node, change).map(|i| i.labels),
             Some(NodeKind::Container) => self.update_container(node, |c| change(&mut c.labels)).map(|c| c.labels),
             Some(NodeKind::Snapshot) => self.update_snapshot(node, |s| change(&mut s.labels)).map(|s| s.labels),
             Some(NodeKind::Blob) => self.update_blob_labels(node, change),

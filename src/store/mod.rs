@@ -464,7 +464,7 @@ mod tests {
         let err = store.write(|w| {
             let node = w.lookup(schema::CONTAINERS, "web")?.unwrap();
             w.update_container(node.id, |c| c.labels.set("a", "1"))?;
-            w.update_container(node.id, |c| c.set_field(ContainerField::Runtime, ""))
+            w.update_container(node.id, |c| c.set_field(ContainerField::Runtime, "two\nlines"))
         });
         assert!(matches!(err, Err(StoreError::Invalid(ValidationError::InvalidField { .. }))));
         assert_eq!(dump(&store), before);

@@ -27,7 +27,7 @@ pub(crate) fn dump(store: &Store) -> String {
     }
     for item in dbs.images.iter(txn).unwrap() {
         let (id, image) = item.unwrap();
-        writeln!(out, "image {id} name={} digest={} labels={}", image.name, image.target.digest, image.labels.render().trim_end().replace('\n', ",")).unwrap();
+        writeln!(out, "image {id} name={} digest={} labels={}", image.name, image.target.as_ref().map_or("-", |t| t.digest.as_str()), image.labels.render().trim_end().replace('\n', ",")).unwrap();
     }
     for item in dbs.containers.iter(txn).unwrap() {
         let (id, c) = item.unwrap();
