@@ -14,7 +14,7 @@ die() { printf 'deps.sh: error: %s\n' "$*" >&2; exit 1; }
 # checks; ca-certificates, pkg-config: crates that build C code.
 packages=(
     fuse3 runc busybox-static attr jq umoci util-linux procps findutils coreutils bc
-    ca-certificates pkg-config
+    ca-certificates pkg-config rsync ed vim-tiny moreutils
 )
 
 installed() {

@@ -69,6 +69,12 @@ pub enum FsError {
     /// More files are open on the mount than it allows.
     #[error("more than {0} files are open on this mount")]
     TooManyOpenFiles(usize),
+    /// A temporary file operation refused.
+    #[error("temporary file: {0:?}")]
+    Temp(super::temp::TempRefusal),
+    /// A rename to another directory (tools then copy and remove).
+    #[error("a temporary file can only be renamed within its directory")]
+    CrossDirectory,
     /// The open files together hold as many document bytes as they may.
     #[error("open files hold {0} MiB of documents, all they may; close some")]
     TooMuchHeld(usize),
@@ -109,6 +115,8 @@ impl FsError {
             FsError::BadHandle => libc::EBADF,
             FsError::InvalidRequest(_) => libc::EINVAL,
             FsError::TooManyOpenFiles(_) | FsError::TooMuchHeld(_) => libc::ENFILE,
+            FsError::Temp(refusal) => temp_errno(*refusal),
+            FsError::CrossDirectory => libc::EXDEV,
             FsError::Refused { errno, .. } => *errno,
             FsError::Unsettled(inner) => inner.errno(),
         }
@@ -123,6 +131,16 @@ impl FsError {
     /// user asked (logged as one informational line).
     pub fn is_internal(&self) -> bool {
         matches!(self.errno(), libc::EIO | libc::ETIMEDOUT)
+    }
+}
+
+fn temp_errno(refusal: super::temp::TempRefusal) -> i32 {
+    use super::temp::TempRefusal;
+    match refusal {
+        TempRefusal::Exists => libc::EEXIST,
+        TempRefusal::TooMany | TempRefusal::Full => libc::ENOSPC,
+        TempRefusal::TooLarge => libc::EFBIG,
+        TempRefusal::Gone => libc::ENOENT,
     }
 }
 
@@ -226,6 +244,7 @@ pub fn errno_name(errno: i32) -> &'static str {
         libc::ENOSYS => "ENOSYS",
         libc::ETIMEDOUT => "ETIMEDOUT",
         libc::ENFILE => "ENFILE",
+        libc::EXDEV => "EXDEV",
         _ => "errno",
     }
 }

@@ -227,14 +227,16 @@ impl Filesystem for FuseAdapter {
         _req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: fuser::RenameFlags,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        guarded("rename", || {
-            let e = FsError::NotPermitted("names are identities (containerd ids cannot change); rename is refused".into());
-            reply.error(self.refuse("rename", || self.core.child_path(parent.0, name), &e));
+        let (name, newname) = (name.to_owned(), newname.to_owned());
+        // A rename onto an attribute file commits it (and a snapshot key may unpack).
+        self.offload("rename", move |core| match core.rename(parent.0, &name, newparent.0, &newname, flags.bits()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(refuse("rename", || core.child_path(parent.0, &name), &e)),
         });
     }
 

@@ -48,6 +48,8 @@ enum HandleState {
     BlobRead(std::fs::File),
     /// A blob being written.
     BlobWrite(Box<BlobWriter>),
+    /// A temporary file (by inode number), read and written in memory.
+    Temp(u64),
 }
 
 /// An attribute file open for writing.
@@ -126,6 +128,8 @@ impl Handle {
             HandleState::Snapshot(content) | HandleState::Control { snapshot: content } => content.len(),
             HandleState::Write(writer) => writer.buffer.visible().len() + super::write::size_limit(writer.file()),
             HandleState::Log(_) | HandleState::Wait | HandleState::BlobRead(_) | HandleState::BlobWrite(_) => 0,
+            // Counted against the temporary files' own bound.
+            HandleState::Temp(_) => 0,
         }
     }
 }
@@ -245,6 +249,16 @@ fn is_write(flags: i32) -> bool {
 impl FsCore {
     /// `open` of a file: an attribute file, a task, a task's log or its wait file.
     pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+        if super::rename::is_temp(ino) {
+            if let Some(alias) = self.temp_alias(ino) {
+                return self.open(alias, flags);
+            }
+            if flags & libc::O_TRUNC != 0 {
+                self.temps.truncate(ino, 0)?;
+            }
+            let dir = self.temp_dir(ino)?;
+            return self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state: HandleState::Temp(ino) });
+        }
         let decoded = Ino::decode(ino).ok_or(FsError::NotFound)?;
         let writing = is_write(flags);
         let reader = self.store().read()?;
@@ -332,15 +346,15 @@ impl FsCore {
                 let state = HandleState::BlobWrite(Box::new(writer));
                 let fh = self.handles.insert(Handle { node: blob.node.id, kind: NodeKind::Blob, state })?;
                 self.inodes.remember(attr.ino);
-                return Ok((attr, fh));
+                Ok((attr, fh))
             }
             NodeKind::ContentDir => {
-                return Err(FsError::NotPermitted("blobs go in content/sha256/ or content/sha512/".into()))
+                Err(FsError::NotPermitted("blobs go in content/sha256/ or content/sha512/".into()))
             }
             NodeKind::SnapshotsDir | NodeKind::Snapshot => {
-                return Err(FsError::NotPermitted("snapshots are read-only views".into()))
+                Err(FsError::NotPermitted("snapshots are read-only views".into()))
             }
-            NodeKind::Blob => return Err(FsError::NotDir),
+            NodeKind::Blob => Err(FsError::NotDir),
             NodeKind::TasksDir => {
                 let (node, task) = self.services.start_task(name)?;
                 let snapshot = task.status_json().into_bytes();
@@ -348,24 +362,22 @@ impl FsCore {
                 let attr = node_attr(&task);
                 let fh = self.handles.insert(Handle { node: task.node.id, kind: NodeKind::Task, state: HandleState::Control { snapshot } })?;
                 self.inodes.remember(attr.ino);
-                return Ok((attr, fh));
+                Ok((attr, fh))
             }
-            NodeKind::ImageDir => {
-                return Err(FsError::NotPermitted(
-                    "an image directory holds only target, labels and info.json; make images with mkdir".into(),
-                ))
+            // Any other name is a temporary file, to be renamed onto an attribute file.
+            NodeKind::ImageDir | NodeKind::Container => {
+                let ino = self.create_temp(&dir, name, flags)?;
+                let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state: HandleState::Temp(ino) })?;
+                let attr = self.temp_attr(ino)?;
+                self.inodes.remember(attr.ino);
+                Ok((attr, fh))
             }
-            NodeKind::Container | NodeKind::Task => {
-                return Err(FsError::NotPermitted(
-                    "a container directory holds only spec, image, snapshotter, snapshot, runtime, labels and info.json"
-                        .into(),
-                ))
-            }
+            NodeKind::Task => Err(FsError::NotDir),
             NodeKind::LogsDir | NodeKind::WaitDir => {
-                return Err(FsError::NotPermitted("logs/ and wait/ follow tasks/; start a task in tasks/".into()))
+                Err(FsError::NotPermitted("logs/ and wait/ follow tasks/; start a task in tasks/".into()))
             }
             NodeKind::Root | NodeKind::ImagesDir | NodeKind::ContainersDir => {
-                return Err(FsError::NotPermitted("make images and containers with mkdir".into()))
+                Err(FsError::NotPermitted("make images and containers with mkdir".into()))
             }
         }
     }
@@ -416,6 +428,7 @@ impl FsCore {
                 buf.truncate(n);
                 return Ok(ReadOutcome::Data(buf));
             }
+            HandleState::Temp(ino) => return Ok(ReadOutcome::Data(self.temps.read(*ino, offset, size)?)),
             HandleState::BlobRead(file) => {
                 let mut buf = vec![0u8; size as usize];
                 let mut filled = 0;
@@ -472,6 +485,7 @@ impl FsCore {
                 Ok(data.len())
             }
             HandleState::BlobWrite(writer) => Ok(self.services.write_blob(writer, offset, data)?),
+            HandleState::Temp(ino) => Ok(self.temps.write(*ino, offset, data)?),
             HandleState::Snapshot(_) | HandleState::Log(_) | HandleState::Wait | HandleState::BlobRead(_) => {
                 Err(FsError::BadHandle)
             }
@@ -627,6 +641,10 @@ impl FsCore {
     /// once; through a handle it edits the buffer. Times are accepted and ignored (they
     /// follow the records), ownership and modes are fixed.
     pub fn setattr(&self, ino: u64, size: Option<u64>, fh: Option<u64>, ownership: Ownership) -> Result<Attr> {
+        if super::rename::is_temp(ino) {
+            let root = ownership.uid.is_none_or(|u| u == 0) && ownership.gid.is_none_or(|g| g == 0);
+            return self.setattr_temp(ino, size, ownership.mode, root, None);
+        }
         if !ownership.is_empty() {
             // Setting what is already there is allowed: `std::fs::copy` and `cp -p` set the
             // source's mode on the copy, and the copy of a 0644 file is still 0644.
@@ -636,7 +654,15 @@ impl FsCore {
             let is_blob = matches!(Ino::decode(ino), Some(Ino::Node(node)) if self.handles.has_blob_writer(node)
                 || load_node(&self.store().read()?, node).is_ok_and(|l| l.blob().is_some()));
             let root_owned = ownership.uid.is_none_or(|u| u == 0) && ownership.gid.is_none_or(|g| g == 0);
-            if !(ownership.matches(&current) || is_blob && root_owned) {
+            // A file being written through this descriptor takes any mode for the while
+            // (install makes it 0600 before writing, then sets the final mode): its own
+            // mode comes back when the value is committed.
+            // (fchmod carries no file handle: ask whether any descriptor writes this file.)
+            let through_writer = match Ino::decode(ino) {
+                Some(Ino::File(node, file)) => self.handles.is_writing(node, file),
+                _ => false,
+            };
+            if !(ownership.matches(&current) || (is_blob || through_writer) && root_owned) {
                 return Err(FsError::NotPermitted("owners and permissions in ctrfs are fixed".into()));
             }
         }

@@ -12,9 +12,11 @@ pub mod errno;
 pub mod fuse;
 mod handles;
 pub mod notify;
+mod rename;
 pub mod ino;
 pub mod inodes;
 mod snapshots;
+mod temp;
 mod views;
 mod wait;
 mod workers;
@@ -53,6 +55,8 @@ pub struct FsCore {
     handles: HandleTable,
     /// What the kernel must be told of changes it did not make.
     notices: Arc<notify::Notices>,
+    /// Temporary files in object directories (for atomic replace by rename).
+    temps: temp::TempFiles,
 }
 
 /// How a child node is shown in a listing: its inode and kind.
@@ -87,7 +91,7 @@ impl FsCore {
                 }
             }
         });
-        FsCore { services, inodes: InodeTable::default(), handles: HandleTable::default(), notices }
+        FsCore { services, inodes: InodeTable::default(), handles: HandleTable::default(), notices, temps: Default::default() }
     }
 
     /// A metadata-only filesystem over a store (no blobs, snapshots or tasks).
@@ -135,10 +139,13 @@ impl FsCore {
                 (_, Some(_)) => return Err(FsError::NotFound),
                 (NodeKind::LogsDir, None) => log_dir_attr(&task_named(&reader, name)?),
                 (NodeKind::WaitDir, None) => wait_attr(&task_named(&reader, name)?),
-                (_, None) => {
-                    let child = reader.lookup(dir.node.id, name)?.ok_or(FsError::NotFound)?;
-                    node_attr(&Loaded::read(&reader, child)?)
-                }
+                (kind, None) => match self.temps.lookup(dir.node.id, name) {
+                    Some(temp) if rename::holds_temps(kind) => self.temp_attr(temp)?,
+                    _ => {
+                        let child = reader.lookup(dir.node.id, name)?.ok_or(FsError::NotFound)?;
+                        node_attr(&Loaded::read(&reader, child)?)
+                    }
+                },
             },
         };
         self.inodes.remember(attr.ino);
@@ -148,10 +155,16 @@ impl FsCore {
     /// `forget`: the kernel dropped `count` references to `ino`.
     pub fn forget(&self, ino: u64, count: u64) {
         self.inodes.forget(ino, count);
+        if rename::is_temp(ino) && !self.inodes.is_known(ino) {
+            self.temps.forget(ino);
+        }
     }
 
     /// `getattr`. A deleted object the kernel still holds answers with its tombstone.
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        if rename::is_temp(ino) {
+            return self.temp_attr(ino);
+        }
         let decoded = Ino::decode(ino).ok_or(FsError::NotFound)?;
         let reader = self.store().read()?;
         let found = match reader.node(decoded.node())? {
@@ -293,6 +306,7 @@ impl FsCore {
             | NodeKind::Snapshot => return Err(FsError::NotPermitted(format!("{name} cannot be removed"))),
         };
         // (The services collected what the delete left unreferenced.)
+        self.temps.remove_dir(last.node.id);
         self.bury(&last);
         Ok(())
     }
@@ -309,6 +323,9 @@ impl FsCore {
         };
         if let Some(file) = dir.file_named(name) {
             return self.remove_attribute_file(&reader, &dir, file);
+        }
+        if rename::holds_temps(dir.node.kind) && self.temps.remove(dir.node.id, name).is_some() {
+            return Ok(());
         }
         match dir.node.kind {
             NodeKind::TasksDir => {
@@ -367,6 +384,12 @@ impl FsCore {
     /// The path of an inode below the mount point, for log lines.
     pub fn path_of(&self, ino: u64) -> String {
         let unknown = || format!("inode {ino}");
+        if rename::is_temp(ino) {
+            return match self.temp_path(ino) {
+                Some((dir, name)) => format!("{}/{name}", self.path_of(Ino::Node(dir).number())),
+                None => unknown(),
+            };
+        }
         let Some(decoded) = Ino::decode(ino) else { return unknown() };
         let Ok(reader) = self.store().read() else { return unknown() };
         let mut parts = Vec::new();

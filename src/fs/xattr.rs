@@ -20,6 +20,10 @@ fn label_key(name: &OsStr) -> Result<&str> {
 
 impl FsCore {
     fn labelled(&self, ino: u64) -> Result<Option<Loaded>> {
+        if super::rename::is_temp(ino) {
+            // A temporary file has no labels (nor any other attribute).
+            return Ok(None);
+        }
         match Ino::decode(ino).ok_or(FsError::NotFound)? {
             Ino::Node(node) => Ok(Some(load_node(&self.store().read()?, node)?)),
             Ino::File(node, _) | Ino::LogDir(node) | Ino::Log(node, _) | Ino::Wait(node) => {
@@ -60,9 +64,8 @@ impl FsCore {
         validate_label(key, value)?;
         let loaded = self.labelled(ino)?.ok_or_else(|| FsError::XattrNotSupported(key.into()))?;
         let node = loaded.node.id;
-        match (&loaded.object, loaded.node.kind) {
-            (Object::Fixed, _) => return Err(FsError::XattrNotSupported(format!("{USER_PREFIX}{key}"))),
-            _ => {}
+        if matches!(loaded.object, Object::Fixed) {
+            return Err(FsError::XattrNotSupported(format!("{USER_PREFIX}{key}")));
         }
         let required = if flags & libc::XATTR_CREATE != 0 {
             Presence::Absent

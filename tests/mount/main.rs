@@ -16,4 +16,5 @@ mod privacy;
 mod shell;
 mod signals;
 mod tasks;
+mod tools;
 mod trust;

@@ -1,0 +1,158 @@
+//! Atomic replace by rename, and the temporary files it renames (`temp.rs` holds them):
+//! `rename(tmp, labels)` replaces `labels` with the temporary file's bytes in one commit,
+//! judged as a complete write of that file would be; a refused value makes `rename()` fail
+//! with the errno and leaves the old value and the temporary file as they were. Every
+//! other rename is refused: names are identities (containerd ids never change).
+
+use std::ffi::OsStr;
+use std::time::SystemTime;
+
+use super::attr::{Attr, Kind};
+use super::content::Loaded;
+use super::errno::FsError;
+use super::ino::Ino;
+use super::temp::{TempFiles, TempRefusal};
+use super::write::{WriteBuffer, WriteMode};
+use super::{component, is_read_only, load_node, Dir, FsCore, Result};
+use crate::store::{NodeId, NodeKind};
+
+/// `RENAME_NOREPLACE` from renameat2(2).
+const RENAME_NOREPLACE: u32 = 1;
+
+impl From<TempRefusal> for FsError {
+    fn from(refusal: TempRefusal) -> Self {
+        FsError::Temp(refusal)
+    }
+}
+
+/// Whether temporary files may be made in a directory of this kind.
+pub(super) fn holds_temps(kind: NodeKind) -> bool {
+    matches!(kind, NodeKind::Container | NodeKind::ImageDir)
+}
+
+impl FsCore {
+    /// `rename`: a temporary file onto an attribute file of its own directory (or onto
+    /// another temporary name there).
+    pub fn rename(&self, parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr, flags: u32) -> Result<()> {
+        let (name, new_name) = (component(name)?, component(new_name)?);
+        let reader = self.store().read()?;
+        let Dir::Node(dir) = self.directory(&reader, parent)? else {
+            return Err(FsError::NotPermitted("logs/<id>/ holds only stdout and stderr".into()));
+        };
+        let Some(ino) = self.temps.lookup(dir.node.id, name) else {
+            return Err(FsError::NotPermitted(
+                "names are identities (containerd ids cannot change); only a temporary file can be renamed, onto an attribute file of its directory".into(),
+            ));
+        };
+        if new_parent != parent {
+            // mv and rename(1) then copy and remove, which works.
+            return Err(FsError::CrossDirectory);
+        }
+        let Some(file) = dir.file_named(new_name) else {
+            return Ok(self.temps.rename(dir.node.id, name, new_name)?);
+        };
+        if is_read_only(dir.node.kind, file) {
+            return Err(FsError::ReadOnly(file.name()));
+        }
+        if flags & RENAME_NOREPLACE != 0 && self.present(&reader, &dir, file)? {
+            return Err(FsError::Exists(new_name.into()));
+        }
+        drop(reader);
+        let data = self.temps.get(ino).ok_or(TempRefusal::Gone)?.data;
+        // Exactly what `cat tmp > file` would commit, in one transaction: the old value
+        // stays until the new one is whole and valid, so nothing is pinned meanwhile.
+        let mut buffer = WriteBuffer::new(file, WriteMode::Replace, Vec::new());
+        let edit = match buffer.write(0, &data)? {
+            Some(edit) => edit,
+            None => buffer.pending_edit()?,
+        };
+        self.services.apply(edit, dir.node.id, dir.node.kind)?;
+        self.temps.renamed_onto(ino, file);
+        // The replaced file's inode is not the name's any more: its cached attributes go.
+        self.notices.send(super::notify::Notice::Attributes(Ino::File(dir.node.id, file).number()));
+        log::debug!("{}: replaced by rename of {name}", file.name());
+        Ok(())
+    }
+
+    /// A temporary file's attributes; one renamed onto an attribute file answers as that
+    /// file, under the inode number the kernel knows it by.
+    pub(super) fn temp_attr(&self, ino: u64) -> Result<Attr> {
+        let temp = self.temps.get(ino).ok_or(FsError::NotFound)?;
+        if let Some(file) = temp.renamed_onto {
+            let mut attr = self.getattr(Ino::File(temp.dir, file).number())?;
+            attr.ino = ino;
+            return Ok(attr);
+        }
+        let nlink = u32::from(temp.name.is_some());
+        let ttl = std::time::Duration::ZERO;
+        Ok(Attr {
+            ino,
+            kind: Kind::File,
+            size: temp.data.len() as u64,
+            perm: temp.perm,
+            nlink,
+            crtime: temp.created,
+            mtime: temp.mtime,
+            ttl,
+        })
+    }
+
+    /// The attribute file a renamed temporary file's inode stands for, if it is one.
+    pub(super) fn temp_alias(&self, ino: u64) -> Option<u64> {
+        let temp = self.temps.get(ino)?;
+        temp.renamed_onto.map(|file| Ino::File(temp.dir, file).number())
+    }
+
+    /// `create` of a name that is no attribute file in an object directory.
+    pub(super) fn create_temp(&self, dir: &Loaded, name: &str, flags: i32) -> Result<u64> {
+        if let Some(ino) = self.temps.lookup(dir.node.id, name) {
+            if flags & libc::O_EXCL != 0 {
+                return Err(FsError::Exists(name.into()));
+            }
+            if flags & libc::O_TRUNC != 0 {
+                self.temps.truncate(ino, 0)?;
+            }
+            return Ok(ino);
+        }
+        Ok(self.temps.create(dir.node.id, name, 0o600)?)
+    }
+
+    /// `setattr` of a temporary file: a size, a mode (any), owners (root's), times.
+    pub(super) fn setattr_temp(&self, ino: u64, size: Option<u64>, perm: Option<u32>, owner_is_root: bool, mtime: Option<SystemTime>) -> Result<Attr> {
+        if let Some(alias) = self.temp_alias(ino) {
+            let mut attr = self.getattr(alias)?;
+            attr.ino = ino;
+            return Ok(attr);
+        }
+        if !owner_is_root {
+            return Err(FsError::NotPermitted("owners in ctrfs are fixed (root)".into()));
+        }
+        if let Some(size) = size {
+            self.temps.truncate(ino, size)?;
+        }
+        if let Some(perm) = perm {
+            self.temps.set_perm(ino, (perm & 0o7777) as u16)?;
+        }
+        if let Some(mtime) = mtime {
+            self.temps.set_mtime(ino, mtime)?;
+        }
+        self.temp_attr(ino)
+    }
+
+    /// The directory node a temporary file is in (for log lines).
+    pub(super) fn temp_path(&self, ino: u64) -> Option<(NodeId, String)> {
+        let temp = self.temps.get(ino)?;
+        Some((temp.dir, temp.name.unwrap_or_else(|| "(removed temporary file)".into())))
+    }
+
+    /// The loaded directory of a temporary file.
+    pub(super) fn temp_dir(&self, ino: u64) -> Result<Loaded> {
+        let temp = self.temps.get(ino).ok_or(FsError::NotFound)?;
+        load_node(&self.store().read()?, temp.dir)
+    }
+}
+
+/// Whether `ino` is a temporary file's.
+pub(super) fn is_temp(ino: u64) -> bool {
+    TempFiles::is_temp(ino)
+}

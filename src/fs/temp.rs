@@ -1,0 +1,262 @@
+//! Temporary files in object directories: what `sed -i`, `perl -pi`, Python's
+//! `mkstemp` + `os.replace`, rsync and Ansible write before they rename the result onto the
+//! file they edit. Any name in a container or image directory that is not an attribute
+//! file's can be created, written, read, truncated, chmod'ed and removed like a plain
+//! file; renaming it onto an attribute file replaces that value atomically, judged as a
+//! complete write would be (see `FsCore::rename`).
+//!
+//! They live in memory only (bounded in size, per directory and in total) and vanish at
+//! unmount or with their directory; they are reachable by name but not listed. Their
+//! inode numbers have bit 62 set, a range node inodes never reach, and are never reused
+//! while the daemon runs. After a rename the kernel knows the attribute file by the
+//! temporary's inode until it forgets it, so the entry stays as an alias of that file.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use super::ino::AttrFile;
+use crate::service::lock;
+use crate::store::NodeId;
+
+/// The bit that marks a temporary file's inode number.
+const TEMP_INO_BIT: u64 = 1 << 62;
+/// The largest temporary file (the largest attribute value, a spec).
+pub const MAX_TEMP_BYTES: usize = crate::model::MAX_SPEC_BYTES;
+/// Temporary files one directory may hold at once.
+pub const MAX_TEMPS_PER_DIR: usize = 16;
+/// Bytes all temporary files may hold together.
+pub const MAX_TEMP_TOTAL: usize = 64 << 20;
+
+/// Why a temporary file operation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TempRefusal {
+    /// The name is taken.
+    Exists,
+    /// The directory holds as many as it may.
+    TooMany,
+    /// Past the largest size a temporary file may have.
+    TooLarge,
+    /// All temporary files together hold as much as they may.
+    Full,
+    /// No such temporary file.
+    Gone,
+}
+
+/// One temporary file.
+#[derive(Debug, Clone)]
+pub struct Temp {
+    /// The object directory it is in.
+    pub dir: NodeId,
+    /// Its name; `None` once renamed onto an attribute file.
+    pub name: Option<String>,
+    /// Its bytes.
+    pub data: Vec<u8>,
+    /// Its permission bits (as created or chmod'ed).
+    pub perm: u16,
+    /// When it was created.
+    pub created: SystemTime,
+    /// When it was last written (or as set).
+    pub mtime: SystemTime,
+    /// The attribute file it was renamed onto: the inode is that file's alias now.
+    pub renamed_onto: Option<AttrFile>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next: u64,
+    files: HashMap<u64, Temp>,
+    names: HashMap<(NodeId, String), u64>,
+    bytes: usize,
+}
+
+/// Every temporary file, by inode number.
+#[derive(Debug, Default)]
+pub struct TempFiles {
+    inner: Mutex<Inner>,
+}
+
+impl TempFiles {
+    /// Whether `ino` is a temporary file's inode number.
+    pub fn is_temp(ino: u64) -> bool {
+        ino & TEMP_INO_BIT != 0
+    }
+
+    /// The temporary file `name` of `dir`.
+    pub fn lookup(&self, dir: NodeId, name: &str) -> Option<u64> {
+        lock(&self.inner).names.get(&(dir, name.to_owned())).copied()
+    }
+
+    /// A new empty temporary file.
+    pub fn create(&self, dir: NodeId, name: &str, perm: u16) -> Result<u64, TempRefusal> {
+        let mut inner = lock(&self.inner);
+        if inner.names.contains_key(&(dir, name.to_owned())) {
+            return Err(TempRefusal::Exists);
+        }
+        if inner.names.keys().filter(|(d, _)| *d == dir).count() >= MAX_TEMPS_PER_DIR {
+            return Err(TempRefusal::TooMany);
+        }
+        inner.next += 1;
+        let ino = TEMP_INO_BIT | inner.next;
+        let now = SystemTime::now();
+        let temp =
+            Temp { dir, name: Some(name.to_owned()), data: Vec::new(), perm, created: now, mtime: now, renamed_onto: None };
+        inner.files.insert(ino, temp);
+        inner.names.insert((dir, name.to_owned()), ino);
+        Ok(ino)
+    }
+
+    /// A copy of the temporary file's state.
+    pub fn get(&self, ino: u64) -> Option<Temp> {
+        lock(&self.inner).files.get(&ino).cloned()
+    }
+
+    /// Up to `size` bytes from `offset`.
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, TempRefusal> {
+        let inner = lock(&self.inner);
+        let temp = inner.files.get(&ino).ok_or(TempRefusal::Gone)?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(temp.data.len());
+        let end = start.saturating_add(size as usize).min(temp.data.len());
+        Ok(temp.data[start..end].to_vec())
+    }
+
+    /// Writes `data` at `offset`.
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<usize, TempRefusal> {
+        let end = usize::try_from(offset).ok().and_then(|o| o.checked_add(data.len())).filter(|e| *e <= MAX_TEMP_BYTES);
+        let end = end.ok_or(TempRefusal::TooLarge)?;
+        self.resize_with(ino, end.max(self.len(ino)?), |bytes| bytes[end - data.len()..end].copy_from_slice(data))?;
+        Ok(data.len())
+    }
+
+    /// Truncates or extends, as `ftruncate` does.
+    pub fn truncate(&self, ino: u64, size: u64) -> Result<(), TempRefusal> {
+        let size = usize::try_from(size).ok().filter(|s| *s <= MAX_TEMP_BYTES).ok_or(TempRefusal::TooLarge)?;
+        self.resize_with(ino, size, |_| {})
+    }
+
+    fn len(&self, ino: u64) -> Result<usize, TempRefusal> {
+        lock(&self.inner).files.get(&ino).map(|t| t.data.len()).ok_or(TempRefusal::Gone)
+    }
+
+    fn resize_with(&self, ino: u64, size: usize, edit: impl FnOnce(&mut [u8])) -> Result<(), TempRefusal> {
+        let mut inner = lock(&self.inner);
+        let Inner { files, bytes, .. } = &mut *inner;
+        let temp = files.get_mut(&ino).ok_or(TempRefusal::Gone)?;
+        let total = *bytes - temp.data.len() + size;
+        if total > MAX_TEMP_TOTAL {
+            return Err(TempRefusal::Full);
+        }
+        temp.data.resize(size, 0);
+        edit(&mut temp.data);
+        temp.mtime = SystemTime::now();
+        *bytes = total;
+        Ok(())
+    }
+
+    /// Sets the permission bits.
+    pub fn set_perm(&self, ino: u64, perm: u16) -> Result<(), TempRefusal> {
+        lock(&self.inner).files.get_mut(&ino).map(|t| t.perm = perm).ok_or(TempRefusal::Gone)
+    }
+
+    /// Sets the modification time.
+    pub fn set_mtime(&self, ino: u64, mtime: SystemTime) -> Result<(), TempRefusal> {
+        lock(&self.inner).files.get_mut(&ino).map(|t| t.mtime = mtime).ok_or(TempRefusal::Gone)
+    }
+
+    /// `rm`: the name goes; the inode stays while the kernel may still use it (an open
+    /// file), until it is forgotten.
+    pub fn remove(&self, dir: NodeId, name: &str) -> Option<u64> {
+        let mut inner = lock(&self.inner);
+        let ino = inner.names.remove(&(dir, name.to_owned()))?;
+        if let Some(temp) = inner.files.get_mut(&ino) {
+            temp.name = None;
+        }
+        Some(ino)
+    }
+
+    /// Renames a temporary file within its directory, replacing a temporary file of the
+    /// new name.
+    pub fn rename(&self, dir: NodeId, from: &str, to: &str) -> Result<(), TempRefusal> {
+        let mut inner = lock(&self.inner);
+        let ino = inner.names.remove(&(dir, from.to_owned())).ok_or(TempRefusal::Gone)?;
+        if let Some(replaced) = inner.names.insert((dir, to.to_owned()), ino) {
+            if let Some(old) = inner.files.get_mut(&replaced) {
+                old.name = None;
+            }
+        }
+        if let Some(temp) = inner.files.get_mut(&ino) {
+            temp.name = Some(to.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The temporary file became attribute file `file` of its directory: its name and
+    /// bytes go, its inode stays as that file's alias.
+    pub fn renamed_onto(&self, ino: u64, file: AttrFile) {
+        let mut inner = lock(&self.inner);
+        let Inner { files, names, bytes, .. } = &mut *inner;
+        if let Some(temp) = files.get_mut(&ino) {
+            if let Some(name) = temp.name.take() {
+                names.remove(&(temp.dir, name));
+            }
+            *bytes -= temp.data.len();
+            temp.data = Vec::new();
+            temp.renamed_onto = Some(file);
+        }
+    }
+
+    /// The kernel forgot the inode: a temporary file without a name goes for good.
+    pub fn forget(&self, ino: u64) {
+        let mut inner = lock(&self.inner);
+        if inner.files.get(&ino).is_some_and(|t| t.name.is_none()) {
+            if let Some(temp) = inner.files.remove(&ino) {
+                inner.bytes -= temp.data.len();
+            }
+        }
+    }
+
+    /// The directory went: its temporary files' names go with it.
+    pub fn remove_dir(&self, dir: NodeId) {
+        let mut inner = lock(&self.inner);
+        let gone: Vec<(NodeId, String)> = inner.names.keys().filter(|(d, _)| *d == dir).cloned().collect();
+        for key in gone {
+            if let Some(ino) = inner.names.remove(&key) {
+                if let Some(temp) = inner.files.get_mut(&ino) {
+                    temp.name = None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_temporary_file_is_written_renamed_and_forgotten_within_its_bounds() {
+        let temps = TempFiles::default();
+        let dir = NodeId(40);
+        let ino = temps.create(dir, "sedX1", 0o600).unwrap();
+        assert!(TempFiles::is_temp(ino));
+        assert_eq!(temps.create(dir, "sedX1", 0o600), Err(TempRefusal::Exists));
+        temps.write(ino, 0, b"a=1\n").unwrap();
+        temps.write(ino, 4, b"b=2\n").unwrap();
+        assert_eq!(temps.read(ino, 0, 100).unwrap(), b"a=1\nb=2\n");
+        assert_eq!(temps.write(ino, MAX_TEMP_BYTES as u64, b"x"), Err(TempRefusal::TooLarge));
+        assert_eq!(temps.write(ino, u64::MAX, b"x"), Err(TempRefusal::TooLarge));
+        temps.rename(dir, "sedX1", "sedX2").unwrap();
+        assert_eq!(temps.lookup(dir, "sedX2"), Some(ino));
+        temps.renamed_onto(ino, AttrFile::Labels);
+        assert_eq!(temps.lookup(dir, "sedX2"), None);
+        assert_eq!(temps.get(ino).unwrap().renamed_onto, Some(AttrFile::Labels), "an alias until forgotten");
+        temps.forget(ino);
+        assert!(temps.get(ino).is_none());
+        for i in 0..MAX_TEMPS_PER_DIR {
+            temps.create(dir, &format!("t{i}"), 0o600).unwrap();
+        }
+        assert_eq!(temps.create(dir, "one-more", 0o600), Err(TempRefusal::TooMany));
+        temps.remove_dir(dir);
+        assert!(temps.create(dir, "t0", 0o600).is_ok(), "the names went with the directory");
+    }
+}
