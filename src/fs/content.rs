@@ -95,7 +95,7 @@ impl Loaded {
         }
         let text = match &self.object {
             Object::Image(Some(image)) => match file {
-                AttrFile::Target => image.target.render(),
+                AttrFile::Target => image.target_file(),
                 AttrFile::Labels => image.labels.render(),
                 AttrFile::Info => image.info_json(),
                 _ => return None,

@@ -15,6 +15,7 @@ pub mod notify;
 pub mod ino;
 pub mod inodes;
 mod snapshots;
+mod times;
 mod views;
 mod wait;
 mod workers;
@@ -36,6 +37,7 @@ use crate::service::{Event, Services};
 use crate::store::{schema, Node, NodeId, NodeKind, Store, StoreRead};
 
 pub use handles::{Ownership, ReadOutcome};
+pub use times::Times;
 
 /// Result of filesystem operations.
 pub type Result<T, E = FsError> = std::result::Result<T, E>;
@@ -433,13 +435,14 @@ impl FsCore {
 fn node_attr(loaded: &Loaded) -> Attr {
     let (created, updated) = loaded.record_times();
     let (created, updated) = (created.to_system_time(), updated.to_system_time());
+    let set = loaded.node.times.get(crate::model::NODE_ITSELF);
     if let Some(task) = loaded.task() {
-        return Attr::file(Ino::Node(loaded.node.id), task.status_json().len(), FILE_MODE, created, updated);
+        return Attr::file(Ino::Node(loaded.node.id), task.status_json().len(), FILE_MODE, created, updated).with_set_times(set);
     }
     if let Some(blob) = loaded.blob() {
         // A committed blob never changes; one being written shows as writable.
         let mode = if blob.state == crate::model::BlobState::Committed { READ_ONLY_FILE_MODE } else { FILE_MODE };
-        return Attr::file(Ino::Node(loaded.node.id), blob.size as usize, mode, created, updated);
+        return Attr::file(Ino::Node(loaded.node.id), blob.size as usize, mode, created, updated).with_set_times(set);
     }
     dir_attr(loaded)
 }
@@ -474,6 +477,7 @@ fn task_named(reader: &impl StoreRead, name: &str) -> Result<Loaded> {
 fn dir_attr(loaded: &Loaded) -> Attr {
     let (created, updated) = loaded.dir_times();
     Attr::dir(Ino::Node(loaded.node.id), created, updated, matches!(loaded.object, Object::Fixed))
+        .with_set_times(loaded.node.times.get(crate::model::NODE_ITSELF))
 }
 
 impl FsCore {
@@ -502,6 +506,7 @@ fn attr_for_content(loaded: &Loaded, file: AttrFile, size: usize) -> Attr {
     let (created, updated) = loaded.record_times();
     let mode = file_mode(loaded.node.kind, file);
     Attr::file(Ino::File(loaded.node.id, file), size, mode, created.to_system_time(), updated.to_system_time())
+        .with_set_times(loaded.node.times.get(file.name()))
 }
 
 /// Whether a file of a node of `kind` can be written.

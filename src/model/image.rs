@@ -13,6 +13,10 @@ pub struct Image {
     pub name: String,
     /// Required, mutable (`target`): the descriptor the name points at.
     pub target: Descriptor,
+    /// The `target` document as it was written, when that is not `target.render()`
+    /// (absent in records written before it existed: they show the rendering).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_text: Option<String>,
     /// Optional, mutable (`labels`, `user.*` xattrs).
     pub labels: Labels,
     /// Set once when the record is created.
@@ -24,12 +28,18 @@ pub struct Image {
 impl Image {
     /// A new image record created now.
     pub fn new(name: String, target: Descriptor, now: Timestamp) -> Self {
-        Self { name, target, labels: Labels::new(), created_at: now, updated_at: now }
+        Self { name, target, target_text: None, labels: Labels::new(), created_at: now, updated_at: now }
     }
 
-    /// The read-only `info.json` document.
+    /// What the `target` file shows: the document as written, byte for byte.
+    pub fn target_file(&self) -> String {
+        self.target_text.clone().unwrap_or_else(|| self.target.render())
+    }
+
+    /// The read-only `info.json` document (the target as its parsed descriptor).
     pub fn info_json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).expect("an image always serializes");
+        let shown = Image { target_text: None, ..self.clone() };
+        let mut text = serde_json::to_string_pretty(&shown).expect("an image always serializes");
         text.push('\n');
         text
     }
