@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::ino::Ino;
+use crate::model::SetTimes;
 
 /// How long the kernel may trust a name → inode mapping. Names change only through this
 /// mount (which updates the kernel's dentries itself), so a short positive TTL is safe.
@@ -50,8 +51,12 @@ pub struct Attr {
     pub nlink: u32,
     /// Creation time of the record.
     pub crtime: SystemTime,
-    /// Last change of the content.
+    /// Last change of the content, or the time set on the file.
     pub mtime: SystemTime,
+    /// Last access: the time set on the file, else `mtime` (reads are not recorded).
+    pub atime: SystemTime,
+    /// Last change of the content or of the times.
+    pub ctime: SystemTime,
     /// How long the kernel may cache these attributes.
     pub ttl: Duration,
 }
@@ -60,11 +65,23 @@ impl Attr {
     /// A directory's attributes; `fixed` for the directories that are not objects.
     pub fn dir(ino: Ino, crtime: SystemTime, mtime: SystemTime, fixed: bool) -> Self {
         let ttl = if fixed { FIXED_DIR_ATTR_TTL } else { OBJECT_ATTR_TTL };
-        Attr { ino: ino.number(), kind: Kind::Dir, size: 0, perm: DIR_MODE, nlink: 2, crtime, mtime, ttl }
+        Attr { ino: ino.number(), kind: Kind::Dir, size: 0, perm: DIR_MODE, nlink: 2, crtime, mtime, atime: mtime, ctime: mtime, ttl }
     }
 
     /// A file's attributes.
     pub fn file(ino: Ino, size: usize, perm: u16, crtime: SystemTime, mtime: SystemTime) -> Self {
-        Attr { ino: ino.number(), kind: Kind::File, size: size as u64, perm, nlink: 1, crtime, mtime, ttl: OBJECT_ATTR_TTL }
+        let (atime, ctime) = (mtime, mtime);
+        Attr { ino: ino.number(), kind: Kind::File, size: size as u64, perm, nlink: 1, crtime, mtime, atime, ctime, ttl: OBJECT_ATTR_TTL }
+    }
+
+    /// These attributes with the times set on the file with `utimensat`, if any: they
+    /// replace its atime and mtime, and its ctime is the later of its change and the setting.
+    pub fn with_set_times(mut self, set: Option<&SetTimes>) -> Self {
+        if let Some(set) = set {
+            self.ctime = self.mtime.max(set.ctime.to_system_time());
+            self.atime = set.atime.to_system_time();
+            self.mtime = set.mtime.to_system_time();
+        }
+        self
     }
 }

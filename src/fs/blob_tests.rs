@@ -82,7 +82,7 @@ fn a_blob_is_stored_at_close_when_its_bytes_match_its_name() {
     assert_eq!(core.release(other).unwrap_err().errno(), libc::EINVAL, "the final verdict");
     assert_eq!(read_all(&core, ino), bytes);
     // Truncating a stored blob without a writer is refused.
-    assert_eq!(core.setattr(ino, Some(0), None, Default::default()).unwrap_err().errno(), libc::EPERM);
+    assert_eq!(core.setattr(ino, Some(0), None, Default::default(), Default::default()).unwrap_err().errno(), libc::EPERM);
 }
 
 #[test]

@@ -97,7 +97,7 @@ impl Loaded {
         }
         let text = match &self.object {
             Object::Image(Some(image)) => match (file, &image.target) {
-                (AttrFile::Target, Some(target)) => target.render(),
+                (AttrFile::Target, Some(_)) => image.target_file(),
                 (AttrFile::Labels, _) => image.labels.render(),
                 (AttrFile::Info, Some(_)) => image.info_json(),
                 _ => return None,

@@ -24,7 +24,8 @@ use super::attr::{Attr, Kind, ENTRY_TTL};
 use super::errno::{errno_name, FsError};
 use super::wait::WaitRegistry;
 use super::workers::Workers;
-use super::{FsCore, Ownership, ReadOutcome};
+use super::{FsCore, Ownership, ReadOutcome, Times};
+use crate::service::TimeSet;
 use crate::service::Event;
 
 /// Most threads serving slow requests at once; more wait in the queue.
@@ -95,9 +96,9 @@ fn file_attr(attr: &Attr) -> FileAttr {
         ino: INodeNo(attr.ino),
         size: attr.size,
         blocks: attr.size.div_ceil(512),
-        atime: attr.mtime,
+        atime: attr.atime,
         mtime: attr.mtime,
-        ctime: attr.mtime,
+        ctime: attr.ctime,
         crtime: attr.crtime,
         kind: file_type(attr.kind),
         perm: attr.perm,
@@ -107,6 +108,13 @@ fn file_attr(attr: &Attr) -> FileAttr {
         rdev: 0,
         blksize: 4096,
         flags: 0,
+    }
+}
+
+fn time_set(time: TimeOrNow) -> TimeSet {
+    match time {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(t) => TimeSet::At(crate::model::Timestamp::from(t)),
     }
 }
 
@@ -161,8 +169,8 @@ impl Filesystem for FuseAdapter {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -173,11 +181,13 @@ impl Filesystem for FuseAdapter {
     ) {
         let ownership = Ownership { mode, uid, gid };
         let fh = fh.map(|f| f.0);
-        let job = move |core: &FsCore| match core.setattr(ino.0, size, fh, ownership) {
+        let times = Times { atime: atime.map(time_set), mtime: mtime.map(time_set) };
+        let job = move |core: &FsCore| match core.setattr(ino.0, size, fh, ownership, times) {
             Ok(attr) => reply.attr(&attr.ttl, &file_attr(&attr)),
             Err(e) => reply.error(refuse("setattr", || core.path_of(ino.0), &e)),
         };
-        if size.is_some() {
+        // A size or times commit (a synced transaction): off the request threads.
+        if size.is_some() || !times.is_empty() {
             self.offload("setattr", job);
         } else {
             guarded("setattr", || job(&self.core));

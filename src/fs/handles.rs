@@ -20,7 +20,7 @@ use super::content::{Loaded, Object};
 use crate::service::{BlobWriter, Edit, HeldRefs, Judge};
 use super::write::{empty_value, WriteBuffer, WriteMode};
 use crate::store::{label_references, Reference};
-use super::{component, is_read_only, load_node, node_attr, Dir, FsCore, Result};
+use super::{component, is_read_only, load_node, node_attr, Dir, FsCore, Result, Times};
 use crate::model::Timestamp;
 use crate::store::{NodeId, NodeKind, StoreRead};
 
@@ -638,13 +638,22 @@ impl FsCore {
     }
 
     /// `setattr`. Size 0 without a handle (`truncate -s 0`) commits the empty value at
-    /// once; through a handle it edits the buffer. Times are accepted and ignored (they
-    /// follow the records), ownership and modes are fixed.
-    pub fn setattr(&self, ino: u64, size: Option<u64>, fh: Option<u64>, ownership: Ownership) -> Result<Attr> {
+    /// once; through a handle it edits the buffer. Times are set after the size (see
+    /// `fs/times.rs`); ownership and modes are fixed.
+    pub fn setattr(&self, ino: u64, size: Option<u64>, fh: Option<u64>, ownership: Ownership, times: Times) -> Result<Attr> {
         if super::rename::is_temp(ino) {
             let root = ownership.uid.is_none_or(|u| u == 0) && ownership.gid.is_none_or(|g| g == 0);
-            return self.setattr_temp(ino, size, ownership.mode, root, None);
+            return self.setattr_temp(ino, size, ownership.mode, root, times.mtime());
         }
+        let attr = self.resize(ino, size, fh, ownership)?;
+        if times.is_empty() {
+            return Ok(attr);
+        }
+        self.set_times(ino, times)
+    }
+
+    /// `setattr` of the size and ownership.
+    fn resize(&self, ino: u64, size: Option<u64>, fh: Option<u64>, ownership: Ownership) -> Result<Attr> {
         if !ownership.is_empty() {
             // Setting what is already there is allowed: `std::fs::copy` and `cp -p` set the
             // source's mode on the copy, and the copy of a 0644 file is still 0644.
@@ -702,7 +711,8 @@ impl FsCore {
             return Err(FsError::InvalidRequest("attribute files can only be truncated to size 0".into()));
         }
         self.apply_edit(empty_value(file)?, node, kind)?;
-        self.getattr(ino)
+        // The field is gone now; the call still answers the file as it was left: empty.
+        self.getattr(ino).or_else(|_| Ok(super::empty_file_attr(&load_node(&self.store().read()?, node)?, file)))
     }
 
     /// Truncation of a blob: through its writer it edits what is being written (`cp`

@@ -17,6 +17,7 @@ pub mod ino;
 pub mod inodes;
 mod snapshots;
 mod temp;
+mod times;
 mod views;
 mod wait;
 mod workers;
@@ -38,6 +39,7 @@ use crate::service::{Event, Services};
 use crate::store::{schema, Node, NodeId, NodeKind, Store, StoreRead};
 
 pub use handles::{Ownership, ReadOutcome};
+pub use times::Times;
 
 /// Result of filesystem operations.
 pub type Result<T, E = FsError> = std::result::Result<T, E>;
@@ -525,13 +527,14 @@ fn empty_file_attr(loaded: &Loaded, file: AttrFile) -> Attr {
 fn node_attr(loaded: &Loaded) -> Attr {
     let (created, updated) = loaded.record_times();
     let (created, updated) = (created.to_system_time(), updated.to_system_time());
+    let set = loaded.node.times.get(crate::model::NODE_ITSELF);
     if let Some(task) = loaded.task() {
-        return Attr::file(Ino::Node(loaded.node.id), task.status_json().len(), FILE_MODE, created, updated);
+        return Attr::file(Ino::Node(loaded.node.id), task.status_json().len(), FILE_MODE, created, updated).with_set_times(set);
     }
     if let Some(blob) = loaded.blob() {
         // A committed blob never changes; one being written shows as writable.
         let mode = if blob.state == crate::model::BlobState::Committed { READ_ONLY_FILE_MODE } else { FILE_MODE };
-        return Attr::file(Ino::Node(loaded.node.id), blob.size as usize, mode, created, updated);
+        return Attr::file(Ino::Node(loaded.node.id), blob.size as usize, mode, created, updated).with_set_times(set);
     }
     dir_attr(loaded)
 }
@@ -566,6 +569,7 @@ fn task_named(reader: &impl StoreRead, name: &str) -> Result<Loaded> {
 fn dir_attr(loaded: &Loaded) -> Attr {
     let (created, updated) = loaded.dir_times();
     Attr::dir(Ino::Node(loaded.node.id), created, updated, matches!(loaded.object, Object::Fixed))
+        .with_set_times(loaded.node.times.get(crate::model::NODE_ITSELF))
 }
 
 impl FsCore {
@@ -594,6 +598,7 @@ fn attr_for_content(loaded: &Loaded, file: AttrFile, size: usize) -> Attr {
     let (created, updated) = loaded.record_times();
     let mode = file_mode(loaded.node.kind, file);
     Attr::file(Ino::File(loaded.node.id, file), size, mode, created.to_system_time(), updated.to_system_time())
+        .with_set_times(loaded.node.times.get(file.name()))
 }
 
 /// Whether a file of a node of `kind` can be written.

@@ -92,7 +92,9 @@ impl FsCore {
             perm: temp.perm,
             nlink,
             crtime: temp.created,
+            atime: temp.mtime,
             mtime: temp.mtime,
+            ctime: temp.mtime,
             ttl,
         })
     }

@@ -148,9 +148,9 @@ fn truncation_to_huge_sizes_is_refused_with_efbig() {
     let labels = ino_of(&core, "containers/web/labels");
     write_file(&core, labels, TRUNC, b"keep=1\n").unwrap();
     let none = Ownership::default();
-    assert_eq!(core.setattr(labels, Some(1 << 40), None, none).unwrap_err().errno(), libc::EFBIG);
+    assert_eq!(core.setattr(labels, Some(1 << 40), None, none, Default::default()).unwrap_err().errno(), libc::EFBIG);
     let fh = core.open(labels, libc::O_WRONLY).unwrap();
-    assert_eq!(core.setattr(labels, Some(1 << 40), Some(fh), none).unwrap_err().errno(), libc::EFBIG);
+    assert_eq!(core.setattr(labels, Some(1 << 40), Some(fh), none, Default::default()).unwrap_err().errno(), libc::EFBIG);
     assert_eq!(core.write(fh, u64::MAX - 2, b"x=1\n").unwrap_err().errno(), libc::EFBIG);
     core.release(fh).ok();
     assert_eq!(core.content(labels).unwrap(), b"keep=1\n");
@@ -272,20 +272,25 @@ fn refusals_have_their_errno() {
         (core.mkdir(web, OsStr::new("sub")).map(drop), libc::EPERM),
         (core.mkdir(ROOT_INO, OsStr::new("extra")).map(drop), libc::EPERM),
         (core.create(containers, OsStr::new("file"), TRUNC).map(drop), libc::EPERM),
-        (core.create(web, OsStr::new("notes"), TRUNC).map(drop), libc::EPERM),
         (core.open(info, libc::O_WRONLY).map(drop), libc::EACCES),
         (core.rmdir(containers, OsStr::new("nope")), libc::ENOENT),
         (core.lookup(web, OsStr::new("nope")).map(drop), libc::ENOENT),
         (core.unlink(containers, OsStr::new("web")), libc::EISDIR),
         (core.getxattr(web, OsStr::new("user.none")).map(drop), libc::ENODATA),
         (core.setxattr(web, OsStr::new("trusted.x"), b"v", 0), libc::ENOTSUP),
-        (core.setattr(info, Some(0), None, Default::default()).map(drop), libc::EACCES),
-        (core.setattr(web, None, None, super::Ownership { mode: Some(0o700), ..Default::default() }).map(drop), libc::EPERM),
+        (core.setattr(info, Some(0), None, Default::default(), Default::default()).map(drop), libc::EACCES),
+        (core.setattr(web, None, None, super::Ownership { mode: Some(0o700), ..Default::default() }, Default::default()).map(drop), libc::EPERM),
     ];
     for (i, (result, errno)) in rows.into_iter().enumerate() {
         assert_eq!(result.map_err(|e| e.errno()), Err(errno), "row {i}");
     }
     assert_eq!(core.unlink(web, OsStr::new("labels")).unwrap_err().errno(), libc::ENOENT, "no labels to remove");
+    // Any other name in an object directory is a temporary file (for rename onto a field).
+    let (_, fh) = core.create(web, OsStr::new("notes"), TRUNC).unwrap();
+    core.release(fh).unwrap();
+    assert_eq!(core.rename(web, OsStr::new("notes"), containers, OsStr::new("x"), 0).unwrap_err().errno(), libc::EXDEV);
+    assert_eq!(core.rename(web, OsStr::new("nope"), web, OsStr::new("labels"), 0).unwrap_err().errno(), libc::EPERM);
+    core.unlink(web, OsStr::new("notes")).unwrap();
 }
 
 #[test]
@@ -458,4 +463,44 @@ mod tasks {
         runtime.observed.lock().unwrap().insert("web".into(), "unknown");
         assert_eq!(core.services().reconcile_tasks().unwrap(), 0, "stopped tasks are settled");
     }
+}
+
+#[test]
+fn times_set_with_setattr_are_what_getattr_shows() {
+    use crate::service::TimeSet;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let (_dir, core) = core();
+    let web = core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap().ino;
+    write_file(&core, ino_of(&core, "containers/web/labels"), TRUNC, b"a=0\n").unwrap();
+    write_file(&core, ino_of(&core, "containers/web/spec"), TRUNC, b"{}").unwrap();
+    let labels = ino_of(&core, "containers/web/labels");
+    let spec = ino_of(&core, "containers/web/spec");
+    let past = UNIX_EPOCH + Duration::new(1_577_934_245, 123);
+    let at = TimeSet::At(crate::model::Timestamp::from(past));
+    let times = super::Times { atime: Some(at), mtime: Some(at) };
+    let none = Ownership::default();
+    let shown = core.setattr(labels, None, None, none, times).unwrap();
+    assert_eq!((shown.mtime, shown.atime), (past, past));
+    assert_eq!(core.getattr(labels).unwrap().mtime, past);
+    assert!(core.getattr(labels).unwrap().ctime > past);
+    assert!(core.getattr(spec).unwrap().mtime > past, "other files follow the record");
+    // Only the modification time (`touch -m`): the access time stays as shown.
+    let later = past + Duration::from_secs(60);
+    let only_m = super::Times { atime: None, mtime: Some(TimeSet::At(later.into())) };
+    let shown = core.setattr(labels, None, None, none, only_m).unwrap();
+    assert_eq!((shown.mtime, shown.atime), (later, past));
+    // Directories take times too, until their record or entries change.
+    assert_eq!(core.setattr(web, None, None, none, times).unwrap().mtime, past);
+    assert_eq!(core.getattr(web).unwrap().mtime, past);
+    // A new value is a change: now, for the file and its directory.
+    let before_write = SystemTime::now();
+    write_file(&core, labels, TRUNC, b"a=1\n").unwrap();
+    assert!(core.getattr(labels).unwrap().mtime >= before_write);
+    assert!(core.getattr(web).unwrap().mtime >= before_write);
+    // UTIME_NOW sets now; read-only files refuse times as they refuse writes.
+    let now = super::Times { atime: Some(TimeSet::Now), mtime: Some(TimeSet::Now) };
+    core.setattr(spec, None, None, none, times).unwrap();
+    assert!(core.setattr(spec, None, None, none, now).unwrap().mtime >= before_write);
+    let info = ino_of(&core, "containers/web/info.json");
+    assert_eq!(core.setattr(info, None, None, none, times).unwrap_err().errno(), libc::EACCES);
 }

@@ -365,7 +365,10 @@ fn parse_complete(file: AttrFile, mode: WriteMode, base: &[u8], data: &[u8]) -> 
                 return Err(ValidationError::InvalidDescriptor { reason: "target must not be empty".into() });
             }
             let value = serde_json::from_slice(&bytes).map_err(|e| json_error(file, e.to_string()))?;
-            Descriptor::from_json(value).map(Edit::Target)
+            // Kept as written, like a spec: `cat target` gives back what was written (JSON
+            // that parsed is UTF-8).
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            Descriptor::from_json(value).map(|d| Edit::Target(d, Some(text)))
         }
         AttrFile::Spec => {
             if is_json_blank(&bytes) {
@@ -458,7 +461,7 @@ mod tests {
         let mut b = replace(AttrFile::Target);
         assert_eq!(b.write(0, a.as_bytes()).unwrap(), None);
         let edit = b.write(a.len() as u64, rest.as_bytes()).unwrap();
-        assert!(matches!(edit, Some(Edit::Target(d)) if d.size == 3));
+        assert!(matches!(edit, Some(Edit::Target(d, _)) if d.size == 3));
         b.mark_committed(Edit::Spec(None));
         assert!(!b.is_dirty());
         assert_eq!(b.write(doc.len() as u64, b"\n\n").unwrap(), None, "whitespace after it changes nothing");

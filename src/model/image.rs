@@ -15,6 +15,10 @@ pub struct Image {
     pub name: String,
     /// The descriptor the name points at (`target`); `None` while labels came first.
     pub target: Option<Descriptor>,
+    /// The `target` document as it was written, when that is not `target.render()`
+    /// (absent in records written before it existed: they show the rendering).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_text: Option<String>,
     /// Optional, mutable (`labels`, `user.*` xattrs).
     pub labels: Labels,
     /// Set once when the record is created.
@@ -26,12 +30,12 @@ pub struct Image {
 impl Image {
     /// A new image record created now.
     pub fn new(name: String, target: Descriptor, now: Timestamp) -> Self {
-        Self { name, target: Some(target), labels: Labels::new(), created_at: now, updated_at: now }
+        Self { name, target: Some(target), target_text: None, labels: Labels::new(), created_at: now, updated_at: now }
     }
 
     /// A record holding labels for an image whose target has not been written yet.
     pub fn pending(name: String, now: Timestamp) -> Self {
-        Self { name, target: None, labels: Labels::new(), created_at: now, updated_at: now }
+        Self { name, target: None, target_text: None, labels: Labels::new(), created_at: now, updated_at: now }
     }
 
     /// Whether it has a target (only then is it an image).
@@ -39,9 +43,15 @@ impl Image {
         self.target.is_some()
     }
 
-    /// The read-only `info.json` document.
+    /// What the `target` file shows: the document as written, byte for byte.
+    pub fn target_file(&self) -> String {
+        self.target_text.clone().or_else(|| self.target.as_ref().map(Descriptor::render)).unwrap_or_default()
+    }
+
+    /// The read-only `info.json` document (the target as its parsed descriptor).
     pub fn info_json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).expect("an image always serializes");
+        let shown = Image { target_text: None, ..self.clone() };
+        let mut text = serde_json::to_string_pretty(&shown).expect("an image always serializes");
         text.push('\n');
         text
     }

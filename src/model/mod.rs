@@ -29,7 +29,7 @@ pub use labels::{parse_document as parse_labels, parse_line as parse_label_line,
 pub use name::{validate_component, validate_identifier, validate_image_name, MAX_COMPONENT_BYTES, MAX_IDENTIFIER_BYTES};
 pub use snapshot::{validate_snapshot_key, Mount, Snapshot, SnapshotKind, Usage};
 pub use task::{Task, TaskStatus};
-pub use time::Timestamp;
+pub use time::{FileTimes, SetTimes, Timestamp, NODE_ITSELF};
 
 /// The largest document any attribute file other than `spec` accepts.
 pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;

@@ -1,5 +1,6 @@
 //! Timestamps of records: nanoseconds since the Unix epoch, shown as RFC 3339 (UTC).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -58,6 +59,25 @@ impl<'de> Deserialize<'de> for Timestamp {
         humantime::parse_rfc3339(&text).map(Self::from).map_err(serde::de::Error::custom)
     }
 }
+
+/// Times set on a file with `utimensat` (`touch -d`, `rsync -t`, `cp -p`, `tar -x`), shown
+/// by `stat` instead of the record's until the file's value next changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetTimes {
+    /// The access time set.
+    pub atime: Timestamp,
+    /// The modification time set.
+    pub mtime: Timestamp,
+    /// When they were set (the file's status change).
+    pub ctime: Timestamp,
+}
+
+/// The times set on the files of one node: keyed by the field (file) name, with
+/// [`NODE_ITSELF`] for the node's own directory or file.
+pub type FileTimes = BTreeMap<String, SetTimes>;
+
+/// The key of a node's own times (its directory, or the blob or task file it is).
+pub const NODE_ITSELF: &str = ".";
 
 #[cfg(test)]
 mod tests {

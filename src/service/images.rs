@@ -22,9 +22,9 @@ impl Services {
     }
 
     /// Sets image `node`'s target, checked against its blob when that is here.
-    pub(super) fn set_target(&self, node: NodeId, target: Descriptor) -> Result<()> {
+    pub(super) fn set_target(&self, node: NodeId, target: Descriptor, text: Option<String>) -> Result<()> {
         self.check_target(&target)?;
-        self.store.write(|w| w.put_image_target(node, target))?;
+        self.store.write(|w| w.put_image_target(node, target, text))?;
         Ok(())
     }
 

@@ -27,6 +27,7 @@ mod labels;
 mod resources;
 mod snapshots;
 mod tasks;
+mod times;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -44,13 +45,15 @@ pub use labels::Presence;
 pub use error::{Result, ServiceError};
 pub use resources::{HeldRefs, ResourceConfig, Resources};
 pub use tasks::{TaskGate, TaskRuntime};
+pub use times::TimeSet;
 
 /// One validated change to one field of a record (what a write to an attribute file, or
 /// any other caller, asks for).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Edit {
-    /// A new image target.
-    Target(Descriptor),
+    /// A new image target, with the document as written (shown back byte for byte);
+    /// `None` shows the descriptor's rendering.
+    Target(Descriptor, Option<String>),
     /// No target: the image directory is a name prefix again (what putting back the
     /// value from before a refused first target means).
     ClearTarget,
@@ -141,10 +144,11 @@ impl Services {
 
     /// Commits one validated change to the record of `node` (of `kind`). A container's
     /// snapshot key may prepare its root filesystem; an image's target is checked against
-    /// its blob when that is here.
+    /// its blob when that is here. A value equal to the stored one commits nothing: the
+    /// record keeps its `updated_at` and the times set on its files.
     pub fn apply(&self, edit: Edit, node: NodeId, kind: NodeKind) -> Result<()> {
         match (kind, edit) {
-            (NodeKind::ImageDir, Edit::Target(descriptor)) => self.set_target(node, descriptor),
+            (NodeKind::ImageDir, Edit::Target(descriptor, text)) => self.set_target(node, descriptor, text),
             (NodeKind::ImageDir, Edit::ClearTarget) => self.clear_target(node),
             (NodeKind::Container, Edit::Spec(spec)) => self.set_spec(node, spec.as_deref()),
             (NodeKind::Container, Edit::Field(ContainerField::Snapshot, key)) => self.set_snapshot_key(node, &key),
@@ -160,7 +164,9 @@ impl Services {
     pub fn still_holds(&self, node: NodeId, kind: NodeKind, edit: &Edit) -> Result<bool> {
         let reader = self.store.read()?;
         Ok(match (kind, edit) {
-            (NodeKind::ImageDir, Edit::Target(target)) => reader.image(node)?.is_some_and(|i| i.target.as_ref() == Some(target)),
+            (NodeKind::ImageDir, Edit::Target(target, text)) => reader.image(node)?.is_some_and(|i| {
+                i.target.as_ref() == Some(target) && text.as_ref().is_none_or(|t| *t == i.target_file())
+            }),
             (NodeKind::ImageDir, Edit::ClearTarget) => reader.image(node)?.is_none_or(|i| i.target.is_none()),
             (NodeKind::Container, Edit::Spec(spec)) => reader.with_spec(node, |s| s.to_vec())? == *spec,
             (NodeKind::Container, Edit::Field(field, value)) => {

@@ -97,7 +97,7 @@ fn a_refused_first_target_can_be_put_back_to_a_name_prefix() {
     let dir = services.create_image_dir(schema::IMAGES, "app").unwrap();
     let digest = format!("sha256:{}", "c".repeat(64));
     let target = crate::model::Descriptor::from_json(json!({"mediaType": "m", "digest": digest, "size": 1})).unwrap();
-    services.apply(Edit::Target(target), dir.id, NodeKind::ImageDir).unwrap();
+    services.apply(Edit::Target(target, None), dir.id, NodeKind::ImageDir).unwrap();
     assert!(services.store().read().unwrap().image(dir.id).unwrap().is_some());
     services.apply(Edit::ClearTarget, dir.id, NodeKind::ImageDir).unwrap();
     assert!(services.store().read().unwrap().image(dir.id).unwrap().is_none());
@@ -189,4 +189,80 @@ fn events_tell_exits_and_collections_after_commit() {
     blob(&services, b"nobody wants me\n");
     services.collect_garbage().unwrap();
     assert_eq!(*seen.lock().unwrap(), ["exited 7", "collected 1 blob(s)"]);
+}
+
+/// The container record and spec of `node`, for comparing before and after.
+fn container_state(services: &Services, node: NodeId) -> (crate::model::Container, Option<Vec<u8>>, crate::store::Node) {
+    let reader = services.store().read().unwrap();
+    (reader.container(node).unwrap().unwrap(), reader.spec(node).unwrap(), reader.node(node).unwrap().unwrap())
+}
+
+#[test]
+fn writing_the_value_a_field_has_commits_nothing() {
+    let (_dir, _, services) = services();
+    let web = container(&services, "web");
+    let kind = NodeKind::Container;
+    services.apply(Edit::Field(ContainerField::Image, "library/busybox".into()), web, kind).unwrap();
+    let mut labels = Labels::new();
+    labels.set("env", "prod").unwrap();
+    services.apply(Edit::ReplaceLabels(labels.clone()), web, kind).unwrap();
+    services.apply(Edit::Field(ContainerField::Runtime, "runc".into()), web, kind).unwrap();
+    let spec = container_state(&services, web).1;
+    let before = container_state(&services, web);
+    let seen = Arc::new(std::sync::Mutex::new(0));
+    let sink = Arc::clone(&seen);
+    services.on_event(move |_| *sink.lock().unwrap() += 1);
+    std::thread::sleep(Duration::from_millis(2));
+    services.apply(Edit::Field(ContainerField::Image, "library/busybox".into()), web, kind).unwrap();
+    services.apply(Edit::Field(ContainerField::Runtime, "runc".into()), web, kind).unwrap();
+    services.apply(Edit::ReplaceLabels(labels), web, kind).unwrap();
+    services.apply(Edit::MergeLabels(vec![crate::model::LabelEdit::Set("env".into(), "prod".into())]), web, kind).unwrap();
+    services.apply(Edit::Spec(spec), web, kind).unwrap();
+    services.set_label(web, "env", "prod", super::Presence::Any).unwrap();
+    assert_eq!(container_state(&services, web), before, "no new updated_at");
+    assert_eq!(*seen.lock().unwrap(), 0, "no event");
+    // An image's target written again as the same document is no change either.
+    let dir = services.create_image_dir(schema::IMAGES, "app").unwrap();
+    let doc = json!({"mediaType": "m", "digest": format!("sha256:{}", "d".repeat(64)), "size": 1});
+    let text = format!("{}\n", serde_json::to_string_pretty(&doc).unwrap());
+    let target = || Edit::Target(crate::model::Descriptor::from_json(doc.clone()).unwrap(), Some(text.clone()));
+    services.apply(target(), dir.id, NodeKind::ImageDir).unwrap();
+    let image = services.store().read().unwrap().image(dir.id).unwrap().unwrap();
+    services.apply(target(), dir.id, NodeKind::ImageDir).unwrap();
+    assert_eq!(services.store().read().unwrap().image(dir.id).unwrap().unwrap(), image);
+    // A different value is a change.
+    services.apply(Edit::Field(ContainerField::Runtime, "crun".into()), web, kind).unwrap();
+    assert!(container_state(&services, web).0.updated_at > before.0.updated_at);
+}
+
+#[test]
+fn times_set_on_a_file_hold_until_its_value_changes() {
+    use super::TimeSet;
+    use crate::model::{Timestamp, NODE_ITSELF};
+    let (_dir, _, services) = services();
+    let web = container(&services, "web");
+    let kind = NodeKind::Container;
+    let past = Timestamp::from_nanos(1_577_934_245_000_000_000);
+    let before = container_state(&services, web).0;
+    services.set_times(web, "labels", TimeSet::At(past), TimeSet::At(past)).unwrap();
+    services.set_times(web, "image", TimeSet::Now, TimeSet::At(past)).unwrap();
+    services.set_times(web, NODE_ITSELF, TimeSet::At(past), TimeSet::At(past)).unwrap();
+    let (record, _, node) = container_state(&services, web);
+    assert_eq!(record, before, "setting times changes no value");
+    assert_eq!(node.times["labels"].mtime, past);
+    assert_eq!(node.times["image"].mtime, past);
+    assert!(node.times["image"].atime > past);
+    // Writing the labels they have keeps the time; new labels clear it, and the
+    // directory's, but not the image's.
+    let mut labels = Labels::new();
+    services.apply(Edit::ReplaceLabels(labels.clone()), web, kind).unwrap();
+    assert_eq!(container_state(&services, web).2.times.len(), 3);
+    labels.set("env", "prod").unwrap();
+    services.apply(Edit::ReplaceLabels(labels), web, kind).unwrap();
+    let times = container_state(&services, web).2.times;
+    assert_eq!(times.keys().collect::<Vec<_>>(), ["image"]);
+    services.apply(Edit::Spec(Some(b"{}".to_vec())), web, kind).unwrap();
+    assert_eq!(container_state(&services, web).2.times.keys().collect::<Vec<_>>(), ["image"]);
+    services.apply(Edit::Field(ContainerField::Image, "app".into()), web, kind).unwrap();
+    assert!(container_state(&services, web).2.times.is_empty());
 }

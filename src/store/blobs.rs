@@ -88,7 +88,12 @@ impl Writer<'_> {
         if blob.state != BlobState::Committed {
             return Err(StoreError::InUse { what: format!("blob {}", blob.digest), by: "its writer".into() });
         }
+        let before = blob.labels.clone();
         change(&mut blob.labels)?;
+        if blob.labels == before {
+            return Ok(blob.labels);
+        }
+        // (A time set on the blob stays: its bytes, what the time is about, never change.)
         blob.updated_at = Timestamp::now();
         self.dbs.blobs.put(&mut self.txn, &node.0, &blob)?;
         Ok(blob.labels)

@@ -3,7 +3,7 @@
 
 use super::nodes::{Node, NodeId, NodeKind};
 use super::{schema, Result, StoreError, StoreRead, Writer};
-use crate::model::{validate_identifier, Container, Timestamp, ValidationError, MAX_SPEC_BYTES};
+use crate::model::{validate_identifier, Container, ContainerField, Timestamp, ValidationError, MAX_SPEC_BYTES};
 
 impl Writer<'_> {
     /// `mkdir containers/ID`: a container with containerd's defaults.
@@ -16,33 +16,58 @@ impl Writer<'_> {
         Ok((node, container))
     }
 
-    /// Applies `change` to a container and stamps `updated_at`.
+    /// Applies `change` to a container and stamps `updated_at`. A change that leaves the
+    /// record as it was writes nothing (no new `updated_at`): writing a value again is not
+    /// a change. Times set on the files whose value changed are cleared.
     pub fn update_container(
         &mut self,
         node: NodeId,
         change: impl FnOnce(&mut Container) -> Result<(), ValidationError>,
     ) -> Result<Container> {
-        let mut container = self
-            .container(node)?
-            .ok_or_else(|| StoreError::NotFound { kind: "container", key: format!("node {}", node.0) })?;
+        let before = self.existing_container(node)?;
+        let mut container = before.clone();
         change(&mut container)?;
+        if container == before {
+            return Ok(container);
+        }
+        let fields = [ContainerField::Image, ContainerField::Snapshotter, ContainerField::Snapshot, ContainerField::Runtime];
+        let mut changed: Vec<&str> = fields
+            .into_iter()
+            .filter(|f| container.field(*f) != before.field(*f))
+            .map(ContainerField::file_name)
+            .collect();
+        if container.labels != before.labels {
+            changed.push("labels");
+        }
         container.updated_at = Timestamp::now();
         self.dbs.containers.put(&mut self.txn, &node.0, &container)?;
+        self.clear_times(node, &changed)?;
         Ok(container)
     }
 
     /// Sets (or with `None` clears) a container's spec, stamping the container's
-    /// `updated_at`. The bytes were validated by the caller (`model::validate_spec`).
+    /// `updated_at`. The bytes were validated by the caller (`model::validate_spec`). The
+    /// spec it already has changes nothing.
     pub fn put_spec(&mut self, node: NodeId, spec: Option<&[u8]>) -> Result<Container> {
-        let container = self.update_container(node, |_| Ok(()))?;
+        let mut container = self.existing_container(node)?;
+        if spec.is_some_and(|b| b.len() > MAX_SPEC_BYTES) {
+            return Err(ValidationError::TooLarge { what: "spec", limit: MAX_SPEC_BYTES }.into());
+        }
+        if self.dbs.specs.get(&self.txn, &node.0)? == spec {
+            return Ok(container);
+        }
         match spec {
-            Some(bytes) if bytes.len() > MAX_SPEC_BYTES => {
-                return Err(ValidationError::TooLarge { what: "spec", limit: MAX_SPEC_BYTES }.into())
-            }
             Some(bytes) => self.dbs.specs.put(&mut self.txn, &node.0, bytes)?,
             None => drop(self.dbs.specs.delete(&mut self.txn, &node.0)?),
         }
+        container.updated_at = Timestamp::now();
+        self.dbs.containers.put(&mut self.txn, &node.0, &container)?;
+        self.clear_times(node, &["spec"])?;
         Ok(container)
+    }
+
+    fn existing_container(&self, node: NodeId) -> Result<Container> {
+        self.container(node)?.ok_or_else(|| StoreError::NotFound { kind: "container", key: format!("node {}", node.0) })
     }
 
     /// `rmdir containers/ID`: deletes the record and its directory.

@@ -45,7 +45,7 @@ fn image(store: &Store, name: &str, target: char) {
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(target), "size": 1
     }))
     .unwrap();
-    store.write(|w| { let dir = w.create_image_dir(schema::IMAGES, name)?; w.put_image_target(dir.id, descriptor) }).unwrap();
+    store.write(|w| { let dir = w.create_image_dir(schema::IMAGES, name)?; w.put_image_target(dir.id, descriptor, None) }).unwrap();
 }
 
 fn collect(store: &Store) -> Collected {

@@ -17,21 +17,30 @@ impl Writer<'_> {
     }
 
     /// Writes an image's target: creates the record on first write (containerd's Put),
-    /// replaces the target afterwards.
-    pub fn put_image_target(&mut self, dir: NodeId, target: Descriptor) -> Result<Image> {
+    /// replaces the target afterwards. `text` is the document as written, kept when it is
+    /// not the descriptor's own rendering. The target it already has changes nothing.
+    pub fn put_image_target(&mut self, dir: NodeId, target: Descriptor, text: Option<String>) -> Result<Image> {
         target.validate()?;
         let node = self.image_dir(dir)?;
         let now = Timestamp::now();
+        let text = text.filter(|t| *t != target.render());
         let image = match self.image(dir)? {
-            Some(image) if image.target.as_ref() == Some(&target) => return Ok(image),
+            Some(image) if image.target.as_ref() == Some(&target) && image.target_text == text => image,
             Some(mut image) => {
                 image.target = Some(target.clone());
+                image.target_text = text;
                 image.updated_at = now;
+                self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+                self.clear_times(dir, &["target"])?;
                 image
             }
-            None => Image::new(self.image_name(&node)?, target.clone(), now),
+            None => {
+                let image = Image { target_text: text, ..Image::new(self.image_name(&node)?, target.clone(), now) };
+                self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+                self.clear_times(dir, &["target", "labels"])?;
+                image
+            }
         };
-        self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
         // What the image reaches is referenced now; its blobs need no ingest lease.
         self.end_leases_from(&target.digest)?;
         Ok(image)
@@ -44,12 +53,16 @@ impl Writer<'_> {
         match self.image(dir)? {
             Some(mut image) if !image.labels.is_empty() => {
                 image.target = None;
+                image.target_text = None;
                 image.updated_at = Timestamp::now();
                 self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+                self.clear_times(dir, &["target"])?;
             }
-            _ => {
+            Some(_) => {
                 self.dbs.images.delete(&mut self.txn, &dir.0)?;
+                self.clear_times(dir, &["target", "labels"])?;
             }
+            None => {}
         }
         Ok(())
     }
@@ -77,6 +90,7 @@ impl Writer<'_> {
         } else {
             self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
         }
+        self.clear_times(dir, &["labels"])?;
         Ok(image)
     }
 
@@ -86,13 +100,25 @@ impl Writer<'_> {
         dir: NodeId,
         change: impl FnOnce(&mut Image) -> Result<(), ValidationError>,
     ) -> Result<Image> {
-        let mut image = self.image(dir)?.ok_or_else(|| not_found("image", dir))?;
+        let before = self.image(dir)?.ok_or_else(|| not_found("image", dir))?;
+        let mut image = before.clone();
         change(&mut image)?;
         if let Some(target) = &image.target {
             target.validate()?;
         }
+        if image == before {
+            return Ok(image);
+        }
+        let mut changed = Vec::new();
+        if image.target != before.target || image.target_text != before.target_text {
+            changed.push("target");
+        }
+        if image.labels != before.labels {
+            changed.push("labels");
+        }
         image.updated_at = Timestamp::now();
         self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+        self.clear_times(dir, &changed)?;
         Ok(image)
     }
 

@@ -11,14 +11,17 @@
 //! ├── meta        Str                      → bytes
 //! │   ├── "schema_version"                 → u32 BE          layout version (3)
 //! │   └── "next_node_id"                   → u64 BE          never reused; starts at 16
-//! ├── nodes       u64 BE node id           → JSON Node       {parent, name, kind, created_at, updated_at}
+//! ├── nodes       u64 BE node id           → JSON Node       {parent, name, kind, created_at, updated_at,
+//! │                                                          times: {field or "." → {atime, mtime, ctime}}}
+//! │                                                          (times set with utimensat; absent when none)
 //! │                                                          1 root, 2 images/, 3 containers/, 4 tasks/,
 //! │                                                          5 logs/, 6 wait/, 7 content/, 8 content/sha256/,
 //! │                                                          9 content/sha512/, 10 snapshots/
 //! ├── dirents     u64 BE parent ‖ name     → u64 BE child    lookup: one point read per component
 //! ├── children    u64 BE parent ‖ u64 BE child → kind u8 ‖ name
 //! │                                                          readdir: creation order, cookie = child id
-//! ├── images      u64 BE node id           → JSON Image      only for image directories with a target
+//! ├── images      u64 BE node id           → JSON Image      only for image directories with a target;
+//! │                                                          {name, target, target_text?, labels, ...}
 //! ├── containers  u64 BE node id           → JSON Container  {id, image, snapshotter, snapshot, runtime, labels}
 //! ├── specs       u64 BE node id           → bytes           a container's runtime spec exactly as written
 //! │                                                          (a validated JSON object); absent when unset
@@ -438,7 +441,7 @@ mod tests {
             .write(|w| -> Result<_> {
                 let a = w.create_image_dir(schema::IMAGES, "docker.io")?;
                 let b = w.create_image_dir(a.id, "busybox:1.36")?;
-                w.put_image_target(b.id, descriptor('a'))?;
+                w.put_image_target(b.id, descriptor('a'), None)?;
                 w.update_image(b.id, |i| i.labels.set("env", "prod"))?;
                 Ok(b)
             })

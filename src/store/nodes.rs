@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::{self, child_key, child_of_key, dirent_key};
 use super::{read_u32, Dbs, Result, StoreError, StoreRead, Writer};
-use crate::model::Timestamp;
+use crate::model::{FileTimes, SetTimes, Timestamp, NODE_ITSELF};
 
 /// A persistent node id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -95,6 +95,10 @@ pub(crate) struct NodeRecord {
     kind: NodeKind,
     created_at: Timestamp,
     updated_at: Timestamp,
+    /// Times set with `utimensat` on the node or its files; absent in records written
+    /// before they existed, so no migration is needed.
+    #[serde(default, skip_serializing_if = "FileTimes::is_empty")]
+    times: FileTimes,
 }
 
 /// A node as read from the store.
@@ -112,11 +116,21 @@ pub struct Node {
     pub created_at: Timestamp,
     /// When it or its list of entries last changed.
     pub updated_at: Timestamp,
+    /// Times set on it or its files, shown until the value they were set on changes.
+    pub times: FileTimes,
 }
 
 impl Node {
     fn from_record(id: NodeId, r: NodeRecord) -> Self {
-        Node { id, parent: r.parent, name: r.name, kind: r.kind, created_at: r.created_at, updated_at: r.updated_at }
+        Node {
+            id,
+            parent: r.parent,
+            name: r.name,
+            kind: r.kind,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            times: r.times,
+        }
     }
 
     fn record(&self) -> NodeRecord {
@@ -126,6 +140,7 @@ impl Node {
             kind: self.kind,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            times: self.times.clone(),
         }
     }
 }
@@ -140,6 +155,7 @@ pub(super) fn initialize(dbs: &Dbs, wtxn: &mut RwTxn) -> Result<()> {
         kind: NodeKind::Root,
         created_at: now,
         updated_at: now,
+        times: FileTimes::new(),
     };
     dbs.nodes.put(wtxn, &root.id.0, &root.record())?;
     for (id, name, kind) in [
@@ -149,7 +165,7 @@ pub(super) fn initialize(dbs: &Dbs, wtxn: &mut RwTxn) -> Result<()> {
         (schema::LOGS, "logs", NodeKind::LogsDir),
         (schema::WAIT, "wait", NodeKind::WaitDir),
     ] {
-        let node = Node { id, parent: schema::ROOT, name: name.into(), kind, created_at: now, updated_at: now };
+        let node = Node { id, parent: schema::ROOT, name: name.into(), kind, created_at: now, updated_at: now, times: FileTimes::new() };
         link(dbs, wtxn, &node)?;
     }
     link_v2_fixed_nodes(dbs, wtxn, now)?;
@@ -167,7 +183,7 @@ pub(super) fn link_v2_fixed_nodes(dbs: &Dbs, wtxn: &mut RwTxn, now: Timestamp) -
         (schema::CONTENT_SHA512, schema::CONTENT, "sha512", NodeKind::DigestDir),
         (schema::SNAPSHOTS, schema::ROOT, "snapshots", NodeKind::SnapshotsDir),
     ] {
-        let node = Node { id, parent, name: name.into(), kind, created_at: now, updated_at: now };
+        let node = Node { id, parent, name: name.into(), kind, created_at: now, updated_at: now, times: FileTimes::new() };
         link(dbs, wtxn, &node)?;
     }
     Ok(())
@@ -264,7 +280,7 @@ impl Writer<'_> {
         if self.node(id)?.is_some() {
             return Err(StoreError::Corrupt(format!("node id {} is taken", id.0)));
         }
-        let node = Node { id, parent, name: name.into(), kind, created_at: now, updated_at: now };
+        let node = Node { id, parent, name: name.into(), kind, created_at: now, updated_at: now, times: FileTimes::new() };
         link(self.dbs, &mut self.txn, &node)?;
         self.touch_node(parent, now)?;
         Ok(node)
@@ -289,7 +305,34 @@ impl Writer<'_> {
             .get(&self.txn, &id.0)?
             .ok_or_else(|| StoreError::Corrupt(format!("touching missing node {}", id.0)))?;
         record.updated_at = now;
+        // A change of its entries is a change of the directory: a time set on it is over.
+        record.times.remove(NODE_ITSELF);
         self.dbs.nodes.put(&mut self.txn, &id.0, &record)?;
+        Ok(())
+    }
+
+    /// Sets the times shown for `key` of node `id` (a field name, or [`NODE_ITSELF`]).
+    pub fn set_times(&mut self, id: NodeId, key: &str, times: SetTimes) -> Result<()> {
+        let mut record = self
+            .dbs
+            .nodes
+            .get(&self.txn, &id.0)?
+            .ok_or_else(|| StoreError::NotFound { kind: "node", key: format!("node {}", id.0) })?;
+        record.times.insert(key.to_owned(), times);
+        self.dbs.nodes.put(&mut self.txn, &id.0, &record)?;
+        Ok(())
+    }
+
+    /// The values of `fields` of node `id` changed: the times set on them, and on the
+    /// node itself (a directory changes with any of its files), are over. Writes only when
+    /// some were set.
+    pub(super) fn clear_times(&mut self, id: NodeId, fields: &[&str]) -> Result<()> {
+        let Some(mut record) = self.dbs.nodes.get(&self.txn, &id.0)? else { return Ok(()) };
+        let before = record.times.len();
+        record.times.retain(|key, _| key != NODE_ITSELF && !fields.contains(&key.as_str()));
+        if record.times.len() != before {
+            self.dbs.nodes.put(&mut self.txn, &id.0, &record)?;
+        }
         Ok(())
     }
 }

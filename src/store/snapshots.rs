@@ -22,18 +22,25 @@ impl Writer<'_> {
         Ok(node)
     }
 
-    /// Applies `change` to a snapshot and stamps `updated_at`.
+    /// Applies `change` to a snapshot and stamps `updated_at`; a change that leaves it as
+    /// it was writes nothing.
     pub fn update_snapshot(
         &mut self,
         node: NodeId,
         change: impl FnOnce(&mut Snapshot) -> Result<(), ValidationError>,
     ) -> Result<Snapshot> {
-        let mut snapshot = self
+        let before = self
             .snapshot(node)?
             .ok_or_else(|| StoreError::NotFound { kind: "snapshot", key: format!("node {}", node.0) })?;
+        let mut snapshot = before.clone();
         change(&mut snapshot)?;
+        if snapshot == before {
+            return Ok(snapshot);
+        }
+        let labels_changed = snapshot.labels != before.labels;
         snapshot.updated_at = Timestamp::now();
         self.dbs.snapshots.put(&mut self.txn, &node.0, &snapshot)?;
+        self.clear_times(node, if labels_changed { &["labels"] } else { &[] })?;
         Ok(snapshot)
     }
 

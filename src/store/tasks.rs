@@ -31,6 +31,8 @@ impl Writer<'_> {
         }
         task.updated_at = Timestamp::now();
         self.dbs.tasks.put(&mut self.txn, &node.0, &task)?;
+        // What `cat tasks/<id>` shows changed: a time set on the file is over.
+        self.clear_times(node, &[])?;
         Ok(Some(task))
     }
 

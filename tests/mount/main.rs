@@ -13,6 +13,7 @@ mod labels;
 mod oci;
 mod oci_fixture;
 mod privacy;
+mod roundtrip;
 mod shell;
 mod signals;
 mod tasks;
