@@ -666,3 +666,27 @@ pub fn sh_as_nobody(dir: &Path, script: &str) -> (i32, String, String) {
         &format!("exec setpriv --reuid=65534 --regid=65534 --clear-groups sh -c '{quoted}'"),
     )
 }
+
+/// The attribute files a container lists once every field is set (`info.json` is
+/// reachable by name only), sorted as `ls` sorts them.
+pub const CONTAINER_FIELD_FILES: [&str; 6] = ["image", "labels", "runtime", "snapshot", "snapshotter", "spec"];
+
+/// Sets every writable field of container `id` (which must exist), so each of its
+/// attribute files exists: a field without a value has no file. The key is written before
+/// the image, and names no image that exists here, so it is only recorded (it would be
+/// prepared when a task starts); keys are per container (`{id}-root`), so several
+/// containers can be set up this way without one holding another's key.
+pub fn set_container_fields(fx: &MountFixture, id: &str) {
+    let p = |f: &str| fx.path(&format!("containers/{id}/{f}"));
+    put(&p("spec"), r#"{"ociVersion":"1.2.0","process":{"args":["sh"],"cwd":"/"}}"#);
+    put(&p("snapshot"), format!("{id}-root\n"));
+    put(&p("image"), "docker.io/library/busybox:1.36\n");
+    put(&p("snapshotter"), "overlayfs\n");
+    put(&p("runtime"), "runc\n");
+    put(&p("labels"), "env=test\n");
+    assert_eq!(
+        ls(&fx.path(&format!("containers/{id}"))),
+        CONTAINER_FIELD_FILES,
+        "every field of {id} is set"
+    );
+}

@@ -1,8 +1,10 @@
-//! `containers/`: defaults, each field's file, the identifier rule, deletion, and the
-//! "Times and sizes" promises (exact sizes, mtime = updated_at, stable inodes).
+//! `containers/`: a new container's unset fields, each field's file (present only while
+//! it has a value), the identifier rule, deletion, and the "Times and sizes" promises
+//! (exact sizes, mtime = updated_at, stable inodes).
 
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::time::SystemTime;
 
@@ -10,6 +12,7 @@ use serde_json::json;
 
 use crate::common::*;
 
+/// Every attribute file of a container, by name (`info.json` is not listed by readdir).
 const FILES: [&str; 7] = [
     "image",
     "info.json",
@@ -30,23 +33,51 @@ fn sample_spec() -> serde_json::Value {
 }
 
 #[test]
-fn mkdir_creates_a_container_with_defaults() {
+fn mkdir_creates_a_container_with_no_field_set() {
     let fx = MountFixture::new();
     fs::create_dir(fx.path("containers/web")).unwrap();
+    let p = |f: &str| fx.path(&format!("containers/web/{f}"));
 
-    assert_eq!(ls(&fx.path("containers/web")), FILES);
-    assert_eq!(read(&fx.path("containers/web/snapshotter")), "overlayfs\n");
-    assert_eq!(read(&fx.path("containers/web/runtime")), "runc\n");
-    assert_eq!(read(&fx.path("containers/web/image")), "");
-    assert_eq!(read(&fx.path("containers/web/snapshot")), "");
-    assert_eq!(read(&fx.path("containers/web/spec")), "");
-    assert_eq!(read(&fx.path("containers/web/labels")), "");
+    // An attribute file exists only while its field has a value; info.json is reachable
+    // by name but not listed.
+    assert_eq!(ls(&fx.path("containers/web")), Vec::<String>::new());
+    for field in CONTAINER_FIELD_FILES {
+        assert_eq!(errno_of(fs::metadata(p(field))), libc::ENOENT, "stat {field}");
+        assert_eq!(errno_of(fs::read(p(field))), libc::ENOENT, "read {field}");
+    }
+    // Unset: the defaults (runc, overlayfs) apply, and the record says nothing.
+    let info = read_json(&p("info.json"));
+    assert_eq!(info["id"], "web");
+    for field in ["image", "snapshotter", "snapshot", "runtime"] {
+        assert_eq!(info[field], "", "{field} in {info}");
+    }
+    assert_eq!(info["labels"], json!({}));
+    assert!(info["spec"].is_null(), "{info}");
+
+    // Writing creates the file; O_EXCL works for an absent one (tar, install), and is
+    // EEXIST once the field has a value.
+    let mut file = OpenOptions::new().write(true).create_new(true).open(p("runtime")).unwrap();
+    file.write_all(b"crun\n").unwrap();
+    close_checked(file).unwrap();
+    append(&p("labels"), "env=prod\n");
+    assert_eq!(ls(&fx.path("containers/web")), ["labels", "runtime"]);
+    assert_eq!(read(&p("runtime")), "crun\n");
+    assert_eq!(read(&p("labels")), "env=prod\n");
+    assert_eq!(
+        errno_of(OpenOptions::new().write(true).create_new(true).open(p("runtime"))),
+        libc::EEXIST
+    );
+    for field in ["image", "snapshotter", "snapshot", "spec"] {
+        assert_eq!(errno_of(fs::metadata(p(field))), libc::ENOENT, "{field} still unset");
+    }
+    assert_eq!(read_json(&p("info.json"))["runtime"], "crun");
 }
 
 #[test]
 fn container_files_have_documented_modes_and_owner() {
     let fx = MountFixture::new();
     fs::create_dir(fx.path("containers/web")).unwrap();
+    set_container_fields(&fx, "web");
     for rel in ["containers", "containers/web"] {
         let md = fs::metadata(fx.path(rel)).unwrap();
         assert!(md.is_dir());
@@ -88,12 +119,19 @@ fn one_line_fields_read_back_with_one_newline() {
             "{field} written without a newline"
         );
     }
-    // The optional ones can be cleared.
-    for field in ["snapshot", "image"] {
+    // Every one can be cleared (an empty snapshotter or runtime is unset: the default
+    // applies); the file is then absent.
+    for field in ["snapshot", "image", "snapshotter", "runtime"] {
         let p = fx.path(&format!("containers/web/{field}"));
         put(&p, "");
-        assert_eq!(read(&p), "", "{field} cleared");
+        assert_eq!(errno_of(fs::read(&p)), libc::ENOENT, "{field} cleared");
+        assert_eq!(
+            read_json(&fx.path("containers/web/info.json"))[field],
+            "",
+            "{field} cleared in info.json"
+        );
     }
+    assert_eq!(ls(&fx.path("containers/web")), Vec::<String>::new());
 }
 
 #[test]
@@ -114,7 +152,8 @@ fn spec_round_trips_byte_for_byte_and_empty_clears_it() {
         assert_eq!(parsed["spec"], serde_json::from_str::<serde_json::Value>(text).unwrap());
     }
     put(&spec, "");
-    assert_eq!(read(&spec), "");
+    assert_eq!(errno_of(fs::read(&spec)), libc::ENOENT, "an empty spec clears it");
+    assert_eq!(ls(&fx.path("containers/web")), Vec::<String>::new());
     assert!(read_json(&info)["spec"].is_null());
 }
 
@@ -188,10 +227,12 @@ fn rm_r_deletes_a_container() {
         errno_of(fs::metadata(fx.path("containers/web"))),
         libc::ENOENT
     );
-    // A new container of that name starts from the defaults.
+    // A new container of that name starts with no field set.
     fs::create_dir(fx.path("containers/web")).unwrap();
-    assert_eq!(read(&fx.path("containers/web/spec")), "");
-    assert_eq!(read(&fx.path("containers/web/labels")), "");
+    assert_eq!(ls(&fx.path("containers/web")), Vec::<String>::new());
+    assert_eq!(errno_of(fs::read(fx.path("containers/web/spec"))), libc::ENOENT);
+    assert_eq!(errno_of(fs::read(fx.path("containers/web/labels"))), libc::ENOENT);
+    assert!(read_json(&fx.path("containers/web/info.json"))["spec"].is_null());
 }
 
 #[test]
@@ -261,21 +302,45 @@ fn identifiers_follow_containerds_rule() {
 }
 
 #[test]
-fn unlinking_an_attribute_file_succeeds_and_changes_nothing() {
+fn unlinking_an_attribute_file_clears_the_field() {
     let fx = MountFixture::new();
     fs::create_dir(fx.path("containers/web")).unwrap();
-    put(&fx.path("containers/web/image"), "busybox\n");
-    fs::remove_file(fx.path("containers/web/image")).unwrap();
+    set_container_fields(&fx, "web");
+    let p = |f: &str| fx.path(&format!("containers/web/{f}"));
+    fs::remove_file(p("image")).unwrap();
     fx.sh_ok("rm containers/web/runtime containers/web/labels");
-    assert_eq!(read(&fx.path("containers/web/image")), "busybox\n");
-    assert_eq!(read(&fx.path("containers/web/runtime")), "runc\n");
-    assert_eq!(ls(&fx.path("containers/web")), FILES);
+    for field in ["image", "runtime", "labels"] {
+        assert_eq!(errno_of(fs::read(p(field))), libc::ENOENT, "{field} removed");
+        // Nothing left to remove.
+        assert_eq!(errno_of(fs::remove_file(p(field))), libc::ENOENT, "second rm of {field}");
+    }
+    assert_eq!(ls(&fx.path("containers/web")), ["snapshot", "snapshotter", "spec"]);
+    let info = read_json(&p("info.json"));
+    assert_eq!((&info["image"], &info["runtime"]), (&json!(""), &json!("")), "{info}");
+    assert_eq!(info["labels"], json!({}));
+    // The other fields are untouched.
+    assert_eq!(read(&p("snapshot")), "web-root\n");
+    assert_eq!(read(&p("snapshotter")), "overlayfs\n");
+    assert!(info["spec"].is_object(), "{info}");
+    // info.json is derived: it cannot be removed, and is still there.
+    assert_eq!(errno_of(fs::remove_file(p("info.json"))), libc::EPERM);
+    assert_eq!(read_json(&p("info.json"))["id"], "web");
+    // rm then create (what tar and install do) ends with the new value.
+    fx.sh_ok("rm containers/web/spec && echo '{}' > containers/web/spec");
+    assert_eq!(read(&p("spec")), "{}\n");
 }
 
 #[test]
 fn writes_without_truncation_are_positional_over_the_current_value() {
     let fx = MountFixture::new();
     fs::create_dir(fx.path("containers/web")).unwrap();
+    // Without O_CREAT an unset field has no file to open.
+    assert_eq!(
+        write_doc(&fx.path("containers/web/runtime"), b"crun", Mode::InPlace),
+        Err((Stage::Open, libc::ENOENT))
+    );
+    put(&fx.path("containers/web/runtime"), "runc\n");
+    put(&fx.path("containers/web/snapshotter"), "overlayfs\n");
     // O_WRONLY at offset 0 over "runc\n".
     write_doc(&fx.path("containers/web/runtime"), b"crun", Mode::InPlace).unwrap();
     assert_eq!(read(&fx.path("containers/web/runtime")), "crun\n");
@@ -298,13 +363,18 @@ fn truncate_to_zero_commits_the_empty_value_at_once() {
     put(&fx.path("containers/web/labels"), "a=b\n");
     put(&fx.path("containers/web/snapshot"), "s1\n");
     fx.sh_ok("truncate -s 0 containers/web/spec containers/web/labels containers/web/snapshot");
-    assert_eq!(read(&fx.path("containers/web/spec")), "");
-    assert_eq!(read(&fx.path("containers/web/labels")), "");
-    assert_eq!(read(&fx.path("containers/web/snapshot")), "");
-    assert_eq!(
-        read_json(&fx.path("containers/web/info.json"))["labels"],
-        json!({})
-    );
+    for field in ["spec", "labels", "snapshot"] {
+        assert_eq!(
+            errno_of(fs::read(fx.path(&format!("containers/web/{field}")))),
+            libc::ENOENT,
+            "{field} cleared by truncate"
+        );
+    }
+    assert_eq!(ls(&fx.path("containers/web")), Vec::<String>::new());
+    let info = read_json(&fx.path("containers/web/info.json"));
+    assert_eq!(info["labels"], json!({}));
+    assert_eq!(info["snapshot"], "");
+    assert!(info["spec"].is_null(), "{info}");
 }
 
 #[test]
@@ -322,13 +392,25 @@ fn truncate_by_path_commits_the_empty_value_at_once() {
     // SAFETY: a valid NUL-terminated path.
     let rc = unsafe { libc::truncate(path.as_ptr(), 0) };
     assert_eq!(rc, 0, "truncate(2): {}", std::io::Error::last_os_error());
-    assert_eq!(read(&fx.path("containers/web/labels")), "");
+    assert_eq!(errno_of(fs::read(fx.path("containers/web/labels"))), libc::ENOENT);
+    assert_eq!(ls(&fx.path("containers/web")), Vec::<String>::new());
+    assert_eq!(
+        read_json(&fx.path("containers/web/info.json"))["labels"],
+        json!({})
+    );
 }
 
-/// Checks `st_size == bytes read` for every file of container `web`.
+/// Checks `st_size == bytes read` for every file of container `web` that exists (the
+/// listed ones and info.json), and that every other one is absent to stat and read alike.
 fn assert_sizes(fx: &MountFixture, after: &str) {
+    let listed = ls(&fx.path("containers/web"));
     for name in FILES {
         let p = fx.path(&format!("containers/web/{name}"));
+        if name != "info.json" && !listed.iter().any(|l| l == name) {
+            assert_eq!(errno_of(fs::metadata(&p)), libc::ENOENT, "stat of unlisted {name} after {after}");
+            assert_eq!(errno_of(fs::read(&p)), libc::ENOENT, "read of unlisted {name} after {after}");
+            continue;
+        }
         let size = fs::metadata(&p).unwrap().len();
         let content = fs::read(&p).unwrap();
         assert_eq!(
@@ -359,12 +441,16 @@ fn st_size_equals_the_bytes_read_for_every_file() {
     assert_sizes(&fx, "setxattr");
     put(&p("spec"), "{}");
     assert_sizes(&fx, "spec shrunk");
+    put(&p("image"), "");
+    assert_sizes(&fx, "image cleared");
+    assert_eq!(ls(&p("")), ["labels", "runtime", "spec"]);
 }
 
 #[test]
 fn mtime_and_ctime_follow_the_records_updated_at() {
     let fx = MountFixture::new();
     fs::create_dir(fx.path("containers/web")).unwrap();
+    set_container_fields(&fx, "web");
     let runtime = fx.path("containers/web/runtime");
     let before = fs::metadata(&runtime).unwrap().modified().unwrap();
     let t0 = SystemTime::now();
@@ -419,6 +505,7 @@ fn find_newer_lists_only_what_changed_after_the_reference() {
     let fx = MountFixture::new();
     for id in ["a", "b", "c"] {
         fs::create_dir(fx.path(&format!("containers/{id}"))).unwrap();
+        set_container_fields(&fx, id);
     }
     put(&fx.path("containers/a/runtime"), "crun\n");
     let reference = fs::metadata(fx.path("containers/a/runtime")).unwrap();
@@ -438,9 +525,10 @@ fn find_newer_lists_only_what_changed_after_the_reference() {
 
     let out = fx.sh_ok("find containers -newer containers/a/runtime");
     // `containers` itself is left out: whether a child's record change counts as a change
-    // of "its entries" is not pinned down by the contract.
+    // of "its entries" is not pinned down by the contract. All of b's files share its
+    // record's time; info.json is not listed, so find does not see it.
     let got: BTreeSet<&str> = out.lines().filter(|l| *l != "containers").collect();
-    let mut want: BTreeSet<String> = FILES.iter().map(|f| format!("containers/b/{f}")).collect();
+    let mut want: BTreeSet<String> = CONTAINER_FIELD_FILES.iter().map(|f| format!("containers/b/{f}")).collect();
     want.insert("containers/b".into());
     let want: BTreeSet<&str> = want.iter().map(String::as_str).collect();
     assert_eq!(got, want, "find -newer output:\n{out}");
@@ -450,8 +538,10 @@ fn find_newer_lists_only_what_changed_after_the_reference() {
 fn inode_numbers_are_stable_across_remount() {
     let mut fx = MountFixture::new();
     fs::create_dir(fx.path("containers/web")).unwrap();
+    set_container_fields(&fx, "web");
     fs::create_dir_all(fx.path("images/reg/app")).unwrap();
     put(&fx.path("images/reg/app/target"), descriptor(1).to_string());
+    put(&fx.path("images/reg/app/labels"), "a=1\n");
     let mut rels: Vec<String> = vec![
         "images".into(),
         "containers".into(),
@@ -487,10 +577,12 @@ fn inode_numbers_are_stable_across_remount() {
 fn a_recreated_container_gets_a_new_inode_number() {
     let fx = MountFixture::new();
     fs::create_dir(fx.path("containers/web")).unwrap();
+    put(&fx.path("containers/web/spec"), "{}");
     let dir_ino = fs::metadata(fx.path("containers/web")).unwrap().ino();
     let spec_ino = fs::metadata(fx.path("containers/web/spec")).unwrap().ino();
     fs::remove_dir(fx.path("containers/web")).unwrap();
     fs::create_dir(fx.path("containers/web")).unwrap();
+    put(&fx.path("containers/web/spec"), "{}");
     assert_ne!(
         fs::metadata(fx.path("containers/web")).unwrap().ino(),
         dir_ino

@@ -139,8 +139,13 @@ fn assert_populated(fx: &MountFixture) {
     assert_eq!(read(&p("containers/web/snapshot")), "web-root\n");
     assert_eq!(read(&p("containers/web/runtime")), "crun\n");
     assert_eq!(read(&p("containers/web/labels")), "env=prod\ntier=front\n");
-    assert_eq!(read(&p("containers/db/runtime")), "runc\n");
+    // db never had a field set: it has no files (runtime unset, the default applies).
+    assert_eq!(ls(&p("containers/db")), Vec::<String>::new());
+    assert_eq!(errno_of(fs::read(p("containers/db/runtime"))), libc::ENOENT);
+    assert_eq!(read_json(&p("containers/db/info.json"))["runtime"], "");
+    assert_eq!(ls(&p("containers/cache")), ["labels"]);
     assert_eq!(read(&p("containers/cache/labels")), "ttl=60\n");
+    assert_eq!(read_json(&p("containers/web/info.json"))["runtime"], "crun");
 }
 
 #[test]
@@ -220,6 +225,7 @@ impl Drop for SecondDaemon {
 fn a_second_daemon_on_the_same_state_dir_is_refused() {
     let fx = MountFixture::new();
     fs::create_dir(fx.path("containers/web")).unwrap();
+    put(&fx.path("containers/web/runtime"), "crun\n");
     let mnt2 = fx.root().join("mnt2");
     fs::create_dir(&mnt2).unwrap();
     let log2 = fx.root().join("second.log");
@@ -255,5 +261,5 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
     );
     assert!(!is_mounted(&mnt2));
     // The first daemon is unaffected.
-    assert_eq!(read(&fx.path("containers/web/runtime")), "runc\n");
+    assert_eq!(read(&fx.path("containers/web/runtime")), "crun\n");
 }

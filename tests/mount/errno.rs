@@ -22,8 +22,18 @@ fn preview(data: &[u8]) -> String {
     }
 }
 
+/// The content of `path`, or `None` when the file is absent (an attribute file without a
+/// value); any other failure panics.
+fn content_or_absent(path: &std::path::Path) -> Option<Vec<u8>> {
+    match fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+        Err(e) => panic!("reading {}: {e}", path.display()),
+    }
+}
+
 /// Writes `data` to `rel` and checks the refusal: `errno` (at `stage` when given), the
-/// previous content unchanged, and the daemon's log line.
+/// previous content unchanged (an absent file stays absent), and the daemon's log line.
 fn assert_refused(
     fx: &MountFixture,
     rel: &str,
@@ -33,7 +43,7 @@ fn assert_refused(
     errno: i32,
 ) {
     let path = fx.path(rel);
-    let before = fs::read(&path).unwrap();
+    let before = content_or_absent(&path);
     let got = write_doc(&path, data, mode);
     match (got, stage) {
         (Err((s, e)), Some(want)) => assert_eq!(
@@ -52,12 +62,13 @@ fn assert_refused(
         }
         (Ok(()), _) => panic!("{rel} accepted {}", preview(data)),
     }
-    let after = fs::read(&path).unwrap();
+    let after = content_or_absent(&path);
+    let show = |c: &Option<Vec<u8>>| c.as_deref().map_or("(absent)".to_string(), preview);
     assert!(
         after == before,
         "{rel} changed by a refused write: {} -> {}",
-        preview(&before),
-        preview(&after)
+        show(&before),
+        show(&after)
     );
     fx.assert_logged(rel, errno);
 }
@@ -338,16 +349,22 @@ fn einval_label_over_4096_bytes() {
 fn einval_second_line_in_a_one_line_file_at_write() {
     let fx = MountFixture::new();
     with_container(&fx);
-    for field in ["image", "snapshotter", "snapshot", "runtime"] {
-        let rel = format!("containers/web/{field}");
-        assert_refused(
-            &fx,
-            &rel,
-            b"one\ntwo\n",
-            Mode::Truncate,
-            Some(Stage::Write),
-            libc::EINVAL,
-        );
+    // Unset fields (the refusal leaves them absent), then set ones (it leaves the value).
+    for set in [false, true] {
+        if set {
+            set_container_fields(&fx, "web");
+        }
+        for field in ["image", "snapshotter", "snapshot", "runtime"] {
+            let rel = format!("containers/web/{field}");
+            assert_refused(
+                &fx,
+                &rel,
+                b"one\ntwo\n",
+                Mode::Truncate,
+                Some(Stage::Write),
+                libc::EINVAL,
+            );
+        }
     }
 }
 
@@ -357,11 +374,9 @@ fn einval_invalid_one_line_values() {
     with_container(&fx);
     let long256 = "r".repeat(256);
     let long4097 = "s".repeat(4097);
-    let cases: [(&str, &str); 9] = [
+    let cases: [(&str, &str); 7] = [
         ("snapshotter", "a/b"),
-        ("snapshotter", ""),
         ("snapshotter", &long256),
-        ("runtime", ""),
         ("runtime", &long256),
         ("snapshot", &long4097),
         ("snapshot", "bell\u{7}"),
@@ -379,22 +394,33 @@ fn einval_invalid_one_line_values() {
             libc::EINVAL,
         );
     }
-    // Truncating a required field to nothing is refused the same way.
-    let (code, _, err) = fx.sh("truncate -s 0 containers/web/runtime");
-    assert_ne!(code, 0, "truncate -s 0 of runtime succeeded");
-    assert!(err.contains("Invalid argument"), "{err:?}");
-    assert_eq!(read(&fx.path("containers/web/runtime")), "runc\n");
+    // The same values are refused over set fields, which keep their values.
+    set_container_fields(&fx, "web");
+    for (field, value) in cases {
+        assert_refused(
+            &fx,
+            &format!("containers/web/{field}"),
+            format!("{value}\n").as_bytes(),
+            Mode::Truncate,
+            None,
+            libc::EINVAL,
+        );
+    }
+    // An empty snapshotter or runtime is valid: unset, the default applies.
+    fx.sh_ok("echo > containers/web/snapshotter && truncate -s 0 containers/web/runtime");
+    for field in ["snapshotter", "runtime"] {
+        assert_eq!(
+            errno_of(fs::read(fx.path(&format!("containers/web/{field}")))),
+            libc::ENOENT,
+            "{field} cleared"
+        );
+    }
+    let info = read_json(&fx.path("containers/web/info.json"));
+    assert_eq!((&info["snapshotter"], &info["runtime"]), (&serde_json::json!(""), &serde_json::json!("")), "{info}");
 }
 
-#[test]
-fn einval_labels_in_an_image_directory_without_target() {
-    let fx = MountFixture::new();
-    fs::create_dir(fx.path("images/bare")).unwrap();
-    let r = write_doc(&fx.path("images/bare/labels"), b"a=1\n", Mode::Truncate);
-    assert!(matches!(r, Err((_, libc::EINVAL))), "got {r:?}");
-    assert_eq!(ls(&fx.path("images/bare")), Vec::<String>::new());
-    fx.assert_logged("images/bare/labels", libc::EINVAL);
-}
+// Labels in an image directory without a target are no longer EINVAL: they are kept,
+// see images::labels_may_come_before_the_target_and_are_kept.
 
 // ---- EEXIST ---------------------------------------------------------------------------
 
@@ -534,6 +560,7 @@ fn eperm_other_files_inside_an_object_directory() {
         "images/app/notes",
         "containers/web/target",
     ] {
+        // temp files: changes with rename support
         assert_eq!(
             errno_of(File::create(fx.path(rel))),
             libc::EPERM,
@@ -551,13 +578,16 @@ fn eperm_mkdir_inside_a_container_or_at_the_root() {
         libc::EPERM
     );
     assert_eq!(errno_of(fs::create_dir(fx.path("newtop"))), libc::EPERM);
-    assert_eq!(ls(&fx.path("containers/web")).len(), 7);
+    // Nothing was made: a new container lists nothing (info.json is not listed).
+    assert_eq!(ls(&fx.path("containers/web")), Vec::<String>::new());
+    assert_eq!(ls(&fx.path("")), ["containers", "content", "images", "logs", "snapshots", "tasks", "wait"]);
 }
 
 #[test]
 fn eperm_rename() {
     let fx = MountFixture::new();
     with_container(&fx);
+    set_container_fields(&fx, "web");
     with_image(&fx);
     assert_eq!(
         errno_of(fs::rename(
@@ -570,6 +600,7 @@ fn eperm_rename() {
         errno_of(fs::rename(fx.path("images/app"), fx.path("images/app2"))),
         libc::EPERM
     );
+    // temp files: changes with rename support
     assert_eq!(
         errno_of(fs::rename(
             fx.path("containers/web/image"),
@@ -578,12 +609,16 @@ fn eperm_rename() {
         libc::EPERM
     );
     assert_eq!(ls(&fx.path("containers")), ["web"]);
+    // Both fields keep their values.
+    assert_eq!(read(&fx.path("containers/web/image")), "docker.io/library/busybox:1.36\n");
+    assert_eq!(read(&fx.path("containers/web/snapshot")), "web-root\n");
 }
 
 #[test]
 fn eperm_link_symlink_mknod() {
     let fx = MountFixture::new();
     with_container(&fx);
+    set_container_fields(&fx, "web");
     assert_eq!(
         errno_of(fs::hard_link(
             fx.path("containers/web/spec"),
@@ -612,13 +647,14 @@ fn eperm_link_symlink_mknod() {
         std::io::Error::last_os_error().raw_os_error(),
         Some(libc::EPERM)
     );
-    assert_eq!(ls(&fx.path("containers/web")).len(), 7);
+    assert_eq!(ls(&fx.path("containers/web")), CONTAINER_FIELD_FILES);
 }
 
 #[test]
 fn eperm_chmod_and_chown() {
     let fx = MountFixture::new();
     with_container(&fx);
+    put(&fx.path("containers/web/spec"), r#"{"ociVersion":"1.2.0"}"#);
     for rel in ["containers/web/spec", "containers/web"] {
         let r = fs::set_permissions(fx.path(rel), fs::Permissions::from_mode(0o600));
         assert_eq!(errno_of(r), libc::EPERM, "chmod {rel}");
@@ -652,6 +688,8 @@ fn eacces_writing_info_json() {
 fn eacces_any_change_by_a_non_root_user() {
     let fx = MountFixture::with_args(&["--allow-other"]);
     with_container(&fx);
+    put(&fx.path("containers/web/runtime"), "runc\n");
+    put(&fx.path("containers/web/labels"), "keep=1\n");
     with_image(&fx);
     let mnt = fx.mnt();
 
@@ -670,6 +708,10 @@ fn eacces_any_change_by_a_non_root_user() {
         "echo a=b > containers/web/labels",
         "echo a=b >> containers/web/labels",
         "echo crun > containers/web/runtime",
+        // An unset field: creating its file is a change too.
+        "echo native > containers/web/snapshotter",
+        // rm clears a field: a change.
+        "rm containers/web/runtime",
         "mkdir containers/other",
         "mkdir images/other",
         "rmdir containers/web",
@@ -683,8 +725,9 @@ fn eacces_any_change_by_a_non_root_user() {
             "{script:?} as uid 65534: {err:?}"
         );
     }
-    assert_eq!(read(&fx.path("containers/web/labels")), "");
+    assert_eq!(read(&fx.path("containers/web/labels")), "keep=1\n");
     assert_eq!(read(&fx.path("containers/web/runtime")), "runc\n");
+    assert_eq!(ls(&fx.path("containers/web")), ["labels", "runtime"]);
     assert_eq!(ls(&fx.path("containers")), ["web"]);
     assert_eq!(ls(&fx.path("images")), ["app"]);
 }

@@ -49,8 +49,16 @@ fn writing_a_target_makes_the_directory_an_image() {
         descriptor(1).to_string(),
     );
 
-    assert_eq!(ls(&fx.path(BUSYBOX)), ATTRS);
-    assert_eq!(read(&fx.path(&format!("{BUSYBOX}/labels"))), "");
+    // Only the files with a value are listed: no labels yet, and info.json (which exists
+    // now) is reachable by name only.
+    assert_eq!(ls(&fx.path(BUSYBOX)), ["target"]);
+    assert_eq!(
+        errno_of(fs::read(fx.path(&format!("{BUSYBOX}/labels")))),
+        libc::ENOENT
+    );
+    let info = read_json(&fx.path(&format!("{BUSYBOX}/info.json")));
+    assert_eq!(info["target"], descriptor(1));
+    assert_eq!(info["labels"], json!({}));
     // The prefixes above stay plain directories.
     assert_eq!(ls(&fx.path("images/docker.io/library")), ["busybox:1.36"]);
     assert_eq!(ls(&fx.path("images/docker.io")), ["library"]);
@@ -284,4 +292,30 @@ fn image_files_have_documented_modes_owner_and_exact_sizes() {
             );
         }
     }
+}
+
+#[test]
+fn labels_may_come_before_the_target_and_are_kept() {
+    let fx = MountFixture::new();
+    fs::create_dir(fx.path("images/bare")).unwrap();
+    // A restore copies an image's files in its own order: labels first is accepted.
+    put(&fx.path("images/bare/labels"), "b=2\na=1\n");
+    assert_eq!(read(&fx.path("images/bare/labels")), "a=1\nb=2\n");
+    assert_eq!(ls(&fx.path("images/bare")), ["labels"]);
+    // Not an image until a target is written: no target, no info.json.
+    for name in ["target", "info.json"] {
+        assert_eq!(
+            errno_of(fs::metadata(fx.path(&format!("images/bare/{name}")))),
+            libc::ENOENT,
+            "{name} before the target"
+        );
+    }
+    // The target arrives: an image with the labels written first.
+    put(&fx.path("images/bare/target"), descriptor(1).to_string());
+    assert_eq!(ls(&fx.path("images/bare")), ["labels", "target"]);
+    assert_eq!(read(&fx.path("images/bare/labels")), "a=1\nb=2\n");
+    let info = read_json(&fx.path("images/bare/info.json"));
+    assert_eq!(info["name"], "bare");
+    assert_eq!(info["target"], descriptor(1));
+    assert_eq!(info["labels"], json!({"a": "1", "b": "2"}));
 }

@@ -57,7 +57,9 @@ fn truncating_with_no_bytes_clears_the_labels() {
     let labels = container(&fx, "web").join("labels");
     put(&labels, "a=1\nb=2\n");
     fx.sh_ok(": > containers/web/labels");
-    assert_eq!(read(&labels), "");
+    // Cleared: the file is absent until labels are written again.
+    assert_eq!(errno_of(fs::read(&labels)), libc::ENOENT);
+    assert_eq!(ls(&fx.path("containers/web")), Vec::<String>::new());
     assert_eq!(
         read_json(&fx.path("containers/web/info.json"))["labels"],
         json!({})
@@ -208,23 +210,34 @@ fn image_labels_work_once_the_image_has_a_target() {
 }
 
 #[test]
-fn labels_in_an_image_directory_without_target_are_einval() {
+fn labels_in_an_image_directory_without_target_are_kept() {
     let fx = MountFixture::new();
     fs::create_dir_all(fx.path("images/reg/app")).unwrap();
-    let r = write_doc(&fx.path("images/reg/app/labels"), b"a=1\n", Mode::Truncate);
-    assert!(
-        matches!(r, Err((_, libc::EINVAL))),
-        "labels file in a prefix dir gave {r:?}"
-    );
-    let r = write_doc(&fx.path("images/reg/app/labels"), b"a=1\n", Mode::Append);
-    assert!(
-        matches!(r, Err((_, libc::EINVAL))),
-        "labels append in a prefix dir gave {r:?}"
-    );
+    let dir = fx.path("images/reg/app");
+    // Every way of writing labels works before the target: `>`, `>>` and the xattrs.
+    put(&dir.join("labels"), "a=1\n");
+    append(&dir.join("labels"), "b=2\n");
+    set_xattr(&dir, "user.c", b"3", 0).unwrap();
+    assert_eq!(read(&dir.join("labels")), "a=1\nb=2\nc=3\n");
+    assert_eq!(get_xattr(&dir, "user.b").unwrap(), b"2");
+    assert_eq!(ls(&dir), ["labels"]);
+    assert_eq!(errno_of(fs::metadata(dir.join("info.json"))), libc::ENOENT, "not an image yet");
+
+    // With a target it is an image, the labels kept.
+    put(&dir.join("target"), descriptor(1).to_string());
+    assert_eq!(ls(&dir), ["labels", "target"]);
     assert_eq!(
-        errno_of(set_xattr(&fx.path("images/reg/app"), "user.a", b"1", 0)),
-        libc::EINVAL
+        read_json(&dir.join("info.json"))["labels"],
+        json!({"a": "1", "b": "2", "c": "3"})
     );
-    // Still a bare prefix directory.
-    assert_eq!(ls(&fx.path("images/reg/app")), Vec::<String>::new());
+    // `rm target` makes it not an image again, and keeps its labels.
+    fs::remove_file(dir.join("target")).unwrap();
+    assert_eq!(ls(&dir), ["labels"]);
+    assert_eq!(errno_of(fs::metadata(dir.join("info.json"))), libc::ENOENT, "no longer an image");
+    assert_eq!(read(&dir.join("labels")), "a=1\nb=2\nc=3\n");
+    // Without labels either, a bare prefix directory again.
+    fs::remove_file(dir.join("labels")).unwrap();
+    assert_eq!(ls(&dir), Vec::<String>::new());
+    assert_eq!(errno_of(get_xattr(&dir, "user.a")), libc::ENODATA);
+    fs::remove_dir(&dir).unwrap();
 }

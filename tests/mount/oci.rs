@@ -268,14 +268,32 @@ fn ctrfs_import_of_a_tar_then_a_key_written_first_is_prepared_by_the_task() {
 fn references_that_do_not_resolve_are_refused_with_their_errno() {
     let layout = two_layer_layout();
     let t = Tasks::new();
-    // A container naming an image that does not exist.
+    // A container naming an image that does not exist: its snapshot key is kept at the
+    // write (a restore copies files in its own order), and refused when the task starts.
     fs::create_dir(t.path("containers/ghost")).unwrap();
+    let mut spec = runc_spec(&["/bin/sh", "-c", "sleep 1000"]);
+    spec["root"] = json!({"path": "rootfs", "readonly": false});
+    t.set_spec("ghost", &spec);
     put(&t.path("containers/ghost/image"), "no/such:image\n");
-    assert_eq!(write_doc(&t.path("containers/ghost/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Write, libc::ENOENT)));
-    assert_eq!(read(&t.path("containers/ghost/snapshot")), "", "the refused key was not recorded");
-    t.assert_logged("containers/ghost/snapshot", libc::ENOENT);
+    put(&t.path("containers/ghost/snapshot"), "ghost-root\n");
+    assert_eq!(read(&t.path("containers/ghost/snapshot")), "ghost-root\n", "the key is kept");
+    t.wait_for_log_line("that the key ghost-root is kept", |l| l.contains("ghost-root") && l.contains("kept"));
+    assert!(!snapshot_keys(&t).contains(&"ghost-root".to_owned()), "nothing prepared yet");
+    let (code, _, err) = t.sh("touch tasks/ghost");
+    assert_ne!(code, 0, "a task started on a missing image");
+    assert!(err.contains("No such file or directory"), "{err}");
+    t.assert_logged("tasks/ghost", libc::ENOENT);
+    assert_eq!(errno_of(fs::metadata(t.path("tasks/ghost"))), libc::ENOENT, "no task recorded");
+    assert_eq!(read(&t.path("containers/ghost/snapshot")), "ghost-root\n", "the key stays");
 
-    // An image whose layer blob is missing: ENOENT, and the log names the digest.
+    // An image directory with labels but no target is not an image: the same ENOENT.
+    fs::create_dir_all(t.path("images/pending")).unwrap();
+    put(&t.path("images/pending/labels"), "origin=restore\n");
+    put(&t.path("containers/ghost/image"), "pending\n");
+    assert_eq!(errno_of(fs::File::create(t.path("tasks/ghost"))), libc::ENOENT);
+
+    // An image whose layer blob is missing: the key is kept at the write, the start is
+    // ENOENT, and the log names the digest.
     let blobs = layout_blobs(layout);
     let manifest: Value = serde_json::from_str(&layout_manifest_descriptor(layout, "latest")).unwrap();
     let manifest_hex = manifest["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
@@ -289,8 +307,12 @@ fn references_that_do_not_resolve_are_refused_with_their_errno() {
     fs::create_dir_all(t.path("images/partial")).unwrap();
     put(&t.path("images/partial/target"), manifest.to_string());
     put(&t.path("containers/ghost/image"), "partial\n");
-    assert_eq!(write_doc(&t.path("containers/ghost/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Write, libc::ENOENT)));
-    assert!(t.log().contains(&missing_layer), "the log names the missing layer {missing_layer}");
+    put(&t.path("containers/ghost/snapshot"), "ghost-root\n");
+    t.wait_for_log_line("keeping ghost-root, naming the missing layer", |l| l.contains("kept") && l.contains(&missing_layer));
+    let (code, _, err) = t.sh("touch tasks/ghost");
+    assert_ne!(code, 0, "a task started with a missing layer");
+    assert!(err.contains("No such file or directory"), "{err}");
+    t.wait_for_log_line("naming tasks/ghost and the missing layer", |l| l.contains("tasks/ghost") && l.contains(&missing_layer));
     assert!(!snapshot_keys(&t).contains(&"ghost-root".to_owned()));
 
     // A target whose blob is not a manifest.
@@ -299,26 +321,25 @@ fn references_that_do_not_resolve_are_refused_with_their_errno() {
                      "size": fs::metadata(layout.join("blobs/sha256").join(&config)).unwrap().len()});
     fs::create_dir_all(t.path("images/bad")).unwrap();
     assert_eq!(write_doc(&t.path("images/bad/target"), bad.to_string().as_bytes(), Mode::Truncate), Err((Stage::Write, libc::EINVAL)));
-    // A snapshot key another container holds.
-    let missing_path = layout.join("blobs/sha256").join(missing_layer.trim_start_matches("sha256:"));
-    fs::copy(missing_path, t.path(&format!("content/sha256/{}", missing_layer.trim_start_matches("sha256:")))).unwrap();
-    put(&t.path("containers/ghost/snapshot"), "ghost-root\n");
+    // A snapshot key another container holds, even one only kept: EBUSY at the write.
     fs::create_dir(t.path("containers/thief")).unwrap();
     put(&t.path("containers/thief/image"), "partial\n");
     assert_eq!(write_doc(&t.path("containers/thief/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Write, libc::EBUSY)));
     // Without an image the key is only recorded, but another container's key still is not free.
     fs::create_dir(t.path("containers/bare")).unwrap();
     assert_eq!(write_doc(&t.path("containers/bare/snapshot"), b"ghost-root\n", Mode::Truncate), Err((Stage::Write, libc::EBUSY)));
+    assert_eq!(errno_of(fs::metadata(t.path("containers/bare/snapshot"))), libc::ENOENT, "the refused key left it unset");
+    // Once the missing layer is here, the task's start prepares the kept key.
+    let missing_path = layout.join("blobs/sha256").join(missing_layer.trim_start_matches("sha256:"));
+    fs::copy(missing_path, t.path(&format!("content/sha256/{}", missing_layer.trim_start_matches("sha256:")))).unwrap();
+    t.start("ghost");
+    assert!(snapshot_keys(&t).contains(&"ghost-root".to_owned()), "prepared at the start");
     // A snapshot in use cannot be removed; neither can a parent.
     assert_eq!(errno_of(fs::remove_dir(t.path("snapshots/ghost-root"))), libc::EBUSY);
     let top = read(&t.path("snapshots/ghost-root/parent"));
     assert_eq!(errno_of(fs::remove_dir(t.path(&format!("snapshots/{}", top.trim())))), libc::EBUSY);
     assert_eq!(errno_of(fs::write(t.path("snapshots/ghost-root/kind"), b"committed\n")), libc::EACCES);
     // Changing the key of a container whose task exists is refused.
-    let mut spec = runc_spec(&["/bin/sh", "-c", "sleep 1000"]);
-    spec["root"] = json!({"path": "rootfs", "readonly": false});
-    t.set_spec("ghost", &spec);
-    t.start("ghost");
     assert_eq!(write_doc(&t.path("containers/ghost/snapshot"), b"other\n", Mode::Truncate), Err((Stage::Write, libc::EBUSY)));
 }
 

@@ -82,7 +82,8 @@ fn what_fsync_or_a_completing_write_acknowledged_survives_kill_9_before_close() 
     fs::create_dir(fx.path("containers/c")).unwrap();
     let labels = fx.path("containers/c/labels");
     // An unfinished line, made durable by fsync alone.
-    let mut synced = OpenOptions::new().append(true).open(&labels).unwrap();
+    // `>>` creates the file: a new container has no labels yet.
+    let mut synced = OpenOptions::new().append(true).create(true).open(&labels).unwrap();
     synced.write_all(b"synced=1").unwrap();
     synced.sync_all().unwrap();
     // A whole line and a whole spec: durable at the write() that completed them.
