@@ -17,3 +17,4 @@ mod shell;
 mod signals;
 mod tasks;
 mod trust;
+mod walks;
