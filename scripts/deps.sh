@@ -11,11 +11,11 @@ die() { printf 'deps.sh: error: %s\n' "$*" >&2; exit 1; }
 # fuse3: fusermount3 and the FUSE userspace tools; runc, busybox-static, umoci: the task
 # runtime and its test root filesystems; attr: getfattr/setfattr; jq: the demo and shell
 # tests; util-linux: mount, umount, findmnt, mountpoint; procps: ps and friends for process
-# checks; ca-certificates, pkg-config: crates that build C code; rsync, ansible-core: the
-# round-trip tests (tools that must see nothing to do the second time).
+# checks; ca-certificates, pkg-config: crates that build C code; rsync, tar, ed, vim-tiny,
+# moreutils (sponge), ansible-core: the tools the tests run against the mount.
 packages=(
     fuse3 runc busybox-static attr jq umoci util-linux procps findutils coreutils bc
-    ca-certificates pkg-config rsync ed vim-tiny moreutils ansible-core
+    ca-certificates pkg-config rsync tar ed vim-tiny moreutils ansible-core
 )
 
 installed() {

@@ -83,6 +83,7 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
         Err(e) => return Err(format!("cannot make {} private: {e}", args.root.display()).into()),
     }
     let _lock = lock_state_dir(&args.root)?;
+    refuse_live_mount(&args.mountpoint)?;
     let store = Store::open(&args.root.join("db")).map_err(|e| format!("cannot open the store: {e}"))?;
     let runtime = Arc::new(
         Runtime::new(RuntimeConfig {
@@ -114,7 +115,7 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     let notices = core.notices().subscribe();
 
     detach_stale_mount(&args.mountpoint);
-    let adapter = FuseAdapter::new(Arc::clone(&core))?;
+    let adapter = FuseAdapter::new(Arc::clone(&core))?.with_statfs_of(&args.root);
     let session = Session::new(adapter, &args.mountpoint, &mount_config(args))
         .map_err(|e| format!("cannot mount {}: {e}", args.mountpoint.display()))?;
     log::info!("mounted {} (state {}, {} threads)", args.mountpoint.display(), args.root.display(), args.threads);
@@ -197,6 +198,8 @@ pub fn spawn_background(args: &MountArgs) -> Result<(), DaemonError> {
     state_dir::create(&args.root).map_err(|e| format!("cannot create {}: {e}", args.root.display()))?;
     let log_path = args.root.join("ctrfs.log");
     let log = OpenOptions::new().create(true).append(true).mode(state_dir::FILE_MODE).open(&log_path)?;
+    // A refusal shows only what this attempt wrote, not a running daemon's lines.
+    let log_start = log.metadata().map_or(0, |m| m.len());
     let mut command = Command::new(std::env::current_exe()?);
     command
         .arg("mount")
@@ -233,7 +236,7 @@ pub fn spawn_background(args: &MountArgs) -> Result<(), DaemonError> {
         return Ok(());
     }
     let status = child.wait()?;
-    Err(format!("the daemon did not start ({status}); its log:\n{}", log_tail(&log_path)).into())
+    Err(format!("the daemon did not start ({status}); its log:\n{}", log_tail(&log_path, log_start)).into())
 }
 
 fn mount_config(args: &MountArgs) -> Config {
@@ -270,6 +273,29 @@ fn lock_state_dir(root: &Path) -> Result<File, DaemonError> {
         return Err(format!("state directory {} is in use by another ctrfs", root.display()).into());
     }
     Ok(file)
+}
+
+/// A live filesystem mounted at the mount point (another ctrfs, of another state
+/// directory) would be hidden under the new mount, its tasks unreachable: refuse. A dead
+/// ctrfs mount (ENOTCONN) is detached instead (`detach_stale_mount`).
+fn refuse_live_mount(mountpoint: &Path) -> Result<(), DaemonError> {
+    if matches!(std::fs::metadata(mountpoint), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN)) {
+        return Ok(());
+    }
+    let wanted = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| absolute(mountpoint));
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else { return Ok(()) };
+    for line in table.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields.get(4).map(|p| unescape_mountinfo(p)) == Some(wanted.clone()) {
+            let fstype = fields.iter().skip_while(|f| **f != "-").nth(1).copied().unwrap_or("?");
+            return Err(format!(
+                "{} is already a mount point ({fstype}); mounting over it would hide it: unmount it first",
+                mountpoint.display()
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// A daemon killed with SIGKILL leaves its mount behind, answering ENOTCONN. Mounting
@@ -334,8 +360,10 @@ fn announce_ready() {
     }
 }
 
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+/// The last lines of the log written from byte `start` on.
+fn log_tail(path: &Path, start: u64) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(bytes.get(start as usize..).unwrap_or_default());
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }

@@ -127,6 +127,19 @@ impl FsError {
         matches!(self, FsError::Unsettled(_) | FsError::Service(ServiceError::Unsettled(_)))
     }
 
+    /// Whether it repeats a refusal answered (and logged) at an earlier call of the same
+    /// open file, such as the close after a refused write.
+    pub fn is_repeated(&self) -> bool {
+        matches!(self, FsError::Refused { .. })
+    }
+
+    /// Whether it refuses an extended attribute outside `user.` in a namespace copying
+    /// tools try on every file (`system.posix_acl_access` from `cp -p`, `security.*`):
+    /// routine, as on any filesystem without ACLs.
+    pub fn is_foreign_xattr(&self) -> bool {
+        matches!(self, FsError::XattrNotSupported(name) if name.starts_with("system.") || name.starts_with("security."))
+    }
+
     /// True for failures of ctrfs itself (logged as errors), false for refusals of what a
     /// user asked (logged as one informational line).
     pub fn is_internal(&self) -> bool {

@@ -38,6 +38,8 @@ pub struct FuseAdapter {
     core: Arc<FsCore>,
     waiters: Arc<WaitRegistry>,
     workers: Workers,
+    /// Whose filesystem `statfs` reports (the state directory).
+    statfs_dir: Option<std::path::PathBuf>,
 }
 
 impl FuseAdapter {
@@ -51,7 +53,13 @@ impl FuseAdapter {
             }
         });
         waiters.spawn_reaper()?;
-        Ok(FuseAdapter { core, waiters, workers: Workers::new(MAX_WORKERS, MAX_QUEUED) })
+        Ok(FuseAdapter { core, waiters, workers: Workers::new(MAX_WORKERS, MAX_QUEUED), statfs_dir: None })
+    }
+
+    /// `statfs` (`df`) reports the filesystem holding `dir`.
+    pub fn with_statfs_of(mut self, dir: &std::path::Path) -> Self {
+        self.statfs_dir = Some(dir.to_path_buf());
+        self
     }
 
     /// Logs a refusal or failure once and turns it into the reply's errno.
@@ -71,7 +79,7 @@ fn refuse(op: &str, path: impl FnOnce() -> String, err: &FsError) -> Errno {
     let errno = err.errno();
     if err.is_internal() {
         log::error!("{op} {}: {} ({err})", path(), errno_name(errno));
-    } else if is_routine(op, errno) || err.is_unsettled() {
+    } else if is_routine(op, errno) || err.is_unsettled() || err.is_repeated() || err.is_foreign_xattr() {
         log::debug!("{op} {}: {} ({err})", path(), errno_name(errno));
     } else {
         log::info!("{op} {}: {} ({err})", path(), errno_name(errno));
@@ -393,7 +401,24 @@ impl Filesystem for FuseAdapter {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096);
+        // What the mount holds lives in the state directory: `df` shows its filesystem.
+        guarded("statfs", || match self.statfs_dir.as_deref().map(nix::sys::statvfs::statvfs) {
+            Some(Ok(s)) => reply.statfs(
+                s.blocks(),
+                s.blocks_free(),
+                s.blocks_available(),
+                s.files(),
+                s.files_free(),
+                u32::try_from(s.block_size()).unwrap_or(4096),
+                255,
+                u32::try_from(s.fragment_size()).unwrap_or(4096),
+            ),
+            Some(Err(e)) => {
+                log::warn!("statfs of the state directory: {e}");
+                reply.error(Errno::from_i32(e as i32));
+            }
+            None => reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096),
+        });
     }
 
     fn setxattr(

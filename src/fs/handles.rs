@@ -38,8 +38,13 @@ enum HandleState {
     Snapshot(Vec<u8>),
     /// An attribute file opened for writing.
     Write(Box<AttrWriter>),
-    /// `tasks/<id>` opened for writing: each write is a control word.
-    Control { snapshot: Vec<u8> },
+    /// `tasks/<id>` opened for writing: each write is a control word. `fresh` while the
+    /// handle that started the task has not written yet (its first `start` is that start).
+    Control { snapshot: Vec<u8>, fresh: bool },
+    /// `tasks/<id>` created by `>` or `>>` (`O_TRUNC` or `O_APPEND`): no task yet. The
+    /// first write decides (`start` starts it, any other word is refused and leaves none);
+    /// closed without a write, it starts the task as `touch` would.
+    Pending(Box<PendingTask>),
     /// A task's log, read straight from the host file.
     Log(std::fs::File),
     /// `wait/<id>`: reads block until the task stopped.
@@ -72,6 +77,20 @@ impl AttrWriter {
         self.buffer.file()
     }
 }
+
+/// A task created by a truncating or appending open, not started yet.
+#[derive(Debug)]
+pub(super) struct PendingTask {
+    /// The task's (and its container's) id.
+    id: String,
+    /// Why its first write was refused: nothing is started at close then.
+    refused: Option<(i32, String)>,
+}
+
+/// Inode numbers of pending tasks (`tasks/<id>` created, nothing started): far above any
+/// node id the store hands out, so they decode to nodes that do not exist and answer
+/// `ENOENT` everywhere but `getattr`, which asks the handle (`HandleTable::pending_attr`).
+const PENDING_NODE_BASE: u64 = 1 << 57;
 
 /// How many files may be open on the mount at once.
 pub const MAX_OPEN_FILES: usize = 4096;
@@ -125,9 +144,13 @@ impl Handle {
     /// The document bytes this handle may come to hold.
     fn charge(&self) -> usize {
         match &self.state {
-            HandleState::Snapshot(content) | HandleState::Control { snapshot: content } => content.len(),
+            HandleState::Snapshot(content) | HandleState::Control { snapshot: content, .. } => content.len(),
             HandleState::Write(writer) => writer.buffer.visible().len() + super::write::size_limit(writer.file()),
-            HandleState::Log(_) | HandleState::Wait | HandleState::BlobRead(_) | HandleState::BlobWrite(_) => 0,
+            HandleState::Log(_)
+            | HandleState::Wait
+            | HandleState::BlobRead(_)
+            | HandleState::BlobWrite(_)
+            | HandleState::Pending(_) => 0,
             // Counted against the temporary files' own bound.
             HandleState::Temp(_) => 0,
         }
@@ -148,7 +171,7 @@ impl HandleTable {
         let writes = match &handle.state {
             HandleState::Write(writer) => Some(Writes::File(handle.node, writer.file())),
             HandleState::BlobWrite(_) => Some(Writes::Blob(handle.node)),
-            HandleState::Control { .. } => Some(Writes::Task(handle.node)),
+            HandleState::Control { .. } | HandleState::Pending(_) => Some(Writes::Task(handle.node)),
             _ => None,
         };
         if let Some(writes) = writes {
@@ -172,6 +195,17 @@ impl HandleTable {
     /// Whether some handle is writing the blob `node`.
     fn has_blob_writer(&self, node: NodeId) -> bool {
         lock(&self.writers).values().any(|w| *w == Writes::Blob(node))
+    }
+
+    /// The attributes of a pending task's inode while its handle is open: an empty file.
+    pub(super) fn pending_attr(&self, ino: u64) -> Option<Attr> {
+        let fh = Ino::decode(ino)?.node().0.checked_sub(PENDING_NODE_BASE)?;
+        let handle = self.get(fh).ok()?;
+        let handle = lock(&handle);
+        matches!(handle.state, HandleState::Pending(_)).then(|| {
+            let now = std::time::SystemTime::now();
+            Attr::file(Ino::Node(NodeId(PENDING_NODE_BASE + fh)), 0, FILE_MODE, now, now)
+        })
     }
 
     fn remove(&self, fh: u64) -> Option<Arc<Mutex<Handle>>> {
@@ -276,7 +310,7 @@ impl FsCore {
                 let task = loaded.task().ok_or(FsError::IsDir)?;
                 let snapshot = task.status_json().into_bytes();
                 if writing {
-                    HandleState::Control { snapshot }
+                    HandleState::Control { snapshot, fresh: false }
                 } else {
                     HandleState::Snapshot(snapshot)
                 }
@@ -355,12 +389,23 @@ impl FsCore {
                 Err(FsError::NotPermitted("snapshots are read-only views".into()))
             }
             NodeKind::Blob => Err(FsError::NotDir),
+            NodeKind::TasksDir if flags & (libc::O_TRUNC | libc::O_APPEND) != 0 => {
+                // `echo WORD > tasks/<id>`: the word decides, so nothing starts yet.
+                self.services.check_task_start(name)?;
+                let state = HandleState::Pending(Box::new(PendingTask { id: name.to_owned(), refused: None }));
+                let fh = self.handles.insert(Handle { node: dir.node.id, kind: NodeKind::TasksDir, state })?;
+                let now = Timestamp::now().to_system_time();
+                let attr = Attr::file(Ino::Node(NodeId(PENDING_NODE_BASE + fh)), 0, FILE_MODE, now, now);
+                self.inodes.remember(attr.ino);
+                Ok((attr, fh))
+            }
             NodeKind::TasksDir => {
                 let (node, task) = self.services.start_task(name)?;
                 let snapshot = task.status_json().into_bytes();
                 let task = Loaded { node, object: Object::Task(Box::new(task)) };
                 let attr = node_attr(&task);
-                let fh = self.handles.insert(Handle { node: task.node.id, kind: NodeKind::Task, state: HandleState::Control { snapshot } })?;
+                let state = HandleState::Control { snapshot, fresh: true };
+                let fh = self.handles.insert(Handle { node: task.node.id, kind: NodeKind::Task, state })?;
                 self.inodes.remember(attr.ino);
                 Ok((attr, fh))
             }
@@ -419,7 +464,8 @@ impl FsCore {
         // Borrowed where possible: a large document is read in many calls, and copying the
         // whole of it for each would make reading it quadratic.
         let bytes: std::borrow::Cow<'_, [u8]> = match &handle.state {
-            HandleState::Snapshot(content) | HandleState::Control { snapshot: content } => content.as_slice().into(),
+            HandleState::Snapshot(content) | HandleState::Control { snapshot: content, .. } => content.as_slice().into(),
+            HandleState::Pending(_) => Vec::new().into(),
             HandleState::Write(writer) => writer.buffer.visible(),
             HandleState::Log(file) => {
                 let mut buf = vec![0u8; size as usize];
@@ -478,11 +524,41 @@ impl FsCore {
                     Err(e) => Err(self.refuse_writer(node, kind, writer, e)),
                 }
             }
-            HandleState::Control { .. } => {
+            HandleState::Control { fresh, .. } => {
+                let fresh = std::mem::take(fresh);
                 // Release the handle's lock: a control word can take as long as runc does.
                 drop(handle);
-                self.services.control_task(node, data)?;
+                if fresh {
+                    self.services.control_task_after_start(node, data)?;
+                } else {
+                    self.services.control_task(node, data)?;
+                }
                 Ok(data.len())
+            }
+            HandleState::Pending(pending) => {
+                if let Some((errno, reason)) = &pending.refused {
+                    return Err(FsError::Refused { errno: *errno, reason: reason.clone() });
+                }
+                // The handle stays locked while the task starts: its close waits for that.
+                let id = pending.id.clone();
+                match self.services.start_task_for_write(&id, data) {
+                    Ok((task, status)) => {
+                        handle.node = task.id;
+                        handle.kind = NodeKind::Task;
+                        handle.state = HandleState::Control { snapshot: status.status_json().into_bytes(), fresh: false };
+                        drop(handle);
+                        self.forget_pending(&id);
+                        self.services.control_task_after_start(task.id, data)?;
+                        Ok(data.len())
+                    }
+                    Err(e) => {
+                        let e = FsError::from(e);
+                        pending.refused = Some((e.errno(), e.to_string()));
+                        drop(handle);
+                        self.forget_pending(&id);
+                        Err(e)
+                    }
+                }
             }
             HandleState::BlobWrite(writer) => Ok(self.services.write_blob(writer, offset, data)?),
             HandleState::Temp(ino) => Ok(self.temps.write(*ino, offset, data)?),
@@ -522,6 +598,14 @@ impl FsCore {
     pub fn release(&self, fh: u64) -> Result<()> {
         let Some(handle) = self.handles.remove(fh) else { return Err(FsError::BadHandle) };
         let mut handle = lock(&handle);
+        if let HandleState::Pending(pending) = &handle.state {
+            // Closed without a write (`: > tasks/<id>`): started as `touch` would.
+            let id = pending.id.clone();
+            let start = if pending.refused.is_none() { self.services.start_task(&id).map(drop) } else { Ok(()) };
+            drop(handle);
+            self.forget_pending(&id);
+            return Ok(start?);
+        }
         let result = self.commit(&mut handle, Commit::Release);
         let collect = match &mut handle.state {
             HandleState::Write(writer) => writer.pins.take().is_some() && writer.buffer.has_committed(),
@@ -606,6 +690,14 @@ impl FsCore {
         writer.refused = Some((e.errno(), e.to_string()));
         writer.buffer.abandon();
         e
+    }
+
+    /// A pending task's name was decided (started or refused): the kernel must forget the
+    /// placeholder inode the create gave it before the deciding call returns, so the next
+    /// `cat tasks/<id>` finds the task, or nothing. Never from a create (it holds `tasks/`).
+    fn forget_pending(&self, id: &str) {
+        let parent = Ino::Node(crate::store::schema::TASKS).number();
+        self.notices.send_and_wait(super::notify::Notice::Forget { parent, name: id.to_owned() });
     }
 
     /// What `file` of `loaded` references now, pinned while a handle writes it.

@@ -184,7 +184,7 @@ impl FsCore {
                 }
             }
         };
-        found.or_else(|| self.inodes.tombstone(ino)).ok_or(FsError::NotFound)
+        found.or_else(|| self.inodes.tombstone(ino)).or_else(|| self.handles.pending_attr(ino)).ok_or(FsError::NotFound)
     }
 
     /// `readdir`: entries after `offset`, handed to `add(ino, cookie, kind, name)` until it
@@ -225,10 +225,12 @@ impl FsCore {
                 return Ok(());
             }
         }
-        // logs/ and wait/ list the tasks, each as its own view.
+        // logs/ lists the tasks, each as its own view. wait/ lists nothing: its files block,
+        // so a recursive walk (grep -r, find, tar, rsync) must not find them; each is
+        // reachable by name (`cat wait/<id>`), as tasks/ lists the ids.
         let (source, view): (NodeId, ChildView) = match dir.node.kind {
             NodeKind::LogsDir => (schema::TASKS, |id, _| (Ino::LogDir(id), Kind::Dir)),
-            NodeKind::WaitDir => (schema::TASKS, |id, _| (Ino::Wait(id), Kind::File)),
+            NodeKind::WaitDir => return Ok(()),
             _ => (dir.node.id, |id, kind| (Ino::Node(id), node_kind(kind))),
         };
         let after = offset.saturating_sub(CHILD_COOKIE_BASE);

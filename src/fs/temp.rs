@@ -7,7 +7,7 @@
 //!
 //! They live in memory only (bounded in size, per directory and in total) and vanish at
 //! unmount or with their directory; they are reachable by name but not listed. Their
-//! inode numbers have bit 62 set, a range node inodes never reach, and are never reused
+//! inode numbers lie in a range node inodes never reach, and are never reused
 //! while the daemon runs. After a rename the kernel knows the attribute file by the
 //! temporary's inode until it forgets it, so the entry stays as an alias of that file.
 
@@ -19,8 +19,10 @@ use super::ino::AttrFile;
 use crate::service::lock;
 use crate::store::NodeId;
 
-/// The bit that marks a temporary file's inode number.
-const TEMP_INO_BIT: u64 = 1 << 62;
+/// Temporary files' inode numbers are `TEMP_INO_BIT | serial`, in [2^61, 2^62): above
+/// every node's (node ids stay far below 2^56) and below the placeholders of tasks being
+/// created (`handles.rs`, from 2^62).
+const TEMP_INO_BIT: u64 = 1 << 61;
 /// The largest temporary file (the largest attribute value, a spec).
 pub const MAX_TEMP_BYTES: usize = crate::model::MAX_SPEC_BYTES;
 /// Temporary files one directory may hold at once.
@@ -79,7 +81,7 @@ pub struct TempFiles {
 impl TempFiles {
     /// Whether `ino` is a temporary file's inode number.
     pub fn is_temp(ino: u64) -> bool {
-        ino & TEMP_INO_BIT != 0
+        ino >> 61 == 1
     }
 
     /// The temporary file `name` of `dir`.

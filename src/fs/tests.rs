@@ -381,6 +381,63 @@ mod tasks {
     }
 
     #[test]
+    fn a_truncating_create_starts_nothing_until_a_start_word_or_the_close() {
+        let (_dir, runtime, core) = setup();
+        let tasks = ino_of(&core, "tasks");
+        let pending = |flags| core.create(tasks, OsStr::new("web"), libc::O_WRONLY | libc::O_CREAT | flags).unwrap();
+        for (flags, word, errno) in
+            [(libc::O_TRUNC, "KILL\n", libc::ESRCH), (libc::O_APPEND, "TERM\n", libc::ESRCH), (libc::O_TRUNC, "pause\n", libc::ESRCH), (libc::O_TRUNC, "frob\n", libc::EINVAL)]
+        {
+            let (attr, fh) = pending(flags);
+            assert_eq!((core.getattr(attr.ino).unwrap().size, attr.size), (0, 0), "the create's inode answers while open");
+            assert_eq!(core.lookup(tasks, OsStr::new("web")).unwrap_err().errno(), libc::ENOENT, "no task yet");
+            assert_eq!(core.flush(fh).map_err(|e| e.errno()), Ok(()), "a shell's early close starts nothing");
+            assert_eq!(core.write(fh, 0, word.as_bytes()).unwrap_err().errno(), errno, "{word}");
+            assert_eq!(core.write(fh, 0, b"start\n").unwrap_err().errno(), errno, "refused for good");
+            core.release(fh).unwrap();
+            assert_eq!(core.getattr(attr.ino).unwrap_err().errno(), libc::ENOENT);
+            assert_eq!(core.lookup(tasks, OsStr::new("web")).unwrap_err().errno(), libc::ENOENT, "{word} left no task");
+        }
+        assert!(runtime.calls().is_empty(), "nothing ran: {:?}", runtime.calls());
+        let (_, fh) = pending(libc::O_TRUNC);
+        core.write(fh, 0, b"start\n").unwrap();
+        assert_eq!(runtime.calls(), ["start web"]);
+        assert_eq!(status(&core)["status"], "running");
+        core.write(fh, 6, b"pause\n").unwrap();
+        core.release(fh).unwrap();
+        assert_eq!(status(&core)["status"], "paused", "later words act on the task");
+        let spec = json!({"process": {"args": ["/bin/sh"]}, "root": {"path": "/r"}}).to_string();
+        for id in ["closed", "touched"] {
+            core.mkdir(ino_of(&core, "containers"), OsStr::new(id)).unwrap();
+            write_file(&core, ino_of(&core, &format!("containers/{id}/spec")), TRUNC, spec.as_bytes()).unwrap();
+        }
+        // Closed without a write: started as touch would.
+        let (_, fh) = core.create(tasks, OsStr::new("closed"), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC).unwrap();
+        core.release(fh).unwrap();
+        assert!(core.lookup(tasks, OsStr::new("closed")).is_ok());
+        // A start word through the handle of a touch-like create is that start.
+        let (_, fh) = core.create(tasks, OsStr::new("touched"), libc::O_WRONLY | libc::O_CREAT).unwrap();
+        core.write(fh, 0, b"start\n").unwrap();
+        core.release(fh).unwrap();
+        assert_eq!(runtime.calls(), ["start web", "pause web", "start closed", "start touched"]);
+    }
+
+    #[test]
+    fn wait_lists_nothing_but_answers_by_name() {
+        let (_dir, _runtime, core) = setup();
+        let (_, fh) = core.create(ino_of(&core, "tasks"), OsStr::new("web"), libc::O_WRONLY).unwrap();
+        core.release(fh).unwrap();
+        let mut names = Vec::new();
+        core.readdir(ino_of(&core, "wait"), 0, &mut |_, _, _, name| {
+            names.push(name.to_owned());
+            false
+        })
+        .unwrap();
+        assert_eq!(names, [".", ".."]);
+        assert_eq!(core.getattr(ino_of(&core, "wait/web")).unwrap().size, 0);
+    }
+
+    #[test]
     fn control_words_drive_the_runtime_and_the_record() {
         let (_dir, runtime, core) = setup();
         let (_, fh) = core.create(ino_of(&core, "tasks"), OsStr::new("web"), libc::O_WRONLY).unwrap();
@@ -456,7 +513,7 @@ mod tasks {
             false
         })
         .unwrap();
-        assert_eq!(waits, ["web"]);
+        assert!(waits.is_empty(), "wait/ lists nothing (its files block a walk): {waits:?}");
         runtime.exit("web", 0);
         assert_eq!(core.services().reconcile_tasks().unwrap(), 1);
         assert_eq!(status(&core)["exit_status"], 0);

@@ -195,10 +195,48 @@ impl Services {
 
     /// Control words, one per line (a signal, pause, resume, start), applied in order.
     pub fn control_task(&self, node: NodeId, data: &[u8]) -> Result<()> {
-        let text = std::str::from_utf8(data).map_err(|_| RuntimeError::BadControl { word: String::from_utf8_lossy(data).into() })?;
-        let controls: Vec<Control> =
-            text.lines().filter(|l| !l.trim().is_empty()).map(runtime::parse_control).collect::<Result<_, _>>()?;
-        for control in controls {
+        for control in parse_controls(data)? {
+            self.apply_control(node, control)?;
+        }
+        Ok(())
+    }
+
+    /// Whether container `id` could start a task now, checked without side effects (no
+    /// mount, no runtime call): no task yet, a container with a spec that can run. What
+    /// only the runtime can tell (a missing binary) is known at the start itself.
+    pub fn check_task_start(&self, id: &str) -> Result<()> {
+        let runtime = self.runtime()?;
+        let reader = self.store.read()?;
+        if reader.lookup(schema::TASKS, id)?.is_some() {
+            return Err(ServiceError::Exists(format!("task {id}")));
+        }
+        let mut spec = self.container_spec(&reader, id)?;
+        let node = reader.lookup(schema::CONTAINERS, id)?.ok_or_else(|| ServiceError::NoContainer(id.to_owned()))?;
+        let has_snapshot = reader.container(node.id)?.is_some_and(|c| !c.snapshot.is_empty());
+        if has_snapshot && self.resources.is_some() && spec.pointer("/root/path").is_none() {
+            // The snapshot becomes root.path at the start.
+            spec["root"]["path"] = Value::String("/".into());
+        }
+        Ok(runtime.validate_spec(&spec)?)
+    }
+
+    /// The first write to a task that does not exist yet: `start` (or no word at all)
+    /// starts it; any other word is refused before anything runs: a signal, `pause` or
+    /// `resume` with `ESRCH` (there is no process), a word that is none with `EINVAL`.
+    /// Only the first word decides; `control_task_after_start` applies the rest.
+    pub fn start_task_for_write(&self, id: &str, data: &[u8]) -> Result<(Node, Task)> {
+        match parse_controls(data)?.first() {
+            None | Some(Control::Start) => self.start_task(id),
+            Some(_) => Err(ServiceError::NoProcess(id.to_owned())),
+        }
+    }
+
+    /// Control words written through the handle that started the task: a first `start`
+    /// is that start itself, not a second one; the rest apply as `control_task`.
+    pub fn control_task_after_start(&self, node: NodeId, data: &[u8]) -> Result<()> {
+        let controls = parse_controls(data)?;
+        let skip = usize::from(controls.first() == Some(&Control::Start));
+        for control in controls.into_iter().skip(skip) {
             self.apply_control(node, control)?;
         }
         Ok(())
@@ -403,6 +441,12 @@ impl Services {
             None => Ok(Some("unknown\n".into())),
         }
     }
+}
+
+/// Control words, one per line; blank lines are none. Any invalid word refuses them all.
+fn parse_controls(data: &[u8]) -> Result<Vec<Control>> {
+    let text = std::str::from_utf8(data).map_err(|_| RuntimeError::BadControl { word: String::from_utf8_lossy(data).into() })?;
+    Ok(text.lines().filter(|l| !l.trim().is_empty()).map(runtime::parse_control).collect::<Result<_, _>>()?)
 }
 
 fn new_task(id: &str, started: &Started) -> Task {

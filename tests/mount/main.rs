@@ -19,3 +19,4 @@ mod signals;
 mod tasks;
 mod tools;
 mod trust;
+mod walks;

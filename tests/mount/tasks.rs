@@ -41,6 +41,11 @@ fn rootfs() -> &'static Path {
     })
 }
 
+/// `open(O_WRONLY | O_CREAT)`, as `touch` does (no `O_TRUNC`: that waits for a word).
+fn create(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)
+}
+
 /// The spec `runc spec` makes, with `args` and this binary's root filesystem.
 fn spec(args: &[&str]) -> Value {
     let mut spec = runc_spec(args);
@@ -115,8 +120,9 @@ impl Tasks {
         put(&self.path(&format!("containers/{id}/spec")), serde_json::to_vec(spec).unwrap());
     }
 
+    /// Starts task `id` as `touch` does: a create without `O_TRUNC` starts it inside the call.
     pub(crate) fn start(&self, id: &str) {
-        fs::File::create(self.path(&format!("tasks/{id}")))
+        create(&self.path(&format!("tasks/{id}")))
             .unwrap_or_else(|e| panic!("start task {id}: {e}; log:\n{}", self.log()));
     }
 
@@ -157,7 +163,7 @@ fn a_task_runs_writes_its_logs_and_reports_its_exit() {
         let p = t.path(rel);
         assert_eq!(fs::metadata(&p).unwrap().len() as usize, fs::read(&p).unwrap().len(), "{rel}");
     }
-    assert_eq!(t.sh_ok("ls tasks logs wait | tr '\\n' ' '"), "logs:\nhello\n\ntasks:\nhello\n\nwait:\nhello\n".replace('\n', " "));
+    assert_eq!(t.sh_ok("ls tasks logs wait | tr '\\n' ' '"), "logs:\nhello\n\ntasks:\nhello\n\nwait:\n".replace('\n', " "));
 }
 
 #[test]
@@ -244,21 +250,21 @@ fn rm_deletes_running_and_stopped_tasks_and_a_task_keeps_its_container_busy() {
 #[test]
 fn refusals_at_start_and_control_have_their_errno() {
     let t = Tasks::new();
-    assert_eq!(errno_of(fs::File::create(t.path("tasks/nope"))), libc::ENOENT);
+    assert_eq!(errno_of(create(&t.path("tasks/nope"))), libc::ENOENT);
     fs::create_dir(t.path("containers/nospec")).unwrap();
-    assert_eq!(errno_of(fs::File::create(t.path("tasks/nospec"))), libc::EINVAL);
+    assert_eq!(errno_of(create(&t.path("tasks/nospec"))), libc::EINVAL);
     let mut no_args = spec(&["/bin/true"]);
     no_args["process"]["args"] = json!([]);
     t.set_spec("nospec", &no_args);
-    assert_eq!(errno_of(fs::File::create(t.path("tasks/nospec"))), libc::EINVAL);
+    assert_eq!(errno_of(create(&t.path("tasks/nospec"))), libc::EINVAL);
     let mut terminal = spec(&["/bin/true"]);
     terminal["process"]["terminal"] = json!(true);
     t.set_spec("nospec", &terminal);
-    assert_eq!(errno_of(fs::File::create(t.path("tasks/nospec"))), libc::EINVAL);
+    assert_eq!(errno_of(create(&t.path("tasks/nospec"))), libc::EINVAL);
     t.fx.assert_logged("tasks/nospec", libc::EINVAL);
     // runc itself fails: the binary is not in the root filesystem.
     t.set_spec("nospec", &spec(&["/bin/not-there"]));
-    assert_eq!(errno_of(fs::File::create(t.path("tasks/nospec"))), libc::EIO);
+    assert_eq!(errno_of(create(&t.path("tasks/nospec"))), libc::EIO);
     assert!(t.log().contains("not-there"), "runc's own message is logged:\n{}", t.log());
     assert!(!t.path("tasks/nospec").exists(), "a failed start leaves no task");
     assert_eq!(t.sh("mkdir tasks/x").0, 1);
