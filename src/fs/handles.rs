@@ -611,7 +611,15 @@ impl FsCore {
             HandleState::Write(writer) => writer.pins.take().is_some() && writer.buffer.has_committed(),
             _ => false,
         };
+        let written = match &handle.state {
+            HandleState::Write(writer) => Some(writer.file()),
+            _ => None,
+        };
+        let (node, kind) = (handle.node, handle.kind);
         drop(handle);
+        if let Some(file) = written {
+            self.forget_if_absent(node, kind, file);
+        }
         if collect {
             self.services.collect_after_delete();
         }
@@ -698,6 +706,19 @@ impl FsCore {
     fn forget_pending(&self, id: &str) {
         let parent = Ino::Node(crate::store::schema::TASKS).number();
         self.notices.send_and_wait(super::notify::Notice::Forget { parent, name: id.to_owned() });
+    }
+
+    /// A written file left without a value (refused, or cleared): the kernel forgets its
+    /// name, so the next lookup finds nothing.
+    fn forget_if_absent(&self, node: NodeId, kind: NodeKind, file: AttrFile) {
+        let present = self.store().read().map_err(FsError::from).and_then(|r| {
+            let loaded = load_node(&r, node)?;
+            self.present(&r, &loaded, file)
+        });
+        let parent = Ino::Node(node).number();
+        if matches!(present, Ok(false)) && kind != NodeKind::Snapshot && self.inodes.is_known(parent) {
+            self.notices.send(super::notify::Notice::Forget { parent, name: file.name().to_owned() });
+        }
     }
 
     /// What `file` of `loaded` references now, pinned while a handle writes it.

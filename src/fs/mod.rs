@@ -176,7 +176,10 @@ impl FsCore {
                 match decoded {
                     Ino::Node(_) => Some(node_attr(&loaded)),
                     Ino::File(_, file) if self.present(&reader, &loaded, file)? => self.file_attr(&reader, &loaded, file).ok(),
-                    Ino::File(node, file) if self.handles.is_writing(node, file) => Some(empty_file_attr(&loaded, file)),
+                    // Being created, or gone since the kernel looked it up (a refused create,
+                    // a cleared value): empty, so an open that creates it again through the
+                    // cached entry works; a lookup finds nothing.
+                    Ino::File(_, file) if loaded.files().contains(&file) => Some(empty_file_attr(&loaded, file)),
                     Ino::File(..) => None,
                     Ino::LogDir(_) => loaded.task().map(|_| log_dir_attr(&loaded)),
                     Ino::Log(_, stream) => self.log_attr(&loaded, stream).ok(),

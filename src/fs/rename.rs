@@ -58,7 +58,8 @@ impl FsCore {
             return Err(FsError::Exists(new_name.into()));
         }
         drop(reader);
-        let data = self.temps.get(ino).ok_or(TempRefusal::Gone)?.data;
+        let temp = self.temps.get(ino).ok_or(TempRefusal::Gone)?;
+        let data = temp.data;
         // Exactly what `cat tmp > file` would commit, in one transaction: the old value
         // stays until the new one is whole and valid, so nothing is pinned meanwhile.
         let mut buffer = WriteBuffer::new(file, WriteMode::Replace, Vec::new());
@@ -67,6 +68,10 @@ impl FsCore {
             None => buffer.pending_edit()?,
         };
         self.services.apply(edit, dir.node.id, dir.node.kind)?;
+        if temp.mtime_set {
+            let at = crate::service::TimeSet::At(crate::model::Timestamp::from(temp.mtime));
+            self.services.set_times(dir.node.id, file.name(), at, at)?;
+        }
         self.temps.renamed_onto(ino, file);
         // The replaced file's inode is not the name's any more: its cached attributes go.
         self.notices.send(super::notify::Notice::Attributes(Ino::File(dir.node.id, file).number()));

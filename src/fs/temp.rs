@@ -62,6 +62,9 @@ pub struct Temp {
     pub mtime: SystemTime,
     /// The attribute file it was renamed onto: the inode is that file's alias now.
     pub renamed_onto: Option<AttrFile>,
+    /// Whether `mtime` was set (utimensat) rather than follows the writes: a rename
+    /// carries it to the file it replaces (rsync sets times before it renames).
+    pub mtime_set: bool,
 }
 
 #[derive(Debug, Default)]
@@ -102,7 +105,7 @@ impl TempFiles {
         let ino = TEMP_INO_BIT | inner.next;
         let now = SystemTime::now();
         let temp =
-            Temp { dir, name: Some(name.to_owned()), data: Vec::new(), perm, created: now, mtime: now, renamed_onto: None };
+            Temp { dir, name: Some(name.to_owned()), data: Vec::new(), perm, created: now, mtime: now, renamed_onto: None, mtime_set: false };
         inner.files.insert(ino, temp);
         inner.names.insert((dir, name.to_owned()), ino);
         Ok(ino)
@@ -162,7 +165,14 @@ impl TempFiles {
 
     /// Sets the modification time.
     pub fn set_mtime(&self, ino: u64, mtime: SystemTime) -> Result<(), TempRefusal> {
-        lock(&self.inner).files.get_mut(&ino).map(|t| t.mtime = mtime).ok_or(TempRefusal::Gone)
+        lock(&self.inner)
+            .files
+            .get_mut(&ino)
+            .map(|t| {
+                t.mtime = mtime;
+                t.mtime_set = true;
+            })
+            .ok_or(TempRefusal::Gone)
     }
 
     /// `rm`: the name goes; the inode stays while the kernel may still use it (an open

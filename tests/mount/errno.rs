@@ -555,18 +555,22 @@ fn eperm_other_files_inside_an_object_directory() {
     let fx = MountFixture::new();
     with_container(&fx);
     with_image(&fx);
-    for rel in [
-        "containers/web/notes",
-        "images/app/notes",
-        "containers/web/target",
-    ] {
-        // temp files: changes with rename support
-        assert_eq!(
-            errno_of(File::create(fx.path(rel))),
-            libc::EPERM,
-            "create {rel}"
-        );
+    // Any other name in an object directory is a temporary file (for an atomic replace by
+    // rename): it can be written and removed, is not listed, and cannot leave its
+    // directory (EXDEV, so mv copies instead).
+    for rel in ["containers/web/notes", "images/app/notes"] {
+        fs::write(fx.path(rel), "draft\n").unwrap();
+        assert_eq!(read(&fx.path(rel)), "draft\n");
+        assert!(!ls(&fx.path(rel).parent().unwrap()).contains(&"notes".to_owned()), "{rel} is not listed");
+        assert_eq!(errno_of(fs::rename(fx.path(rel), fx.path("containers/elsewhere"))), libc::EXDEV);
+        fs::remove_file(fx.path(rel)).unwrap();
+        assert_eq!(errno_of(fs::metadata(fx.path(rel))), libc::ENOENT);
     }
+    // A container directory has no `target`: that name is a temporary file there too, but
+    // an attribute file cannot be renamed, nor made elsewhere.
+    assert_eq!(errno_of(fs::rename(fx.path("images/app/target"), fx.path("images/app/copy"))), libc::EPERM);
+    assert_eq!(errno_of(File::create(fx.path("content/notes"))), libc::EPERM);
+    assert_eq!(errno_of(File::create(fx.path("containers/notes"))), libc::EPERM);
 }
 
 #[test]

@@ -23,7 +23,7 @@ fn updated_at(fx: &MountFixture, rel: &str) -> serde_json::Value {
 #[test]
 fn touch_d_sets_the_mtime_stat_shows_until_the_value_changes() {
     let fx = MountFixture::new();
-    fx.sh_ok("mkdir containers/c && echo a=1 > containers/c/labels");
+    fx.sh_ok("mkdir containers/c && echo a=1 > containers/c/labels && echo '{}' > containers/c/spec && echo img > containers/c/image");
     fx.sh_ok("TZ=UTC touch -d '2020-01-02 03:04:05' containers/c/labels containers/c");
     assert_eq!(mtime(&fx.path("containers/c/labels")), (PAST, 0));
     assert_eq!(fx.sh_ok("stat -c %Y containers/c/labels").trim(), PAST.to_string());
@@ -54,7 +54,7 @@ fn touch_d_sets_the_mtime_stat_shows_until_the_value_changes() {
 #[test]
 fn an_identical_write_is_not_a_change() {
     let fx = MountFixture::new();
-    fx.sh_ok("mkdir containers/c && printf 'a=1\\nb=2\\n' > containers/c/labels");
+    fx.sh_ok("mkdir containers/c && printf 'a=1\\nb=2\\n' > containers/c/labels && echo runc > containers/c/runtime");
     let host = fx.root().join("labels");
     fs::write(&host, "a=1\nb=2\n").unwrap();
     let spec = fx.root().join("spec");
@@ -93,16 +93,15 @@ fn rsync_a_twice_copies_nothing_the_second_time() {
         fx.root(),
         &format!("chmod 644 {src_s}/* && chmod 755 {src_s} && TZ=UTC touch -d '2020-01-02 03:04:05' {src_s}/* {src_s}"),
     );
-    // TODO(rename): without --inplace rsync writes `.spec.XXXXXX` and renames it onto the
-    // attribute file; drop --inplace once rename onto attribute files is merged.
-    let first = fx.sh_ok(&format!("rsync -a --inplace --itemize-changes {src_s}/ containers/c/"));
+    // rsync writes `.spec.XXXXXX`, sets its times and renames it onto the attribute file.
+    let first = fx.sh_ok(&format!("rsync -a --itemize-changes {src_s}/ containers/c/"));
     assert!(first.contains("spec"), "the first run copied nothing:\n{first}");
     assert_eq!(fs::read(fx.path("containers/c/spec")).unwrap(), fs::read(src.join("spec")).unwrap());
     assert_eq!(read(&fx.path("containers/c/image")), "library/busybox\n");
-    let second = fx.sh_ok(&format!("rsync -a --inplace --itemize-changes {src_s}/ containers/c/"));
+    let second = fx.sh_ok(&format!("rsync -a --itemize-changes {src_s}/ containers/c/"));
     assert_eq!(second, "", "the second run still found changes");
     // The dry run of a checksum comparison agrees: the bytes are the same.
-    let checked = fx.sh_ok(&format!("rsync -a --inplace --checksum --itemize-changes --dry-run {src_s}/ containers/c/"));
+    let checked = fx.sh_ok(&format!("rsync -a --checksum --itemize-changes --dry-run {src_s}/ containers/c/"));
     assert_eq!(checked, "");
 }
 
@@ -110,15 +109,14 @@ fn rsync_a_twice_copies_nothing_the_second_time() {
 fn ansible_copy(fx: &MountFixture, src: &Path, dest: &Path) -> bool {
     let home = fx.root().join("ansible-home");
     fs::create_dir_all(&home).unwrap();
-    // TODO(rename): copy's atomic move makes a temp file beside `dest` and renames it;
-    // until rename onto attribute files is merged, `unsafe_writes` lets it write in place.
+    // copy's atomic move makes a temporary file beside `dest` and renames it onto it.
     // `-t DIR` (the tree callback of ansible-core) writes each host's result as JSON.
     let tree = home.join("tree");
     let _ = fs::remove_dir_all(&tree);
     let script = format!(
         "HOME={home} ANSIBLE_LOCAL_TEMP={home}/tmp ANSIBLE_REMOTE_TEMP={home}/tmp ANSIBLE_NOCOLOR=1 \
          ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 \
-         ansible localhost -i localhost, -c local -t {tree} -m copy -a 'src={src} dest={dest} unsafe_writes=yes'",
+         ansible localhost -i localhost, -c local -t {tree} -m copy -a 'src={src} dest={dest}'",
         home = home.display(),
         tree = tree.display(),
         src = src.display(),
