@@ -561,7 +561,7 @@ fn eperm_other_files_inside_an_object_directory() {
     for rel in ["containers/web/notes", "images/app/notes"] {
         fs::write(fx.path(rel), "draft\n").unwrap();
         assert_eq!(read(&fx.path(rel)), "draft\n");
-        assert!(!ls(&fx.path(rel).parent().unwrap()).contains(&"notes".to_owned()), "{rel} is not listed");
+        assert!(!ls(fx.path(rel).parent().unwrap()).contains(&"notes".to_owned()), "{rel} is not listed");
         assert_eq!(errno_of(fs::rename(fx.path(rel), fx.path("containers/elsewhere"))), libc::EXDEV);
         fs::remove_file(fx.path(rel)).unwrap();
         assert_eq!(errno_of(fs::metadata(fx.path(rel))), libc::ENOENT);
