@@ -85,6 +85,18 @@ impl Ingest {
         &self.digest
     }
 
+    /// Makes the blob one that must match `digest` instead: bytes written under a name not
+    /// known yet (a temporary file) are named when renamed. The algorithm must stay the
+    /// same, since the bytes were hashed with it as they came.
+    pub fn retarget(&mut self, digest: &str) -> Result<()> {
+        let algorithm = |d: &str| d.split_once(':').map(|(a, _)| a.to_owned());
+        if algorithm(digest) != algorithm(&self.digest) {
+            return Err(ContentError::DigestMismatch { expected: digest.to_owned(), actual: self.digest.clone() });
+        }
+        self.digest = digest.to_owned();
+        Ok(())
+    }
+
     /// Bytes written so far (the file's size).
     pub fn len(&self) -> u64 {
         self.len

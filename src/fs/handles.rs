@@ -359,6 +359,14 @@ impl FsCore {
             return self.create_attribute_file(&dir, file, flags);
         }
         match dir.node.kind {
+            // A name that is no digest is a temporary file, to be renamed onto one (rsync).
+            NodeKind::DigestDir if crate::model::digest_of_file_name(&dir.node.name, name).is_err() => {
+                let ino = self.create_temp(&dir, name, flags)?;
+                let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state: HandleState::Temp(ino) })?;
+                let attr = self.temp_attr(ino)?;
+                self.inodes.remember(attr.ino);
+                Ok((attr, fh))
+            }
             NodeKind::DigestDir => {
                 // A create that races another (or follows a stale negative dentry) for a blob
                 // that is stored by now rewrites it, as an open of the existing file would.
@@ -561,7 +569,7 @@ impl FsCore {
                 }
             }
             HandleState::BlobWrite(writer) => Ok(self.services.write_blob(writer, offset, data)?),
-            HandleState::Temp(ino) => Ok(self.temps.write(*ino, offset, data)?),
+            HandleState::Temp(ino) => self.write_temp(*ino, offset, data),
             HandleState::Snapshot(_) | HandleState::Log(_) | HandleState::Wait | HandleState::BlobRead(_) => {
                 Err(FsError::BadHandle)
             }

@@ -11,10 +11,10 @@ use super::attr::{Attr, Kind};
 use super::content::Loaded;
 use super::errno::FsError;
 use super::ino::Ino;
-use super::temp::{TempFiles, TempRefusal};
+use super::temp::{Alias, TempFiles, TempRefusal};
 use super::write::{WriteBuffer, WriteMode};
 use super::{component, is_read_only, load_node, Dir, FsCore, Result};
-use crate::store::{NodeId, NodeKind};
+use crate::store::{NodeId, NodeKind, StoreRead};
 
 /// `RENAME_NOREPLACE` from renameat2(2).
 const RENAME_NOREPLACE: u32 = 1;
@@ -27,7 +27,7 @@ impl From<TempRefusal> for FsError {
 
 /// Whether temporary files may be made in a directory of this kind.
 pub(super) fn holds_temps(kind: NodeKind) -> bool {
-    matches!(kind, NodeKind::Container | NodeKind::ImageDir)
+    matches!(kind, NodeKind::Container | NodeKind::ImageDir | NodeKind::DigestDir)
 }
 
 impl FsCore {
@@ -47,6 +47,10 @@ impl FsCore {
         if new_parent != parent {
             // mv and rename(1) then copy and remove, which works.
             return Err(FsError::CrossDirectory);
+        }
+        if dir.node.kind == NodeKind::DigestDir {
+            drop(reader);
+            return self.rename_onto_blob(&dir, ino, name, new_name);
         }
         let Some(file) = dir.file_named(new_name) else {
             return Ok(self.temps.rename(dir.node.id, name, new_name)?);
@@ -72,10 +76,25 @@ impl FsCore {
             let at = crate::service::TimeSet::At(crate::model::Timestamp::from(temp.mtime));
             self.services.set_times(dir.node.id, file.name(), at, at)?;
         }
-        self.temps.renamed_onto(ino, file);
+        self.temps.renamed_onto(ino, Alias::File(file));
         // The replaced file's inode is not the name's any more: its cached attributes go.
         self.notices.send(super::notify::Notice::Attributes(Ino::File(dir.node.id, file).number()));
         log::debug!("{}: replaced by rename of {name}", file.name());
+        Ok(())
+    }
+
+    /// A temporary file in `content/<alg>/` renamed onto a blob name: its bytes must hash
+    /// to the name (`EINVAL` otherwise, and the temporary file stays).
+    fn rename_onto_blob(&self, dir: &Loaded, ino: u64, name: &str, hex: &str) -> Result<()> {
+        if crate::model::digest_of_file_name(&dir.node.name, hex).is_err() {
+            // Another temporary name.
+            return Ok(self.temps.rename(dir.node.id, name, hex)?);
+        }
+        let writer = self.temps.take_blob(ino).ok_or(TempRefusal::Gone)?;
+        // A refused naming consumes the ingest: its bytes can never be that blob.
+        self.services.name_blob(dir.node.id, hex, writer)?;
+        let node = self.store().read()?.lookup(dir.node.id, hex)?.ok_or(FsError::NotFound)?;
+        self.temps.renamed_onto(ino, Alias::Node(node.id));
         Ok(())
     }
 
@@ -83,17 +102,21 @@ impl FsCore {
     /// file, under the inode number the kernel knows it by.
     pub(super) fn temp_attr(&self, ino: u64) -> Result<Attr> {
         let temp = self.temps.get(ino).ok_or(FsError::NotFound)?;
-        if let Some(file) = temp.renamed_onto {
-            let mut attr = self.getattr(Ino::File(temp.dir, file).number())?;
+        if let Some(alias) = self.temp_alias(ino) {
+            let mut attr = self.getattr(alias)?;
             attr.ino = ino;
             return Ok(attr);
         }
+        let size = match temp.is_blob {
+            true => self.temps.with_blob(ino, |w| self.services.blob_writer_len(w)).unwrap_or(0),
+            false => temp.data.len() as u64,
+        };
         let nlink = u32::from(temp.name.is_some());
         let ttl = std::time::Duration::ZERO;
         Ok(Attr {
             ino,
             kind: Kind::File,
-            size: temp.data.len() as u64,
+            size,
             perm: temp.perm,
             nlink,
             crtime: temp.created,
@@ -107,7 +130,10 @@ impl FsCore {
     /// The attribute file a renamed temporary file's inode stands for, if it is one.
     pub(super) fn temp_alias(&self, ino: u64) -> Option<u64> {
         let temp = self.temps.get(ino)?;
-        temp.renamed_onto.map(|file| Ino::File(temp.dir, file).number())
+        temp.renamed_onto.map(|alias| match alias {
+            Alias::File(file) => Ino::File(temp.dir, file).number(),
+            Alias::Node(node) => Ino::Node(node).number(),
+        })
     }
 
     /// `create` of a name that is no attribute file in an object directory.
@@ -121,7 +147,19 @@ impl FsCore {
             }
             return Ok(ino);
         }
+        if dir.node.kind == NodeKind::DigestDir {
+            let writer = self.services.begin_unnamed_blob(dir.node.id)?;
+            return Ok(self.temps.create_blob(dir.node.id, name, writer)?);
+        }
         Ok(self.temps.create(dir.node.id, name, 0o600)?)
+    }
+
+    /// A write to a temporary file: into memory, or a blob's ingest.
+    pub(super) fn write_temp(&self, ino: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        if self.temps.get(ino).is_some_and(|t| t.is_blob) {
+            return Ok(self.temps.with_blob(ino, |w| self.services.write_blob(w, offset, data))??);
+        }
+        Ok(self.temps.write(ino, offset, data)?)
     }
 
     /// `setattr` of a temporary file: a size, a mode (any), owners (root's), times.
@@ -135,7 +173,10 @@ impl FsCore {
             return Err(FsError::NotPermitted("owners in ctrfs are fixed (root)".into()));
         }
         if let Some(size) = size {
-            self.temps.truncate(ino, size)?;
+            match self.temps.get(ino).is_some_and(|t| t.is_blob) {
+                true => drop(self.temps.with_blob(ino, |w| self.services.truncate_blob(w, size))??),
+                false => self.temps.truncate(ino, size)?,
+            }
         }
         if let Some(perm) = perm {
             self.temps.set_perm(ino, (perm & 0o7777) as u16)?;

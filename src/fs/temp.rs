@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use super::ino::AttrFile;
-use crate::service::lock;
+use crate::service::{lock, BlobWriter};
 use crate::store::NodeId;
 
 /// Temporary files' inode numbers are `TEMP_INO_BIT | serial`, in [2^61, 2^62): above
@@ -45,6 +45,15 @@ pub enum TempRefusal {
     Gone,
 }
 
+/// What a renamed temporary file's inode stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alias {
+    /// An attribute file of its directory.
+    File(AttrFile),
+    /// A blob (a node of its digest directory).
+    Node(NodeId),
+}
+
 /// One temporary file.
 #[derive(Debug, Clone)]
 pub struct Temp {
@@ -60,8 +69,10 @@ pub struct Temp {
     pub created: SystemTime,
     /// When it was last written (or as set).
     pub mtime: SystemTime,
-    /// The attribute file it was renamed onto: the inode is that file's alias now.
-    pub renamed_onto: Option<AttrFile>,
+    /// What it was renamed onto: the inode is that file's alias now.
+    pub renamed_onto: Option<Alias>,
+    /// Whether its bytes go to a blob ingest (in `content/<alg>/`) instead of memory.
+    pub is_blob: bool,
     /// Whether `mtime` was set (utimensat) rather than follows the writes: a rename
     /// carries it to the file it replaces (rsync sets times before it renames).
     pub mtime_set: bool,
@@ -73,6 +84,8 @@ struct Inner {
     files: HashMap<u64, Temp>,
     names: HashMap<(NodeId, String), u64>,
     bytes: usize,
+    /// The ingests of temporary files in digest directories (their bytes are on disk).
+    blobs: HashMap<u64, BlobWriter>,
 }
 
 /// Every temporary file, by inode number.
@@ -105,10 +118,32 @@ impl TempFiles {
         let ino = TEMP_INO_BIT | inner.next;
         let now = SystemTime::now();
         let temp =
-            Temp { dir, name: Some(name.to_owned()), data: Vec::new(), perm, created: now, mtime: now, renamed_onto: None, mtime_set: false };
+            Temp { dir, name: Some(name.to_owned()), data: Vec::new(), perm, created: now, mtime: now, renamed_onto: None, mtime_set: false, is_blob: false };
         inner.files.insert(ino, temp);
         inner.names.insert((dir, name.to_owned()), ino);
         Ok(ino)
+    }
+
+    /// A new temporary file whose bytes go to `writer`, a blob ingest.
+    pub fn create_blob(&self, dir: NodeId, name: &str, writer: BlobWriter) -> Result<u64, TempRefusal> {
+        let ino = self.create(dir, name, 0o600)?;
+        let mut inner = lock(&self.inner);
+        if let Some(temp) = inner.files.get_mut(&ino) {
+            temp.is_blob = true;
+        }
+        inner.blobs.insert(ino, writer);
+        Ok(ino)
+    }
+
+    /// Runs `f` on a blob temporary file's ingest (under the table's lock: bytes go to a
+    /// file in the page cache, so this is short).
+    pub fn with_blob<T>(&self, ino: u64, f: impl FnOnce(&mut BlobWriter) -> T) -> Result<T, TempRefusal> {
+        lock(&self.inner).blobs.get_mut(&ino).map(f).ok_or(TempRefusal::Gone)
+    }
+
+    /// Takes a blob temporary file's ingest away (to name it).
+    pub fn take_blob(&self, ino: u64) -> Option<BlobWriter> {
+        lock(&self.inner).blobs.remove(&ino)
     }
 
     /// A copy of the temporary file's state.
@@ -204,8 +239,9 @@ impl TempFiles {
 
     /// The temporary file became attribute file `file` of its directory: its name and
     /// bytes go, its inode stays as that file's alias.
-    pub fn renamed_onto(&self, ino: u64, file: AttrFile) {
+    pub fn renamed_onto(&self, ino: u64, alias: Alias) {
         let mut inner = lock(&self.inner);
+        inner.blobs.remove(&ino);
         let Inner { files, names, bytes, .. } = &mut *inner;
         if let Some(temp) = files.get_mut(&ino) {
             if let Some(name) = temp.name.take() {
@@ -213,7 +249,7 @@ impl TempFiles {
             }
             *bytes -= temp.data.len();
             temp.data = Vec::new();
-            temp.renamed_onto = Some(file);
+            temp.renamed_onto = Some(alias);
         }
     }
 
@@ -224,6 +260,8 @@ impl TempFiles {
             if let Some(temp) = inner.files.remove(&ino) {
                 inner.bytes -= temp.data.len();
             }
+            // An unnamed blob ingest goes too (dropping it removes its file).
+            inner.blobs.remove(&ino);
         }
     }
 
@@ -259,9 +297,9 @@ mod tests {
         assert_eq!(temps.write(ino, u64::MAX, b"x"), Err(TempRefusal::TooLarge));
         temps.rename(dir, "sedX1", "sedX2").unwrap();
         assert_eq!(temps.lookup(dir, "sedX2"), Some(ino));
-        temps.renamed_onto(ino, AttrFile::Labels);
+        temps.renamed_onto(ino, Alias::File(AttrFile::Labels));
         assert_eq!(temps.lookup(dir, "sedX2"), None);
-        assert_eq!(temps.get(ino).unwrap().renamed_onto, Some(AttrFile::Labels), "an alias until forgotten");
+        assert_eq!(temps.get(ino).unwrap().renamed_onto, Some(Alias::File(AttrFile::Labels)), "an alias until forgotten");
         temps.forget(ino);
         assert!(temps.get(ino).is_none());
         for i in 0..MAX_TEMPS_PER_DIR {

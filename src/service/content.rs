@@ -8,7 +8,7 @@
 use crate::content::{ContentError, Ingest};
 use crate::model::oci::{sniff_children, MAX_DOCUMENT_BYTES};
 use crate::model::{Blob, BlobState, Timestamp};
-use crate::store::{NodeId, StoreError, StoreRead};
+use crate::store::{schema, NodeId, StoreError, StoreRead};
 
 use super::{lock, Result, ServiceError, Services};
 use crate::store::Node;
@@ -62,6 +62,50 @@ impl Services {
             return Err(StoreError::InUse { what: format!("blob {}", blob.digest), by: "another writer".into() }.into());
         }
         Ok(BlobWriter { ingest: Some(res.content.begin(&blob.digest)?), fresh: false })
+    }
+
+    /// A blob whose name is not known yet (a temporary file in `content/<alg>/`, as rsync
+    /// writes one before renaming it): its bytes stream into an ingest; `name_blob` gives
+    /// it its digest.
+    pub fn begin_unnamed_blob(&self, dir: NodeId) -> Result<BlobWriter> {
+        let res = self.resources()?;
+        let placeholder = match dir {
+            schema::CONTENT_SHA256 => format!("sha256:{}", "0".repeat(64)),
+            schema::CONTENT_SHA512 => format!("sha512:{}", "0".repeat(128)),
+            _ => return Err(StoreError::NotPermitted("blobs go in content/sha256/ or content/sha512/".into()).into()),
+        };
+        Ok(BlobWriter { ingest: Some(res.content.begin(&placeholder)?), fresh: false })
+    }
+
+    /// Names an unnamed blob `hex` of digest directory `dir`: its bytes must hash to that
+    /// name, and are then stored as any blob written under its name (one that is stored
+    /// already must match, and stays as it was).
+    pub fn name_blob(&self, dir: NodeId, hex: &str, mut writer: BlobWriter) -> Result<()> {
+        let existing = {
+            let reader = self.store.read()?;
+            reader.lookup(dir, hex)?.map(|n| n.id)
+        };
+        let (node, digest) = match existing {
+            Some(node) => (node, self.store.read()?.blob(node)?.ok_or_else(|| ServiceError::Gone(format!("blob {hex}")))?.digest),
+            None => {
+                let (node, blob) = self.store.write(|w| w.begin_blob(dir, hex))?;
+                writer.fresh = true;
+                (node.id, blob.digest)
+            }
+        };
+        let ingest = writer.ingest.as_mut().ok_or(ServiceError::Judged)?;
+        if let Err(e) = ingest.retarget(&digest) {
+            if writer.fresh {
+                self.store.write(|w| w.discard_blob(node))?;
+            }
+            return Err(e.into());
+        }
+        self.judge_blob(node, &mut writer, Judge::Release)
+    }
+
+    /// How many bytes a writer holds.
+    pub fn blob_writer_len(&self, writer: &BlobWriter) -> u64 {
+        writer.ingest.as_ref().map_or(0, Ingest::len)
     }
 
     /// `write` to a blob.

@@ -65,6 +65,31 @@ os.unlink(tmp)
 }
 
 #[test]
+fn a_temporary_file_renamed_onto_a_blob_name_must_hash_to_it() {
+    let fx = MountFixture::new();
+    let py = r#"
+import hashlib, os, sys, tempfile
+data = b"layer bytes\n"
+good = hashlib.sha256(data).hexdigest()
+for name, want in (("0" * 64, 22), (good, 0)):
+    fd, tmp = tempfile.mkstemp(dir="content/sha256", prefix=".")
+    os.write(fd, data); os.close(fd)
+    try:
+        os.replace(tmp, "content/sha256/" + name)
+        got = 0
+    except OSError as e:
+        got = e.errno
+        os.unlink(tmp)
+    if got != want:
+        sys.exit(f"{name}: errno {got}, wanted {want}")
+print(good)
+"#;
+    let good = fx.sh_ok(&format!("python3 -c '{}'", py.replace('\'', "'\\''")));
+    assert_eq!(ls(&fx.path("content/sha256")), [good.trim()], "only the blob that hashed to its name");
+    assert_eq!(read(&fx.path(&format!("content/sha256/{}", good.trim()))), "layer bytes\n");
+}
+
+#[test]
 fn tools_that_remove_then_create_end_with_the_new_value() {
     let fx = MountFixture::new();
     fs::create_dir(fx.path("containers/c")).unwrap();
