@@ -97,8 +97,14 @@ fn a_mismatch_stores_nothing_and_an_empty_early_close_waits_for_release() {
     let sha256 = ino_of(&core, "content/sha256");
     assert_eq!(core.lookup(sha256, OsStr::new(&hex)).unwrap_err().errno(), libc::ENOENT);
     assert_eq!(std::fs::read_dir(dir.path().join("content/ingest")).unwrap().count(), 0);
-    // Names that are not digests.
-    assert_eq!(core.create(sha256, OsStr::new("abc"), libc::O_WRONLY).unwrap_err().errno(), libc::EINVAL);
+    // A name that is not a digest is a temporary file: renamed onto the wrong digest it is
+    // refused and nothing is stored.
+    let (_, tmp) = core.create(sha256, OsStr::new(".abc.XYZ"), libc::O_WRONLY).unwrap();
+    core.write(tmp, 0, b"not these bytes").unwrap();
+    core.release(tmp).unwrap();
+    let err = core.rename(sha256, OsStr::new(".abc.XYZ"), sha256, OsStr::new(&hex), 0).unwrap_err();
+    assert_eq!(err.errno(), libc::EINVAL);
+    assert_eq!(core.lookup(sha256, OsStr::new(&hex)).unwrap_err().errno(), libc::ENOENT);
     // A writer that never wrote is judged at release: the empty bytes do not match.
     let fh = create_blob(&core, &hex, &[]).unwrap();
     assert_eq!(core.release(fh).unwrap_err().errno(), libc::EINVAL);

@@ -625,8 +625,8 @@ impl FsCore {
         };
         let (node, kind) = (handle.node, handle.kind);
         drop(handle);
-        if let Some(file) = written {
-            self.forget_if_absent(node, kind, file);
+        if written.is_some() && kind != NodeKind::Snapshot {
+            self.forget_vanished(node);
         }
         if collect {
             self.services.collect_after_delete();
@@ -716,19 +716,6 @@ impl FsCore {
         self.notices.send_and_wait(super::notify::Notice::Forget { parent, name: id.to_owned() });
     }
 
-    /// A written file left without a value (refused, or cleared): the kernel forgets its
-    /// name, so the next lookup finds nothing.
-    fn forget_if_absent(&self, node: NodeId, kind: NodeKind, file: AttrFile) {
-        let present = self.store().read().map_err(FsError::from).and_then(|r| {
-            let loaded = load_node(&r, node)?;
-            self.present(&r, &loaded, file)
-        });
-        let parent = Ino::Node(node).number();
-        if matches!(present, Ok(false)) && kind != NodeKind::Snapshot && self.inodes.is_known(parent) {
-            self.notices.send(super::notify::Notice::Forget { parent, name: file.name().to_owned() });
-        }
-    }
-
     /// What `file` of `loaded` references now, pinned while a handle writes it.
     fn pin_references(&self, loaded: &Loaded, file: AttrFile) -> Option<HeldRefs> {
         let mut refs = Vec::new();
@@ -755,7 +742,9 @@ impl FsCore {
 
     /// Commits one judged edit through the services.
     fn apply_edit(&self, edit: Edit, node: NodeId, kind: NodeKind) -> Result<()> {
-        Ok(self.services.apply(edit, node, kind)?)
+        self.services.apply(edit, node, kind)?;
+        self.forget_vanished(node);
+        Ok(())
     }
 
     /// `setattr`. Size 0 without a handle (`truncate -s 0`) commits the empty value at

@@ -385,6 +385,8 @@ impl FsCore {
         let last = dir.clone();
         self.services.apply(edit, dir.node.id, dir.node.kind)?;
         self.inodes.bury(static_file_attr(&last, file).unwrap_or_else(|_| empty_file_attr(&last, file)));
+        // The kernel drops the name it unlinked; others may have gone with it (info.json).
+        self.forget_vanished(dir.node.id);
         Ok(())
     }
 
@@ -501,6 +503,24 @@ impl FsCore {
             (Object::Snapshot(_), _) => true,
             _ => false,
         })
+    }
+}
+
+impl FsCore {
+    /// Files of `node` the kernel knows that have no value now (cleared, refused, an image
+    /// without its target): the kernel is told to forget their names, so the next lookup
+    /// finds nothing. (Until it has, an open that creates the file again through the
+    /// cached name works: `getattr` answers such a file as empty.)
+    pub(super) fn forget_vanished(&self, node: NodeId) {
+        let Ok(reader) = self.store().read() else { return };
+        let Ok(loaded) = load_node(&reader, node) else { return };
+        let parent = Ino::Node(node).number();
+        for file in loaded.files() {
+            let known = self.inodes.is_known(Ino::File(node, *file).number());
+            if known && !self.handles.is_writing(node, *file) && matches!(self.present(&reader, &loaded, *file), Ok(false)) {
+                self.notices.send(notify::Notice::Forget { parent, name: file.name().to_owned() });
+            }
+        }
     }
 }
 

@@ -74,7 +74,9 @@ impl FsCore {
         } else {
             Presence::Any
         };
-        Ok(self.services.set_label(node, key, value, required)?)
+        self.services.set_label(node, key, value, required)?;
+        self.forget_vanished(node);
+        Ok(())
     }
 
     /// `removexattr`: removes label `key`.
@@ -85,6 +87,8 @@ impl FsCore {
         if loaded.labels().is_none() {
             return Err(missing());
         }
-        Ok(self.services.remove_label(loaded.node.id, key)?)
+        self.services.remove_label(loaded.node.id, key)?;
+        self.forget_vanished(loaded.node.id);
+        Ok(())
     }
 }

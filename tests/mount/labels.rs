@@ -233,6 +233,8 @@ fn labels_in_an_image_directory_without_target_are_kept() {
     // `rm target` makes it not an image again, and keeps its labels.
     fs::remove_file(dir.join("target")).unwrap();
     assert_eq!(ls(&dir), ["labels"]);
+    // (The kernel is told to forget the cached info.json; it may take it a moment.)
+    wait_until(DAEMON_DEADLINE, "info.json to be gone", || fs::metadata(dir.join("info.json")).is_err());
     assert_eq!(errno_of(fs::metadata(dir.join("info.json"))), libc::ENOENT, "no longer an image");
     assert_eq!(read(&dir.join("labels")), "a=1\nb=2\nc=3\n");
     // Without labels either, a bare prefix directory again.
