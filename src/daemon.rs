@@ -367,3 +367,49 @@ fn log_tail(path: &Path, start: u64) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
+
+/// The daemon's log: `RUST_LOG` (default `info`), with fuser's own lines at error only.
+pub fn init_logging() {
+    let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,fuser=error"))
+        .format_timestamp_micros()
+        .build();
+    let level = logger.filter();
+    if log::set_boxed_logger(Box::new(KernelGoneQuiet(logger))).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// The daemon's logger, with one of fuser's error lines moved to debug: a reply the kernel
+/// answers with ENOENT ("Failed to send FUSE reply: No such file or directory") is to a
+/// request the kernel dropped because its caller was interrupted (Ctrl-C on
+/// `cat wait/<id>`); nothing failed, and the interruption is logged once at info.
+struct KernelGoneQuiet(env_logger::Logger);
+
+impl log::Log for KernelGoneQuiet {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let dropped = record.level() == log::Level::Error
+            && record.target().starts_with("fuser::reply")
+            && record.args().to_string().ends_with("(os error 2)");
+        if dropped {
+            let quiet = log::Record::builder()
+                .level(log::Level::Debug)
+                .target(record.target())
+                .args(*record.args())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build();
+            self.0.log(&quiet);
+        } else {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}

@@ -407,6 +407,9 @@ fn assert_sizes(fx: &MountFixture, after: &str) {
     for name in FILES {
         let p = fx.path(&format!("containers/web/{name}"));
         if name != "info.json" && !listed.iter().any(|l| l == name) {
+            // A field cleared just now: the kernel is told to forget the name, which may take
+            // it a moment (meanwhile a stat of the cached name shows an empty file).
+            wait_until(DAEMON_DEADLINE, "the cleared name to be forgotten", || fs::metadata(&p).is_err());
             assert_eq!(errno_of(fs::metadata(&p)), libc::ENOENT, "stat of unlisted {name} after {after}");
             assert_eq!(errno_of(fs::read(&p)), libc::ENOENT, "read of unlisted {name} after {after}");
             continue;
