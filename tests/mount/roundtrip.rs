@@ -107,6 +107,11 @@ fn rsync_a_twice_copies_nothing_the_second_time() {
 
 /// Runs Ansible's copy module from `src` to `dest` and returns whether it reported a change.
 fn ansible_copy(fx: &MountFixture, src: &Path, dest: &Path) -> bool {
+    ansible(fx, "copy", &format!("src={} dest={}", src.display(), dest.display()))
+}
+
+/// Runs one Ansible module on localhost; whether it reported a change.
+fn ansible(fx: &MountFixture, module: &str, args: &str) -> bool {
     let home = fx.root().join("ansible-home");
     fs::create_dir_all(&home).unwrap();
     // copy's atomic move makes a temporary file beside `dest` and renames it onto it.
@@ -116,11 +121,9 @@ fn ansible_copy(fx: &MountFixture, src: &Path, dest: &Path) -> bool {
     let script = format!(
         "HOME={home} ANSIBLE_LOCAL_TEMP={home}/tmp ANSIBLE_REMOTE_TEMP={home}/tmp ANSIBLE_NOCOLOR=1 \
          ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 \
-         ansible localhost -i localhost, -c local -t {tree} -m copy -a 'src={src} dest={dest}'",
+         ansible localhost -i localhost, -c local -t {tree} -m {module} -a '{args}'",
         home = home.display(),
         tree = tree.display(),
-        src = src.display(),
-        dest = dest.display(),
     );
     let (code, out, err) = sh(fx.root(), &script);
     assert_eq!(code, 0, "ansible failed:\n{out}\n{err}");
@@ -150,4 +153,24 @@ fn ansible_copy_twice_reports_changed_then_ok() {
         let after = read_json(&fx.path(&dest.replace("spec", "info.json").replace("target", "info.json")))["updated_at"].clone();
         assert_eq!(before, after);
     }
+}
+
+#[test]
+fn ansible_lineinfile_and_file_settle_on_the_second_run() {
+    let fx = MountFixture::new();
+    fx.sh_ok("mkdir containers/c && echo tier=web > containers/c/labels");
+    let labels = fx.path("containers/c/labels");
+    let add = format!("path={} line=env=prod", labels.display());
+    assert!(ansible(&fx, "lineinfile", &add), "the line was added");
+    assert_eq!(read(&labels), "env=prod\ntier=web\n");
+    assert!(!ansible(&fx, "lineinfile", &add), "the second run finds the line");
+    let change = format!("path={} regexp=^env= line=env=dev", labels.display());
+    assert!(ansible(&fx, "lineinfile", &change));
+    assert_eq!(read(&labels), "env=dev\ntier=web\n");
+    assert!(!ansible(&fx, "lineinfile", &change));
+    // `file state=absent` on a field clears it; the second run has nothing to do.
+    let absent = format!("path={} state=absent", labels.display());
+    assert!(ansible(&fx, "file", &absent));
+    assert!(!labels.exists());
+    assert!(!ansible(&fx, "file", &absent));
 }

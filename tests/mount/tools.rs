@@ -154,6 +154,29 @@ fn assert_same_tree(from: &MountFixture, to: &MountFixture) {
 }
 
 #[test]
+fn busybox_tar_and_cp_p_restore_fields_and_a_lengthening_truncate_is_refused() {
+    let fx = MountFixture::new();
+    fs::create_dir(fx.path("containers/a")).unwrap();
+    put(&fx.path("containers/a/labels"), "k=v\n");
+    put(&fx.path("containers/a/runtime"), "crun\n");
+    let archive = fx.root().join("a.tar");
+    fx.sh_ok(&format!("busybox tar -cf {} containers/a", archive.display()));
+    fx.sh_ok("rm -r containers/a");
+    fx.sh_ok(&format!("busybox tar -xf {}", archive.display()));
+    assert_eq!(read(&fx.path("containers/a/labels")), "k=v\n");
+    assert_eq!(read(&fx.path("containers/a/runtime")), "crun\n");
+    // cp -p keeps the source's mode (a field's is fixed: accepted as it is) and times.
+    let host = host_file(&fx, "labels", "p=1\n");
+    fx.sh_ok(&format!("touch -d '2020-01-02 03:04:05' {0} && cp -p {0} containers/a/labels", host.display()));
+    assert_eq!(read(&fx.path("containers/a/labels")), "p=1\n");
+    assert_eq!(fs::metadata(fx.path("containers/a/labels")).unwrap().modified().unwrap(), fs::metadata(&host).unwrap().modified().unwrap());
+    // `truncate -s 10` of a shorter field would add zeros no value holds.
+    let (code, _, err) = fx.sh("truncate -s 10 containers/a/labels");
+    assert!(code != 0 && err.contains("Invalid argument"), "{err}");
+    assert_eq!(read(&fx.path("containers/a/labels")), "p=1\n");
+}
+
+#[test]
 fn a_tar_backup_restores_into_a_fresh_mount_as_an_equal_tree() {
     let source = populated();
     let archive = source.root().join("backup.tar");
@@ -186,4 +209,39 @@ fn rsync_copies_a_mount_into_a_fresh_one_as_an_equal_tree() {
     target.start("web");
     assert_eq!(target.wait("web"), "0\n", "the key copied before its image is prepared at start");
     target.sh_ok("rm tasks/web");
+}
+
+#[test]
+fn inotifywait_sees_changes_made_through_the_mount_and_views_removed_with_their_task() {
+    let t = Tasks::new();
+    t.container("w", "exit 0");
+    t.start("w");
+    assert_eq!(t.wait("w"), "0\n");
+    put(&t.path("containers/w/labels"), "a=1\n");
+    let watch = |args: &str| {
+        std::process::Command::new("inotifywait")
+            .args(args.split(' '))
+            .current_dir(t.mnt())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("inotifywait")
+    };
+    let modified = watch("-q -t 20 -e modify containers/w/labels");
+    let deleted = watch("-q -t 20 -e delete_self wait/w");
+    // Wait until both watches are set up: inotifywait says so on stderr without -q; with
+    // -q it prints nothing, so poll the kernel's view of its watches instead.
+    for child in [&modified, &deleted] {
+        let pid = child.id();
+        wait_until(DAEMON_DEADLINE, "the watch to be set", || {
+            fs::read_dir(format!("/proc/{pid}/fdinfo")).is_ok_and(|fds| {
+                fds.flatten().any(|fd| fs::read_to_string(fd.path()).is_ok_and(|i| i.contains("inotify wd:")))
+            })
+        });
+    }
+    append(&t.path("containers/w/labels"), "b=2\n");
+    t.sh_ok("rm tasks/w");
+    let out = |child: std::process::Child| String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
+    assert!(out(modified).contains("MODIFY"), "a write through the mount is a modify");
+    assert!(out(deleted).contains("DELETE_SELF"), "the removed task's wait file");
 }
