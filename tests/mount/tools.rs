@@ -245,3 +245,18 @@ fn inotifywait_sees_changes_made_through_the_mount_and_views_removed_with_their_
     assert!(out(modified).contains("MODIFY"), "a write through the mount is a modify");
     assert!(out(deleted).contains("DELETE_SELF"), "the removed task's wait file");
 }
+
+#[test]
+fn polling_sees_what_the_daemon_changes_on_its_own() {
+    // What raises no inotify event (a log growing, a task exiting) a poller sees at once:
+    // sizes and statuses are never cached.
+    let t = Tasks::new();
+    t.container("p", "echo one; read -t 5 x < /dev/null; sleep 0.3; echo two; sleep 0.3; echo three");
+    t.start("p");
+    let log = t.path("logs/p/stdout");
+    wait_until(DAEMON_DEADLINE, "the log to grow to three lines", || fs::metadata(&log).is_ok_and(|m| m.len() == 14));
+    assert_eq!(t.wait("p"), "0\n");
+    assert_eq!(t.status("p")["status"], "stopped", "stat and read of tasks/p see the exit");
+    assert_eq!(fs::metadata(t.path("wait/p")).unwrap().len(), 2, "wait/p's size is its exit status's");
+    t.sh_ok("rm tasks/p");
+}
