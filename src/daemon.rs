@@ -286,8 +286,10 @@ fn refuse_live_mount(mountpoint: &Path) -> Result<(), DaemonError> {
     let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else { return Ok(()) };
     for line in table.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
-        if fields.get(4).map(|p| unescape_mountinfo(p)) == Some(wanted.clone()) {
-            let fstype = fields.iter().skip_while(|f| **f != "-").nth(1).copied().unwrap_or("?");
+        let fstype = fields.iter().skip_while(|f| **f != "-").nth(1).copied().unwrap_or("?");
+        // A live FUSE mount there (another ctrfs) would be hidden; a bind-mounted volume or
+        // a partition is an ordinary place to mount on.
+        if fields.get(4).map(|p| unescape_mountinfo(p)) == Some(wanted.clone()) && fstype.starts_with("fuse") {
             return Err(format!(
                 "{} is already a mount point ({fstype}); mounting over it would hide it: unmount it first",
                 mountpoint.display()

@@ -154,6 +154,7 @@ fn temp_errno(refusal: super::temp::TempRefusal) -> i32 {
         TempRefusal::TooMany | TempRefusal::Full => libc::ENOSPC,
         TempRefusal::TooLarge => libc::EFBIG,
         TempRefusal::Gone => libc::ENOENT,
+        TempRefusal::Renamed => libc::ESTALE,
     }
 }
 
@@ -258,6 +259,7 @@ pub fn errno_name(errno: i32) -> &'static str {
         libc::ETIMEDOUT => "ETIMEDOUT",
         libc::ENFILE => "ENFILE",
         libc::EXDEV => "EXDEV",
+        libc::ESTALE => "ESTALE",
         _ => "errno",
     }
 }

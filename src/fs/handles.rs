@@ -288,10 +288,12 @@ impl FsCore {
                 return self.open(alias, flags);
             }
             if flags & libc::O_TRUNC != 0 {
-                self.temps.truncate(ino, 0)?;
+                self.truncate_temp(ino, 0)?;
             }
             let dir = self.temp_dir(ino)?;
-            return self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state: HandleState::Temp(ino) });
+            let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state: HandleState::Temp(ino) })?;
+            self.temps.opened(ino);
+            return Ok(fh);
         }
         let decoded = Ino::decode(ino).ok_or(FsError::NotFound)?;
         let writing = is_write(flags);
@@ -334,7 +336,7 @@ impl FsCore {
                     false => return Err(FsError::NotFound),
                 };
                 if writing {
-                    let pins = self.pin_references(&loaded, file);
+                    let pins = self.pin_references(&loaded, file).or_else(|| self.take_cleared_pin(node, file));
                     HandleState::Write(Box::new(AttrWriter::new(WriteBuffer::new(file, mode_for(flags), content), pins)))
                 } else {
                     HandleState::Snapshot(content)
@@ -363,6 +365,7 @@ impl FsCore {
             NodeKind::DigestDir if crate::model::digest_of_file_name(&dir.node.name, name).is_err() => {
                 let ino = self.create_temp(&dir, name, flags)?;
                 let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state: HandleState::Temp(ino) })?;
+                self.temps.opened(ino);
                 let attr = self.temp_attr(ino)?;
                 self.inodes.remember(attr.ino);
                 Ok((attr, fh))
@@ -421,6 +424,7 @@ impl FsCore {
             NodeKind::ImageDir | NodeKind::Container => {
                 let ino = self.create_temp(&dir, name, flags)?;
                 let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state: HandleState::Temp(ino) })?;
+                self.temps.opened(ino);
                 let attr = self.temp_attr(ino)?;
                 self.inodes.remember(attr.ino);
                 Ok((attr, fh))
@@ -457,7 +461,9 @@ impl FsCore {
             // A new file has no content to append to or edit in place.
             WriteMode::Append | WriteMode::Positional => WriteMode::Positional,
         };
-        let state = HandleState::Write(Box::new(AttrWriter::new(WriteBuffer::new(file, mode, Vec::new()), None)));
+        // A field `rm`ed a moment ago and created again: its writer holds what it referenced.
+        let pins = self.take_cleared_pin(dir.node.id, file);
+        let state = HandleState::Write(Box::new(AttrWriter::new(WriteBuffer::new(file, mode, Vec::new()), pins)));
         let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state })?;
         let now = Timestamp::now().to_system_time();
         let attr = Attr::file(Ino::File(dir.node.id, file), 0, FILE_MODE, now, now);
@@ -623,11 +629,15 @@ impl FsCore {
             HandleState::Write(writer) => Some(writer.file()),
             _ => None,
         };
+        if let HandleState::Temp(ino) = handle.state {
+            self.temps.released(ino);
+        }
         let (node, kind) = (handle.node, handle.kind);
         drop(handle);
         if written.is_some() && kind != NodeKind::Snapshot {
             self.forget_vanished(node);
         }
+        self.expire_cleared_pins();
         if collect {
             self.services.collect_after_delete();
         }
@@ -717,7 +727,7 @@ impl FsCore {
     }
 
     /// What `file` of `loaded` references now, pinned while a handle writes it.
-    fn pin_references(&self, loaded: &Loaded, file: AttrFile) -> Option<HeldRefs> {
+    pub(super) fn pin_references(&self, loaded: &Loaded, file: AttrFile) -> Option<HeldRefs> {
         let mut refs = Vec::new();
         match (&loaded.object, file) {
             (Object::Image(Some(image)), AttrFile::Target) => {
@@ -752,6 +762,12 @@ impl FsCore {
     /// `fs/times.rs`); ownership and modes are fixed.
     pub fn setattr(&self, ino: u64, size: Option<u64>, fh: Option<u64>, ownership: Ownership, times: Times) -> Result<Attr> {
         if super::rename::is_temp(ino) {
+            if let Some(alias) = self.temp_alias(ino) {
+                // Renamed onto a field: the kernel knows the field by this inode for now.
+                let mut attr = self.setattr(alias, size, None, ownership, times)?;
+                attr.ino = ino;
+                return Ok(attr);
+            }
             let root = ownership.uid.is_none_or(|u| u == 0) && ownership.gid.is_none_or(|g| g == 0);
             return self.setattr_temp(ino, size, ownership.mode, root, times.mtime());
         }

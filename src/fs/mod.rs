@@ -59,7 +59,14 @@ pub struct FsCore {
     notices: Arc<notify::Notices>,
     /// Temporary files in object directories (for atomic replace by rename).
     temps: temp::TempFiles,
+    /// What fields cleared by `rm` referenced, kept from collection for a grace period
+    /// (tar, install and mv remove a file and create it again at once).
+    cleared: std::sync::Mutex<std::collections::HashMap<(NodeId, AttrFile), (std::time::Instant, crate::service::HeldRefs)>>,
 }
+
+/// How long what an `rm` of a field referenced stays pinned, unless the field is written
+/// again meanwhile (then the new writer holds it until it closes).
+const CLEARED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How a child node is shown in a listing: its inode and kind.
 type ChildView = fn(NodeId, NodeKind) -> (Ino, Kind);
@@ -93,7 +100,14 @@ impl FsCore {
                 }
             }
         });
-        FsCore { services, inodes: InodeTable::default(), handles: HandleTable::default(), notices, temps: Default::default() }
+        FsCore {
+            services,
+            inodes: InodeTable::default(),
+            handles: HandleTable::default(),
+            notices,
+            temps: Default::default(),
+            cleared: Default::default(),
+        }
     }
 
     /// A metadata-only filesystem over a store (no blobs, snapshots or tasks).
@@ -176,10 +190,15 @@ impl FsCore {
                 match decoded {
                     Ino::Node(_) => Some(node_attr(&loaded)),
                     Ino::File(_, file) if self.present(&reader, &loaded, file)? => self.file_attr(&reader, &loaded, file).ok(),
-                    // Being created, or gone since the kernel looked it up (a refused create,
-                    // a cleared value): empty, so an open that creates it again through the
-                    // cached entry works; a lookup finds nothing.
-                    Ino::File(_, file) if loaded.files().contains(&file) => Some(empty_file_attr(&loaded, file)),
+                    Ino::File(node, file) if self.handles.is_writing(node, file) => Some(empty_file_attr(&loaded, file)),
+                    // Removed by an unlink: the tombstone (nlink 0) for descriptors still open.
+                    Ino::File(..) if self.inodes.tombstone(ino).is_some() => None,
+                    // Gone while the kernel still has the name cached (a refused create, a
+                    // value cleared by a write): empty until it forgets the name, so that an
+                    // open creating it again through the cached name works.
+                    Ino::File(_, file) if loaded.files().contains(&file) && self.inodes.is_known(ino) => {
+                        Some(empty_file_attr(&loaded, file))
+                    }
                     Ino::File(..) => None,
                     Ino::LogDir(_) => loaded.task().map(|_| log_dir_attr(&loaded)),
                     Ino::Log(_, stream) => self.log_attr(&loaded, stream).ok(),
@@ -313,7 +332,11 @@ impl FsCore {
             | NodeKind::Snapshot => return Err(FsError::NotPermitted(format!("{name} cannot be removed"))),
         };
         // (The services collected what the delete left unreferenced.)
-        self.temps.remove_dir(last.node.id);
+        for ino in self.temps.remove_dir(last.node.id) {
+            if !self.inodes.is_known(ino) {
+                self.temps.forget(ino);
+            }
+        }
         self.bury(&last);
         Ok(())
     }
@@ -378,16 +401,50 @@ impl FsCore {
         if is_read_only(dir.node.kind, file) {
             return Err(FsError::NotPermitted(format!("{} is derived from its directory's record; rmdir the directory", file.name())));
         }
+        if dir.node.kind == NodeKind::Container && reader.lookup(schema::TASKS, &dir.node.name)?.is_some() {
+            // As rmdir: a refused `rm -r` of a running container must not have emptied it.
+            return Err(crate::store::StoreError::InUse {
+                what: format!("container {}'s fields", dir.node.name),
+                by: format!("task {}", dir.node.name),
+            }
+            .into());
+        }
         let edit = match file {
             AttrFile::Target => crate::service::Edit::ClearTarget,
             _ => write::empty_value(file)?,
         };
+        // What the value referenced stays for a while: a tool that removes the file to
+        // create it again (tar, install, mv) must not lose a container's root filesystem
+        // or an image's content in between.
+        if let Some(pins) = self.pin_references(dir, file) {
+            handles::lock(&self.cleared).insert((dir.node.id, file), (std::time::Instant::now(), pins));
+        }
+        self.expire_cleared_pins();
         let last = dir.clone();
         self.services.apply(edit, dir.node.id, dir.node.kind)?;
         self.inodes.bury(static_file_attr(&last, file).unwrap_or_else(|_| empty_file_attr(&last, file)));
         // The kernel drops the name it unlinked; others may have gone with it (info.json).
         self.forget_vanished(dir.node.id);
         Ok(())
+    }
+
+    /// Drops the pins of fields cleared longer ago than the grace period, and collects
+    /// what only they kept.
+    pub(super) fn expire_cleared_pins(&self) {
+        let expired = {
+            let mut cleared = handles::lock(&self.cleared);
+            let before = cleared.len();
+            cleared.retain(|_, (at, _)| at.elapsed() < CLEARED_GRACE);
+            before != cleared.len()
+        };
+        if expired {
+            self.services.collect_after_delete();
+        }
+    }
+
+    /// The pin of a field cleared by `rm` a moment ago, for the writer creating it again.
+    pub(super) fn take_cleared_pin(&self, node: NodeId, file: AttrFile) -> Option<crate::service::HeldRefs> {
+        handles::lock(&self.cleared).remove(&(node, file)).map(|(_, pins)| pins)
     }
 
     /// The path of an inode below the mount point, for log lines.

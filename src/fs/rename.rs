@@ -35,6 +35,10 @@ impl FsCore {
     /// another temporary name there).
     pub fn rename(&self, parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr, flags: u32) -> Result<()> {
         let (name, new_name) = (component(name)?, component(new_name)?);
+        if flags & !RENAME_NOREPLACE != 0 {
+            // RENAME_EXCHANGE, RENAME_WHITEOUT: nothing here can be swapped or whited out.
+            return Err(FsError::InvalidRequest("rename flags other than RENAME_NOREPLACE are not supported".into()));
+        }
         let reader = self.store().read()?;
         let Dir::Node(dir) = self.directory(&reader, parent)? else {
             return Err(FsError::NotPermitted("logs/<id>/ holds only stdout and stderr".into()));
@@ -67,16 +71,21 @@ impl FsCore {
         // Exactly what `cat tmp > file` would commit, in one transaction: the old value
         // stays until the new one is whole and valid, so nothing is pinned meanwhile.
         let mut buffer = WriteBuffer::new(file, WriteMode::Replace, Vec::new());
-        let edit = match buffer.write(0, &data)? {
-            Some(edit) => edit,
-            None => buffer.pending_edit()?,
+        let judged = match buffer.write(0, &data) {
+            Ok(Some(edit)) => Ok(edit),
+            Ok(None) => buffer.pending_edit().map_err(FsError::from),
+            Err(e) => Err(e.into()),
         };
-        self.services.apply(edit, dir.node.id, dir.node.kind)?;
+        // A refusal leaves the temporary file, as rename(2) does (a tool may remove it or
+        // try again); one left behind is evicted when its directory needs the room.
+        judged.and_then(|edit| Ok(self.services.apply(edit, dir.node.id, dir.node.kind)?))?;
         if temp.mtime_set {
             let at = crate::service::TimeSet::At(crate::model::Timestamp::from(temp.mtime));
             self.services.set_times(dir.node.id, file.name(), at, at)?;
         }
         self.temps.renamed_onto(ino, Alias::File(file));
+        // Renaming an empty file onto a field clears it.
+        self.forget_vanished(dir.node.id);
         // The replaced file's inode is not the name's any more: its cached attributes go.
         self.notices.send(super::notify::Notice::Attributes(Ino::File(dir.node.id, file).number()));
         log::debug!("{}: replaced by rename of {name}", file.name());
@@ -90,10 +99,19 @@ impl FsCore {
             // Another temporary name.
             return Ok(self.temps.rename(dir.node.id, name, hex)?);
         }
+        let temp = self.temps.meta(ino).ok_or(TempRefusal::Gone)?;
         let writer = self.temps.take_blob(ino).ok_or(TempRefusal::Gone)?;
-        // A refused naming consumes the ingest: its bytes can never be that blob.
-        self.services.name_blob(dir.node.id, hex, writer)?;
+        // A refused naming consumes the ingest (its bytes can never be that blob), and the
+        // temporary file goes with it: nobody could find it to remove it.
+        if let Err(e) = self.services.name_blob(dir.node.id, hex, writer) {
+            self.temps.remove(dir.node.id, name);
+            return Err(e.into());
+        }
         let node = self.store().read()?.lookup(dir.node.id, hex)?.ok_or(FsError::NotFound)?;
+        if temp.mtime_set {
+            let at = crate::service::TimeSet::At(crate::model::Timestamp::from(temp.mtime));
+            self.services.set_times(node.id, crate::model::NODE_ITSELF, at, at)?;
+        }
         self.temps.renamed_onto(ino, Alias::Node(node.id));
         Ok(())
     }
@@ -101,7 +119,7 @@ impl FsCore {
     /// A temporary file's attributes; one renamed onto an attribute file answers as that
     /// file, under the inode number the kernel knows it by.
     pub(super) fn temp_attr(&self, ino: u64) -> Result<Attr> {
-        let temp = self.temps.get(ino).ok_or(FsError::NotFound)?;
+        let temp = self.temps.meta(ino).ok_or(FsError::NotFound)?;
         if let Some(alias) = self.temp_alias(ino) {
             let mut attr = self.getattr(alias)?;
             attr.ino = ino;
@@ -109,7 +127,7 @@ impl FsCore {
         }
         let size = match temp.is_blob {
             true => self.temps.with_blob(ino, |w| self.services.blob_writer_len(w)).unwrap_or(0),
-            false => temp.data.len() as u64,
+            false => temp.len as u64,
         };
         let nlink = u32::from(temp.name.is_some());
         let ttl = std::time::Duration::ZERO;
@@ -129,7 +147,7 @@ impl FsCore {
 
     /// The attribute file a renamed temporary file's inode stands for, if it is one.
     pub(super) fn temp_alias(&self, ino: u64) -> Option<u64> {
-        let temp = self.temps.get(ino)?;
+        let temp = self.temps.meta(ino)?;
         temp.renamed_onto.map(|alias| match alias {
             Alias::File(file) => Ino::File(temp.dir, file).number(),
             Alias::Node(node) => Ino::Node(node).number(),
@@ -143,7 +161,7 @@ impl FsCore {
                 return Err(FsError::Exists(name.into()));
             }
             if flags & libc::O_TRUNC != 0 {
-                self.temps.truncate(ino, 0)?;
+                self.truncate_temp(ino, 0)?;
             }
             return Ok(ino);
         }
@@ -154,29 +172,37 @@ impl FsCore {
         Ok(self.temps.create(dir.node.id, name, 0o600)?)
     }
 
+    /// Truncates a temporary file: its bytes in memory, or its blob's ingest.
+    pub(super) fn truncate_temp(&self, ino: u64, size: u64) -> Result<()> {
+        match self.temps.meta(ino).is_some_and(|t| t.is_blob) {
+            true => drop(self.temps.with_blob(ino, |w| self.services.truncate_blob(w, size))??),
+            false => self.temps.truncate(ino, size)?,
+        }
+        Ok(())
+    }
+
     /// A write to a temporary file: into memory, or a blob's ingest.
     pub(super) fn write_temp(&self, ino: u64, offset: u64, data: &[u8]) -> Result<usize> {
-        if self.temps.get(ino).is_some_and(|t| t.is_blob) {
+        let temp = self.temps.meta(ino).ok_or(TempRefusal::Gone)?;
+        if temp.renamed_onto.is_some() {
+            // Bytes written after the rename through a descriptor of the temporary file
+            // would land nowhere: refused, as a file replaced under its writer is.
+            return Err(TempRefusal::Renamed.into());
+        }
+        if temp.is_blob {
             return Ok(self.temps.with_blob(ino, |w| self.services.write_blob(w, offset, data))??);
         }
         Ok(self.temps.write(ino, offset, data)?)
     }
 
-    /// `setattr` of a temporary file: a size, a mode (any), owners (root's), times.
+    /// `setattr` of a temporary file: a size, a mode (any), owners (root's), times. (One
+    /// renamed onto a field is that field: see `FsCore::setattr`.)
     pub(super) fn setattr_temp(&self, ino: u64, size: Option<u64>, perm: Option<u32>, owner_is_root: bool, mtime: Option<SystemTime>) -> Result<Attr> {
-        if let Some(alias) = self.temp_alias(ino) {
-            let mut attr = self.getattr(alias)?;
-            attr.ino = ino;
-            return Ok(attr);
-        }
         if !owner_is_root {
             return Err(FsError::NotPermitted("owners in ctrfs are fixed (root)".into()));
         }
         if let Some(size) = size {
-            match self.temps.get(ino).is_some_and(|t| t.is_blob) {
-                true => drop(self.temps.with_blob(ino, |w| self.services.truncate_blob(w, size))??),
-                false => self.temps.truncate(ino, size)?,
-            }
+            self.truncate_temp(ino, size)?;
         }
         if let Some(perm) = perm {
             self.temps.set_perm(ino, (perm & 0o7777) as u16)?;
@@ -189,13 +215,13 @@ impl FsCore {
 
     /// The directory node a temporary file is in (for log lines).
     pub(super) fn temp_path(&self, ino: u64) -> Option<(NodeId, String)> {
-        let temp = self.temps.get(ino)?;
+        let temp = self.temps.meta(ino)?;
         Some((temp.dir, temp.name.unwrap_or_else(|| "(removed temporary file)".into())))
     }
 
     /// The loaded directory of a temporary file.
     pub(super) fn temp_dir(&self, ino: u64) -> Result<Loaded> {
-        let temp = self.temps.get(ino).ok_or(FsError::NotFound)?;
+        let temp = self.temps.meta(ino).ok_or(FsError::NotFound)?;
         load_node(&self.store().read()?, temp.dir)
     }
 }

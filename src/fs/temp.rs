@@ -43,6 +43,31 @@ pub enum TempRefusal {
     Full,
     /// No such temporary file.
     Gone,
+    /// It was renamed onto a file: its descriptor writes nowhere.
+    Renamed,
+}
+
+/// A temporary file's state without its bytes.
+#[derive(Debug, Clone)]
+pub struct TempMeta {
+    /// The object directory it is in.
+    pub dir: NodeId,
+    /// Its name; `None` once removed or renamed.
+    pub name: Option<String>,
+    /// How many bytes it holds in memory.
+    pub len: usize,
+    /// Its permission bits.
+    pub perm: u16,
+    /// When it was created.
+    pub created: SystemTime,
+    /// When it was last written (or as set).
+    pub mtime: SystemTime,
+    /// What it was renamed onto.
+    pub renamed_onto: Option<Alias>,
+    /// Whether `mtime` was set.
+    pub mtime_set: bool,
+    /// Whether its bytes go to a blob ingest.
+    pub is_blob: bool,
 }
 
 /// What a renamed temporary file's inode stands for.
@@ -76,6 +101,8 @@ pub struct Temp {
     /// Whether `mtime` was set (utimensat) rather than follows the writes: a rename
     /// carries it to the file it replaces (rsync sets times before it renames).
     pub mtime_set: bool,
+    /// Descriptors open on it: one without any may be evicted when its directory is full.
+    pub opens: usize,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +113,29 @@ struct Inner {
     bytes: usize,
     /// The ingests of temporary files in digest directories (their bytes are on disk).
     blobs: HashMap<u64, BlobWriter>,
+}
+
+impl Inner {
+    /// Makes room in `dir`: the oldest temporary file no descriptor holds open (a tool's
+    /// leftover after a refused rename, or after it was killed) loses its name and bytes.
+    fn evict_one(&mut self, dir: NodeId) -> bool {
+        let oldest = self
+            .files
+            .iter()
+            .filter(|(_, t)| t.dir == dir && t.name.is_some() && t.opens == 0 && t.renamed_onto.is_none())
+            .min_by_key(|(_, t)| t.mtime)
+            .map(|(ino, _)| *ino);
+        let Some(ino) = oldest else { return false };
+        if let Some(temp) = self.files.get_mut(&ino) {
+            if let Some(name) = temp.name.take() {
+                self.names.remove(&(dir, name));
+            }
+            self.bytes -= temp.data.len();
+            temp.data = Vec::new();
+        }
+        self.blobs.remove(&ino);
+        true
+    }
 }
 
 /// Every temporary file, by inode number.
@@ -111,14 +161,14 @@ impl TempFiles {
         if inner.names.contains_key(&(dir, name.to_owned())) {
             return Err(TempRefusal::Exists);
         }
-        if inner.names.keys().filter(|(d, _)| *d == dir).count() >= MAX_TEMPS_PER_DIR {
+        if inner.names.keys().filter(|(d, _)| *d == dir).count() >= MAX_TEMPS_PER_DIR && !inner.evict_one(dir) {
             return Err(TempRefusal::TooMany);
         }
         inner.next += 1;
         let ino = TEMP_INO_BIT | inner.next;
         let now = SystemTime::now();
         let temp =
-            Temp { dir, name: Some(name.to_owned()), data: Vec::new(), perm, created: now, mtime: now, renamed_onto: None, mtime_set: false, is_blob: false };
+            Temp { dir, name: Some(name.to_owned()), data: Vec::new(), perm, created: now, mtime: now, renamed_onto: None, mtime_set: false, is_blob: false, opens: 0 };
         inner.files.insert(ino, temp);
         inner.names.insert((dir, name.to_owned()), ino);
         Ok(ino)
@@ -146,7 +196,36 @@ impl TempFiles {
         lock(&self.inner).blobs.remove(&ino)
     }
 
-    /// A copy of the temporary file's state.
+    /// A descriptor was opened on the temporary file.
+    pub fn opened(&self, ino: u64) {
+        if let Some(temp) = lock(&self.inner).files.get_mut(&ino) {
+            temp.opens += 1;
+        }
+    }
+
+    /// A descriptor on the temporary file was released.
+    pub fn released(&self, ino: u64) {
+        if let Some(temp) = lock(&self.inner).files.get_mut(&ino) {
+            temp.opens = temp.opens.saturating_sub(1);
+        }
+    }
+
+    /// A temporary file's state without its bytes (cheap: for attributes and checks).
+    pub fn meta(&self, ino: u64) -> Option<TempMeta> {
+        lock(&self.inner).files.get(&ino).map(|t| TempMeta {
+            dir: t.dir,
+            name: t.name.clone(),
+            len: t.data.len(),
+            perm: t.perm,
+            created: t.created,
+            mtime: t.mtime,
+            renamed_onto: t.renamed_onto,
+            mtime_set: t.mtime_set,
+            is_blob: t.is_blob,
+        })
+    }
+
+    /// A copy of the temporary file's state, bytes included (for a rename).
     pub fn get(&self, ino: u64) -> Option<Temp> {
         lock(&self.inner).files.get(&ino).cloned()
     }
@@ -265,17 +344,22 @@ impl TempFiles {
         }
     }
 
-    /// The directory went: its temporary files' names go with it.
-    pub fn remove_dir(&self, dir: NodeId) {
+    /// The directory went: its temporary files' names go with it. Returns their inode
+    /// numbers: those the kernel no longer knows are to be forgotten now (no forget will
+    /// ever come for them).
+    pub fn remove_dir(&self, dir: NodeId) -> Vec<u64> {
         let mut inner = lock(&self.inner);
         let gone: Vec<(NodeId, String)> = inner.names.keys().filter(|(d, _)| *d == dir).cloned().collect();
+        let mut inos = Vec::new();
         for key in gone {
             if let Some(ino) = inner.names.remove(&key) {
                 if let Some(temp) = inner.files.get_mut(&ino) {
                     temp.name = None;
                 }
+                inos.push(ino);
             }
         }
+        inos
     }
 }
 
@@ -302,10 +386,14 @@ mod tests {
         assert_eq!(temps.get(ino).unwrap().renamed_onto, Some(Alias::File(AttrFile::Labels)), "an alias until forgotten");
         temps.forget(ino);
         assert!(temps.get(ino).is_none());
-        for i in 0..MAX_TEMPS_PER_DIR {
-            temps.create(dir, &format!("t{i}"), 0o600).unwrap();
+        let held: Vec<u64> = (0..MAX_TEMPS_PER_DIR).map(|i| temps.create(dir, &format!("t{i}"), 0o600).unwrap()).collect();
+        for ino in &held {
+            temps.opened(*ino);
         }
-        assert_eq!(temps.create(dir, "one-more", 0o600), Err(TempRefusal::TooMany));
+        assert_eq!(temps.create(dir, "one-more", 0o600), Err(TempRefusal::TooMany), "all held open");
+        temps.released(held[0]);
+        assert!(temps.create(dir, "one-more", 0o600).is_ok(), "a leftover no descriptor holds makes room");
+        assert_eq!(temps.lookup(dir, "t0"), None);
         temps.remove_dir(dir);
         assert!(temps.create(dir, "t0", 0o600).is_ok(), "the names went with the directory");
     }

@@ -21,8 +21,12 @@ fn label_key(name: &OsStr) -> Result<&str> {
 impl FsCore {
     fn labelled(&self, ino: u64) -> Result<Option<Loaded>> {
         if super::rename::is_temp(ino) {
-            // A temporary file has no labels (nor any other attribute).
-            return Ok(None);
+            return match self.temp_alias(ino) {
+                // Renamed onto a field: that field's directory's labels, as for the field.
+                Some(alias) => self.labelled(alias),
+                // A temporary file has no labels (nor any other attribute).
+                None => Ok(None),
+            };
         }
         match Ino::decode(ino).ok_or(FsError::NotFound)? {
             Ino::Node(node) => Ok(Some(load_node(&self.store().read()?, node)?)),

@@ -18,6 +18,9 @@ pub(super) fn migrate(dbs: &Dbs, wtxn: &mut RwTxn, found: u32) -> Result<()> {
     if found < 3 {
         v2_to_v3(dbs, wtxn)?;
     }
+    // 3 → 4 moves nothing: records written since may have no target (labels before the
+    // target), a target's text as written, and set times. The version says so, so that a
+    // binary that cannot read them refuses the store instead of misreading it.
     dbs.meta.put(wtxn, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
     Ok(())
 }

@@ -4,12 +4,12 @@
 //! records. Every change is one write transaction, validated before it writes and committed
 //! (and synced: no `NO_SYNC`) before the caller acknowledges anything.
 //!
-//! # Schema (version 3)
+//! # Schema (version 4)
 //!
 //! ```text
 //! env (STATE_DIR/db/)
 //! ├── meta        Str                      → bytes
-//! │   ├── "schema_version"                 → u32 BE          layout version (3)
+//! │   ├── "schema_version"                 → u32 BE          layout version (4)
 //! │   └── "next_node_id"                   → u64 BE          never reused; starts at 16
 //! ├── nodes       u64 BE node id           → JSON Node       {parent, name, kind, created_at, updated_at,
 //! │                                                          times: {field or "." → {atime, mtime, ctime}}}
@@ -20,8 +20,8 @@
 //! ├── dirents     u64 BE parent ‖ name     → u64 BE child    lookup: one point read per component
 //! ├── children    u64 BE parent ‖ u64 BE child → kind u8 ‖ name
 //! │                                                          readdir: creation order, cookie = child id
-//! ├── images      u64 BE node id           → JSON Image      only for image directories with a target;
-//! │                                                          {name, target, target_text?, labels, ...}
+//! ├── images      u64 BE node id           → JSON Image      image directories with a target or labels;
+//! │                                                          {name, target|null, target_text?, labels, ...}
 //! ├── containers  u64 BE node id           → JSON Container  {id, image, snapshotter, snapshot, runtime, labels}
 //! ├── specs       u64 BE node id           → bytes           a container's runtime spec exactly as written
 //! │                                                          (a validated JSON object); absent when unset
@@ -45,7 +45,9 @@
 //! decodes no spec, and the spec's own size is the length of its value (no rendering).
 //!
 //! Migrations: 1 → 2 adds `blobs`, `snapshots` and the fixed nodes 7–10; 2 → 3 moves each
-//! container's spec out of its record into `specs`, as the pretty JSON it was shown as.
+//! container's spec out of its record into `specs`, as the pretty JSON it was shown as;
+//! 3 → 4 changes no data: it marks records that may have no image target, a target's
+//! text as written, and times set with utimensat, which older binaries cannot read.
 
 mod blobs;
 mod containers;
@@ -423,7 +425,7 @@ mod tests {
             .unwrap();
         drop(store);
         let store = Store::open(&dir.path().join("db")).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 3);
+        assert_eq!(store.schema_version().unwrap(), schema::SCHEMA_VERSION);
         let reader = store.read().unwrap();
         let shown = format!("{}\n", serde_json::to_string_pretty(&spec).unwrap());
         assert_eq!(reader.spec(web.id).unwrap().as_deref(), Some(shown.as_bytes()));
