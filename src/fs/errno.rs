@@ -75,6 +75,9 @@ pub enum FsError {
     /// A rename to another directory (tools then copy and remove).
     #[error("a temporary file can only be renamed within its directory")]
     CrossDirectory,
+    /// As many reads of `wait/` files are blocked as may be.
+    #[error("{0} reads of wait files are already blocked on this mount")]
+    TooManyWaiters(usize),
     /// The open files together hold as many document bytes as they may.
     #[error("open files hold {0} MiB of documents, all they may; close some")]
     TooMuchHeld(usize),
@@ -114,7 +117,7 @@ impl FsError {
             FsError::Range => libc::ERANGE,
             FsError::BadHandle => libc::EBADF,
             FsError::InvalidRequest(_) => libc::EINVAL,
-            FsError::TooManyOpenFiles(_) | FsError::TooMuchHeld(_) => libc::ENFILE,
+            FsError::TooManyOpenFiles(_) | FsError::TooMuchHeld(_) | FsError::TooManyWaiters(_) => libc::ENFILE,
             FsError::Temp(refusal) => temp_errno(*refusal),
             FsError::CrossDirectory => libc::EXDEV,
             FsError::Refused { errno, .. } => *errno,
@@ -186,8 +189,9 @@ fn store_errno(e: &StoreError) -> i32 {
         StoreError::InUse { .. } => libc::EBUSY,
         StoreError::NotPermitted(_) => libc::EPERM,
         StoreError::Invalid(v) => validation_errno(v),
-        StoreError::Full => libc::ENOSPC,
-        StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. } | StoreError::Lmdb(_) | StoreError::Io(_) => libc::EIO,
+        StoreError::Full | StoreError::NoSpace(_) => libc::ENOSPC,
+        StoreError::Io(e) => io_errno(e),
+        StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. } | StoreError::Lmdb(_) => libc::EIO,
     }
 }
 
@@ -196,14 +200,23 @@ fn content_errno(e: &ContentError) -> i32 {
         ContentError::DigestMismatch { .. } => libc::EINVAL,
         ContentError::TooLarge { .. } => libc::EFBIG,
         ContentError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => libc::ENOENT,
-        ContentError::Io { .. } => libc::EIO,
+        ContentError::Io { source, .. } => io_errno(source),
+    }
+}
+
+/// A host file operation that failed: a full filesystem (or quota) is the caller's
+/// `ENOSPC`, as on any filesystem, not an internal fault; anything else is `EIO`.
+fn io_errno(e: &std::io::Error) -> i32 {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => libc::ENOSPC,
+        _ => libc::EIO,
     }
 }
 
 fn snapshot_errno(e: &SnapshotError) -> i32 {
     match e {
         SnapshotError::Invalid(_) => libc::EINVAL,
-        SnapshotError::Io { .. } => libc::EIO,
+        SnapshotError::Io { source, .. } => io_errno(source),
     }
 }
 
@@ -280,6 +293,10 @@ mod tests {
             (StoreError::NotEmpty { what: "a".into() }.into(), libc::ENOTEMPTY),
             (StoreError::InUse { what: "a".into(), by: "b".into() }.into(), libc::EBUSY),
             (StoreError::Full.into(), libc::ENOSPC),
+            (StoreError::NoSpace(std::io::Error::from_raw_os_error(libc::ENOSPC)).into(), libc::ENOSPC),
+            (StoreError::Io(std::io::Error::from_raw_os_error(libc::ENOSPC)).into(), libc::ENOSPC),
+            (service(ContentError::io("writing", std::io::Error::from_raw_os_error(libc::ENOSPC)).into()), libc::ENOSPC),
+            (service(SnapshotError::io("unpacking", std::io::Error::from_raw_os_error(libc::EDQUOT)).into()), libc::ENOSPC),
             (StoreError::Corrupt("x".into()).into(), libc::EIO),
             (ValidationError::TooLarge { what: "spec", limit: 1 }.into(), libc::EFBIG),
             (ValidationError::InvalidSpec { reason: "x".into() }.into(), libc::EINVAL),
@@ -289,6 +306,7 @@ mod tests {
             (FsError::NoLabel("k".into()), libc::ENODATA),
             (FsError::XattrNotSupported("security.x".into()), libc::ENOTSUP),
             (FsError::NoTarget, libc::EINVAL),
+            (FsError::TooManyWaiters(1), libc::ENFILE),
             (service(ContentError::DigestMismatch { expected: "a".into(), actual: "b".into() }.into()), libc::EINVAL),
             (service(ServiceError::MissingBlob { digest: "d".into(), what: "layer 0".into(), image: "i".into() }), libc::ENOENT),
             (service(ServiceError::NoImage { container: "c".into(), image: "i".into() }), libc::ENOENT),

@@ -304,7 +304,10 @@ impl Filesystem for FuseAdapter {
             Ok(ReadOutcome::Data(bytes)) => reply.data(&bytes),
             Ok(ReadOutcome::WaitForExit(node)) => {
                 let core = &self.core;
-                self.waiters.park(node.0, reply, req.pid(), offset, size, || core.wait_text_of(node).ok().flatten());
+                if let Err(reply) = self.waiters.park(node.0, reply, req.pid(), offset, size, || core.wait_text_of(node).ok().flatten()) {
+                    let full = FsError::TooManyWaiters(super::wait::MAX_PARKED_READS);
+                    reply.error(self.refuse("read", || self.core.path_of(ino.0), &full));
+                }
             }
             Err(e) => reply.error(self.refuse("read", || self.core.path_of(ino.0), &e)),
         });

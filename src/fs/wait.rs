@@ -13,6 +13,11 @@ use std::time::Duration;
 
 use fuser::{Errno, ReplyData};
 
+/// The most reads of `wait/` files parked at once. Each open file can carry several
+/// reads at a time (threads sharing a descriptor), so the open-file bound alone does not
+/// bound this; every parked read keeps a kernel request and its reply object alive.
+pub const MAX_PARKED_READS: usize = 4096;
+
 /// How often parked readers are checked for a pending fatal signal.
 const REAP_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -36,6 +41,8 @@ impl WaitRegistry {
 
     /// Parks a read unless `stopped()` (checked under the registry's lock, so an exit that
     /// lands between the caller's check and the parking is not missed) already has the text.
+    /// With [`MAX_PARKED_READS`] reads parked already, the reply is handed back for the
+    /// caller to refuse.
     pub fn park(
         &self,
         node: u64,
@@ -44,12 +51,14 @@ impl WaitRegistry {
         offset: u64,
         size: u32,
         stopped: impl FnOnce() -> Option<String>,
-    ) {
+    ) -> Result<(), ReplyData> {
         let mut parked = self.lock();
         match stopped() {
             Some(text) => answer(reply, &text, offset, size),
+            None if parked.values().map(Vec::len).sum::<usize>() >= MAX_PARKED_READS => return Err(reply),
             None => parked.entry(node).or_default().push(Parked { reply, pid, offset, size }),
         }
+        Ok(())
     }
 
     /// The task stopped: answers every parked read of it.

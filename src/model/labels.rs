@@ -10,6 +10,19 @@ use super::ValidationError;
 /// containerd's limit on `len(key) + len(value)`.
 pub const MAX_LABEL_BYTES: usize = 4096;
 
+/// The most labels one object may carry. containerd sets no such bound; ctrfs needs one
+/// because every label change rewrites the whole record in one transaction and `labels`
+/// and `listxattr` render the whole set, so a set of 100,000 short labels (which fits in
+/// one 1 MiB `labels` write) would make each later change and listing cost that much.
+/// 1024 is far above what containerd itself writes (a `gc.ref.content.*` label per
+/// layer or manifest of an image).
+pub const MAX_LABELS: usize = 1024;
+
+/// The most bytes a label set may take as its `labels` file renders it: the limit of a
+/// `labels` write, so that what `cat labels` gives can always be written back (labels
+/// set one by one through `setxattr` could otherwise add up to more).
+pub const MAX_LABELS_BYTES: usize = super::MAX_DOCUMENT_BYTES;
+
 /// A validated label set, ordered by key so the file and `info.json` are stable.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -85,6 +98,22 @@ impl Labels {
         let mut labels = Self::new();
         labels.apply(edits);
         labels
+    }
+
+    /// Checks the set as a whole: at most [`MAX_LABELS`] labels, rendered in at most
+    /// [`MAX_LABELS_BYTES`]. Each label was checked on its own as it was parsed or set.
+    pub fn validate_set(&self) -> Result<(), ValidationError> {
+        if self.0.len() > MAX_LABELS {
+            return Err(ValidationError::InvalidLabel {
+                key: format!("({} labels)", self.0.len()),
+                reason: "an object may carry at most 1024 labels",
+            });
+        }
+        let bytes: usize = self.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        if bytes > MAX_LABELS_BYTES {
+            return Err(ValidationError::TooLarge { what: "the label set", limit: MAX_LABELS_BYTES });
+        }
+        Ok(())
     }
 
     /// The `labels` file: `key=value\n` per label, sorted by key.
@@ -181,6 +210,22 @@ mod tests {
         assert_eq!(parse_document("a=1\nbro", false).unwrap().len(), 1);
         assert!(parse_document("a=1\nbro", true).is_err());
         assert!(parse_document("bro\n", false).is_err());
+    }
+
+    #[test]
+    fn bounds_the_set_by_count_and_rendered_size() {
+        let mut labels = Labels::new();
+        for i in 0..MAX_LABELS {
+            labels.set(&format!("k{i}"), "v").unwrap();
+        }
+        assert_eq!(labels.validate_set(), Ok(()));
+        labels.set("one-more", "v").unwrap();
+        assert!(matches!(labels.validate_set(), Err(ValidationError::InvalidLabel { .. })));
+        let mut big = Labels::new();
+        for i in 0..300 {
+            big.set(&format!("k{i:03}"), &"v".repeat(4000)).unwrap();
+        }
+        assert!(matches!(big.validate_set(), Err(ValidationError::TooLarge { .. })));
     }
 
     #[test]

@@ -46,6 +46,11 @@ pub enum StoreError {
     /// The LMDB map is full.
     #[error("the database is full (LMDB map size reached)")]
     Full,
+    /// The filesystem holding the state directory has no room for a commit's pages
+    /// (LMDB's data file is sparse and grows as pages are written, so a full disk shows
+    /// at the commit, as an `ENOSPC` or `EDQUOT` from its writes).
+    #[error("no space left on the state directory's filesystem for the database ({0})")]
+    NoSpace(std::io::Error),
     /// A record that cannot be decoded or breaks an invariant.
     #[error("corrupt store: {0}")]
     Corrupt(String),
@@ -70,10 +75,30 @@ impl From<heed::Error> for StoreError {
         match e {
             heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::Full,
             heed::Error::Decoding(inner) => StoreError::Corrupt(inner.to_string()),
+            heed::Error::Io(io) if is_no_space(&io) => StoreError::NoSpace(io),
             other => StoreError::Lmdb(other),
         }
     }
 }
 
+/// Whether an I/O error means the filesystem is out of space (or the user's quota).
+fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
 /// Result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_on_a_full_filesystem_is_no_space_not_an_lmdb_fault() {
+        let full = |code| StoreError::from(heed::Error::Io(std::io::Error::from_raw_os_error(code)));
+        assert!(matches!(full(libc::ENOSPC), StoreError::NoSpace(_)));
+        assert!(matches!(full(libc::EDQUOT), StoreError::NoSpace(_)));
+        assert!(matches!(full(libc::EACCES), StoreError::Lmdb(_)));
+        assert!(matches!(StoreError::from(heed::Error::Mdb(heed::MdbError::MapFull)), StoreError::Full));
+    }
+}

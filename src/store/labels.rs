@@ -13,6 +13,12 @@ impl Writer<'_> {
         node: NodeId,
         change: impl FnOnce(&mut Labels) -> Result<(), ValidationError>,
     ) -> Result<Labels> {
+        // Every label change of every record passes here, so the bounds on the whole set
+        // are checked once, on the set the change produced.
+        let change = |l: &mut Labels| -> Result<(), ValidationError> {
+            change(l)?;
+            l.validate_set()
+        };
         let kind = self.node(node)?.map(|n| n.kind);
         match kind {
             Some(NodeKind::ImageDir) => self.update_image_labels(node, change).map(|i| i.labels),

@@ -110,7 +110,14 @@ pub struct Dbs {
 pub struct Store {
     env: Env<WithoutTls>,
     dbs: Dbs,
+    /// The environment's directory, to tell a full filesystem from a failing one.
+    dir: std::path::PathBuf,
 }
+
+/// Free space below which a commit's `EIO` is taken for a full filesystem: LMDB reports
+/// a short `pwrite` (what a filesystem that ran out mid-write returns) as `EIO`, so
+/// after such a failure the filesystem is, to within this much, full.
+const FULL_SLACK_BYTES: u64 = 1 << 20;
 
 /// Sizing of the environment.
 const MAP_SIZE: usize = 64 << 30; // virtual address space only; the file grows as needed
@@ -147,7 +154,7 @@ impl Store {
             Some(found) => migrate::migrate(&dbs, &mut wtxn, found)?,
         }
         wtxn.commit()?;
-        Ok(Store { env, dbs })
+        Ok(Store { env, dbs, dir: dir.to_path_buf() })
     }
 
     /// A consistent read view; keep it for one request only.
@@ -165,8 +172,24 @@ impl Store {
         let txn = self.env.write_txn().map_err(StoreError::from)?;
         let mut writer = Writer { dbs: &self.dbs, txn };
         let value = change(&mut writer)?;
-        writer.txn.commit().map_err(StoreError::from)?;
+        writer.txn.commit().map_err(|e| self.commit_error(e))?;
         Ok(value)
+    }
+
+    /// A failed commit's error. LMDB gives `EIO` for a short write, which on a full
+    /// filesystem is what its last page write gets; that is the caller's `ENOSPC`, a
+    /// condition that deleting something cures, not an internal fault.
+    fn commit_error(&self, e: heed::Error) -> StoreError {
+        let short_write = matches!(&e, heed::Error::Io(io) if io.raw_os_error() == Some(libc::EIO));
+        if short_write {
+            if let Ok(st) = nix::sys::statvfs::statvfs(&self.dir) {
+                let free = st.blocks_available().saturating_mul(st.fragment_size());
+                if free < FULL_SLACK_BYTES {
+                    return StoreError::NoSpace(std::io::Error::from_raw_os_error(libc::ENOSPC));
+                }
+            }
+        }
+        StoreError::from(e)
     }
 
     /// The schema version recorded in the database.

@@ -111,6 +111,7 @@ pub fn errno_name(errno: i32) -> String {
         libc::EINTR => "EINTR",
         libc::ENOSYS => "ENOSYS",
         libc::ENOTCONN => "ENOTCONN",
+        libc::ENFILE => "ENFILE",
         other => return format!("errno {other}"),
     };
     name.to_string()
@@ -237,6 +238,9 @@ pub struct MountFixture {
     root: PathBuf,
     child: Option<Child>,
     args: Vec<String>,
+    /// A tmpfs this fixture mounted on the state directory: unmounted (by its path) in
+    /// Drop, after the daemon stopped and before the temp dir is removed.
+    state_tmpfs: bool,
 }
 
 impl MountFixture {
@@ -247,6 +251,16 @@ impl MountFixture {
 
     /// A mount with extra `ctrfs mount` options (e.g. `--allow-other`).
     pub fn with_args(args: &[&str]) -> Self {
+        Self::build(args, None)
+    }
+
+    /// A mount whose state directory is a tmpfs of `size` (`64m`...), mounted before the
+    /// daemon starts: a small filesystem to fill.
+    pub fn with_small_state(size: &str) -> Self {
+        Self::build(&[], Some(size))
+    }
+
+    fn build(args: &[&str], tmpfs: Option<&str>) -> Self {
         require_root();
         let dir = tempfile::Builder::new()
             .prefix("ctrfs-mount-")
@@ -263,7 +277,17 @@ impl MountFixture {
             root,
             child: None,
             args: args.iter().map(|s| s.to_string()).collect(),
+            state_tmpfs: false,
         };
+        if let Some(size) = tmpfs {
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+                .arg(fx.state())
+                .output()
+                .expect("run mount");
+            assert!(out.status.success(), "mount tmpfs: {}", String::from_utf8_lossy(&out.stderr));
+            fx.state_tmpfs = true;
+        }
         // The fixture exists before the wait, so a failed start is still cleaned up by Drop.
         fx.spawn();
         fx
@@ -456,6 +480,11 @@ impl Drop for MountFixture {
         let mnt = self.mnt();
         if is_mounted(&mnt) {
             lazy_umount(&mnt);
+        }
+        if self.state_tmpfs {
+            // The daemon is gone, so nothing holds it; lazily, so a stray open file of a
+            // failed test cannot keep the temp dir from being cleaned.
+            lazy_umount(&self.state());
         }
         let gone = {
             let start = Instant::now();

@@ -8,6 +8,8 @@ mod concurrency;
 mod containers;
 mod durability;
 mod errno;
+mod fulldisk;
+mod hostile;
 mod images;
 mod labels;
 mod oci;
