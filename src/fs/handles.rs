@@ -120,6 +120,9 @@ pub struct HandleTable {
     /// stay locked for as long as its commit takes (a whole image unpacked at the close of
     /// `snapshot`), and questions about writers must not wait for that.
     writers: Mutex<HashMap<u64, Writes>>,
+    /// Writing handles whose descriptor has been closed (flushed) at least once: the
+    /// kernel releases them later, on its own time, and a close is over for the caller.
+    closed: Mutex<std::collections::HashSet<u64>>,
 }
 
 /// The open handles, with the bytes of documents they may hold.
@@ -192,6 +195,20 @@ impl HandleTable {
         lock(&self.writers).values().any(|w| *w == Writes::File(node, file))
     }
 
+    /// Whether a descriptor not yet closed is writing `file` of `node` (`fchmod` before
+    /// the close, as `install` does; a chmod after the close must not race the release).
+    pub fn is_writing_open(&self, node: NodeId, file: AttrFile) -> bool {
+        let closed = lock(&self.closed);
+        lock(&self.writers).iter().any(|(fh, w)| *w == Writes::File(node, file) && !closed.contains(fh))
+    }
+
+    /// Marks the close of a descriptor of `fh`.
+    fn mark_closed(&self, fh: u64) {
+        if lock(&self.writers).contains_key(&fh) {
+            lock(&self.closed).insert(fh);
+        }
+    }
+
     /// Whether some handle is writing the blob `node`.
     fn has_blob_writer(&self, node: NodeId) -> bool {
         lock(&self.writers).values().any(|w| *w == Writes::Blob(node))
@@ -210,6 +227,7 @@ impl HandleTable {
 
     fn remove(&self, fh: u64) -> Option<Arc<Mutex<Handle>>> {
         lock(&self.writers).remove(&fh);
+        lock(&self.closed).remove(&fh);
         let mut open = lock(&self.open);
         let (handle, charge) = open.handles.remove(&fh)?;
         open.held -= charge;
@@ -594,6 +612,7 @@ impl FsCore {
     /// descriptor of the same open file may still write the rest.
     pub fn flush(&self, fh: u64) -> Result<()> {
         let handle = self.handles.get(fh)?;
+        self.handles.mark_closed(fh);
         let mut handle = lock(&handle);
         self.commit(&mut handle, Commit::Flush)
     }
@@ -794,7 +813,7 @@ impl FsCore {
             // mode comes back when the value is committed.
             // (fchmod carries no file handle: ask whether any descriptor writes this file.)
             let through_writer = match Ino::decode(ino) {
-                Some(Ino::File(node, file)) => self.handles.is_writing(node, file),
+                Some(Ino::File(node, file)) => self.handles.is_writing_open(node, file),
                 _ => false,
             };
             if !(ownership.matches(&current) || (is_blob || through_writer) && root_owned) {

@@ -318,9 +318,7 @@ impl FsCore {
         let last = Loaded::read(&reader, existing)?;
         drop(reader);
         match dir.node.kind {
-            NodeKind::ImagesDir | NodeKind::ImageDir => self.services.delete_image_dir(dir.node.id, name)?,
-            NodeKind::ContainersDir => self.services.delete_container(name)?,
-            NodeKind::SnapshotsDir => self.services.delete_snapshot(name)?,
+            NodeKind::ImagesDir | NodeKind::ImageDir | NodeKind::ContainersDir | NodeKind::SnapshotsDir => {}
             NodeKind::TasksDir | NodeKind::DigestDir => return Err(FsError::NotDir),
             NodeKind::Root
             | NodeKind::LogsDir
@@ -330,7 +328,23 @@ impl FsCore {
             | NodeKind::ContentDir
             | NodeKind::Blob
             | NodeKind::Snapshot => return Err(FsError::NotPermitted(format!("{name} cannot be removed"))),
+        }
+        // Deleting the object ends the grace of its cleared fields (`rm -r` clears them
+        // first): what they referenced goes with it, unless the delete is refused.
+        let grace = self.take_cleared_pins_of(last.node.id);
+        let deleted = match dir.node.kind {
+            NodeKind::ContainersDir => self.services.delete_container(name).map(drop),
+            NodeKind::SnapshotsDir => self.services.delete_snapshot(name).map(drop),
+            _ => self.services.delete_image_dir(dir.node.id, name).map(drop),
         };
+        if let Err(error) = deleted {
+            handles::lock(&self.cleared).extend(grace);
+            return Err(error.into());
+        }
+        if !grace.is_empty() {
+            drop(grace);
+            self.services.collect_after_delete();
+        }
         // (The services collected what the delete left unreferenced.)
         for ino in self.temps.remove_dir(last.node.id) {
             if !self.inodes.is_known(ino) {
@@ -440,6 +454,16 @@ impl FsCore {
         if expired {
             self.services.collect_after_delete();
         }
+    }
+
+    /// The pins of every cleared field of `node`, taken out of their grace.
+    fn take_cleared_pins_of(
+        &self,
+        node: NodeId,
+    ) -> Vec<((NodeId, AttrFile), (std::time::Instant, crate::service::HeldRefs))> {
+        let mut cleared = handles::lock(&self.cleared);
+        let keys: Vec<_> = cleared.keys().filter(|(owner, _)| *owner == node).copied().collect();
+        keys.into_iter().filter_map(|key| cleared.remove(&key).map(|pins| (key, pins))).collect()
     }
 
     /// The pin of a field cleared by `rm` a moment ago, for the writer creating it again.
