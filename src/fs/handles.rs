@@ -189,15 +189,11 @@ impl HandleTable {
         lock(&self.open).handles.get(&fh).map(|(h, _)| Arc::clone(h)).ok_or(FsError::BadHandle)
     }
 
-    /// Whether some handle is writing `file` of `node` (a `target` being created has no
-    /// record yet, but the kernel asks for its attributes before the first write).
+    /// Whether a descriptor not yet closed is writing `file` of `node`: a `target` being
+    /// created has no record yet, but the kernel asks for its attributes before the first
+    /// write, and `install` sets the mode through the descriptor before closing it. Once
+    /// closed, the writer is over for the caller, though the kernel releases it later.
     pub fn is_writing(&self, node: NodeId, file: AttrFile) -> bool {
-        lock(&self.writers).values().any(|w| *w == Writes::File(node, file))
-    }
-
-    /// Whether a descriptor not yet closed is writing `file` of `node` (`fchmod` before
-    /// the close, as `install` does; a chmod after the close must not race the release).
-    pub fn is_writing_open(&self, node: NodeId, file: AttrFile) -> bool {
         let closed = lock(&self.closed);
         lock(&self.writers).iter().any(|(fh, w)| *w == Writes::File(node, file) && !closed.contains(fh))
     }
@@ -813,7 +809,7 @@ impl FsCore {
             // mode comes back when the value is committed.
             // (fchmod carries no file handle: ask whether any descriptor writes this file.)
             let through_writer = match Ino::decode(ino) {
-                Some(Ino::File(node, file)) => self.handles.is_writing_open(node, file),
+                Some(Ino::File(node, file)) => self.handles.is_writing(node, file),
                 _ => false,
             };
             if !(ownership.matches(&current) || (is_blob || through_writer) && root_owned) {
