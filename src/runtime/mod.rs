@@ -170,6 +170,22 @@ impl Runtime {
         reconcile::observe(self, id, started)
     }
 
+    /// Every task id with state here: a container in the OCI runtime's root or a task
+    /// directory (`.exits` is not one), recorded or not; sorted, without repeats.
+    pub fn ids_on_disk(&self) -> Result<Vec<String>, RuntimeError> {
+        let mut ids = std::collections::BTreeSet::new();
+        for dir in [&self.config.runc_root, &self.config.state_dir] {
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') && entry.file_type()?.is_dir() {
+                    ids.insert(name);
+                }
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
     /// Watches for exits; the receiver gets each exited task's id (at least once).
     pub fn watch_exits(&self) -> Result<Receiver<String>, RuntimeError> {
         exits::watch(&files::exits_dir(&self.config.state_dir))

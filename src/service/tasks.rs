@@ -43,6 +43,11 @@ pub trait TaskRuntime: Send + Sync {
     fn exit_of(&self, id: &str) -> Result<Option<Exit>, RuntimeError>;
     /// What is known of a recorded task after a daemon restart.
     fn observe(&self, id: &str, started: &Started) -> Observed;
+    /// Every task id the runtime keeps state for (its own containers, its task
+    /// directories), recorded or not. A runtime that keeps no state has none.
+    fn ids_on_disk(&self) -> Result<Vec<String>, RuntimeError> {
+        Ok(Vec::new())
+    }
 }
 
 impl TaskRuntime for runtime::Runtime {
@@ -69,6 +74,9 @@ impl TaskRuntime for runtime::Runtime {
     }
     fn observe(&self, id: &str, started: &Started) -> Observed {
         runtime::Runtime::observe(self, id, started)
+    }
+    fn ids_on_disk(&self) -> Result<Vec<String>, RuntimeError> {
+        runtime::Runtime::ids_on_disk(self)
     }
 }
 
@@ -136,6 +144,7 @@ impl Services {
             self.container_spec(&reader, id)?
         };
         let started = self.start_run(&*runtime, id, spec, 1)?;
+        crate::fault::point(crate::fault::points::TASK_STARTED);
         let task = new_task(id, &started);
         let node = match self.store.write(|w| w.create_task(task.clone())) {
             Ok(node) => node,
@@ -430,7 +439,38 @@ impl Services {
                 changed += 1;
             }
         }
+        changed += self.remove_unrecorded_runs(&*runtime)?;
         Ok(changed)
+    }
+
+    /// A run the runtime knows of but no task record names: the daemon died between the
+    /// runtime's start and the record's commit (or between a delete's runtime part and
+    /// its record). The start was never acknowledged, so it is undone: the process is
+    /// killed and its runtime state and files removed, and nothing runs untracked.
+    /// Its exit is awaited before the files go, so a late exit record of this run cannot
+    /// land in the directory of a later task of the same id.
+    fn remove_unrecorded_runs(&self, runtime: &dyn TaskRuntime) -> Result<usize> {
+        let mut removed = 0;
+        for id in runtime.ids_on_disk()? {
+            if self.store.read()?.lookup(schema::TASKS, &id)?.is_some() {
+                continue;
+            }
+            let _gate = self.gate.enter_waiting(&id);
+            log::warn!("task {id}: the runtime has it but no record does (a start cut short); killing and removing it");
+            if runtime.kill(&id, Signal::SIGKILL).is_ok() {
+                let deadline = Instant::now() + KILL_WAIT;
+                while runtime.exit_of(&id)?.is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            if let Err(e) = runtime.delete(&id) {
+                log::error!("task {id}: unrecorded run not removed (retried at the next start-up): {e}");
+                continue;
+            }
+            self.release_rootfs(&id);
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// What `wait/<id>` shows: `None` while the task has not stopped; a task deleted
