@@ -48,6 +48,11 @@ pub trait TaskRuntime: Send + Sync {
     fn ids_on_disk(&self) -> Result<Vec<String>, RuntimeError> {
         Ok(Vec::new())
     }
+    /// Kills and removes a run no task record names; see `Services::reconcile_tasks`.
+    fn remove_unrecorded(&self, id: &str) -> Result<(), RuntimeError> {
+        let _ = self.kill(id, Signal::SIGKILL);
+        self.delete(id)
+    }
 }
 
 impl TaskRuntime for runtime::Runtime {
@@ -77,6 +82,9 @@ impl TaskRuntime for runtime::Runtime {
     }
     fn ids_on_disk(&self) -> Result<Vec<String>, RuntimeError> {
         runtime::Runtime::ids_on_disk(self)
+    }
+    fn remove_unrecorded(&self, id: &str) -> Result<(), RuntimeError> {
+        runtime::Runtime::remove_unrecorded(self, id)
     }
 }
 
@@ -447,8 +455,6 @@ impl Services {
     /// runtime's start and the record's commit (or between a delete's runtime part and
     /// its record). The start was never acknowledged, so it is undone: the process is
     /// killed and its runtime state and files removed, and nothing runs untracked.
-    /// Its exit is awaited before the files go, so a late exit record of this run cannot
-    /// land in the directory of a later task of the same id.
     fn remove_unrecorded_runs(&self, runtime: &dyn TaskRuntime) -> Result<usize> {
         let mut removed = 0;
         for id in runtime.ids_on_disk()? {
@@ -457,13 +463,7 @@ impl Services {
             }
             let _gate = self.gate.enter_waiting(&id);
             log::warn!("task {id}: the runtime has it but no record does (a start cut short); killing and removing it");
-            if runtime.kill(&id, Signal::SIGKILL).is_ok() {
-                let deadline = Instant::now() + KILL_WAIT;
-                while runtime.exit_of(&id)?.is_none() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-            if let Err(e) = runtime.delete(&id) {
+            if let Err(e) = runtime.remove_unrecorded(&id) {
                 log::error!("task {id}: unrecorded run not removed (retried at the next start-up): {e}");
                 continue;
             }
