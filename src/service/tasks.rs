@@ -11,7 +11,7 @@
 //! earlier run never stops a newer one, a status change never brings a stopped run back,
 //! and a restart never replaces a record that changed under it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -89,10 +89,18 @@ impl TaskRuntime for runtime::Runtime {
 }
 
 /// Serializes operations per task (a start racing an `rm` of the same id gets EBUSY).
+///
+/// Who holds a task's gate matters to a user request that finds it held: another user
+/// request (a start, an `rm`) is refused with EBUSY, but the exit recorder and the
+/// start-up reconciliation hold it only for a store write or a runtime query, so a user
+/// request waits for them. Refusing then made `rm tasks/x && rmdir containers/x` fail
+/// now and then: the exit recorder, woken by the killed run's exit, took the gate right
+/// after the `rm` released it (found by the crash harness, tests/mount/crash.rs).
 #[derive(Default)]
 pub struct TaskGate {
-    busy: Mutex<HashSet<String>>,
-    /// Signalled whenever a task's gate opens, for the exit recorder waiting on it.
+    /// The tasks whose gate is held, and whether by background work (`enter_waiting`).
+    busy: Mutex<HashMap<String, bool>>,
+    /// Signalled whenever a task's gate opens, for those waiting on it.
     opened: Condvar,
 }
 
@@ -110,12 +118,18 @@ impl Drop for GateGuard<'_> {
 }
 
 impl TaskGate {
-    /// For user requests: EBUSY while another operation on the task runs.
+    /// For user requests: EBUSY while another user request on the task runs; waits while
+    /// background work (recording an exit) holds it, which never waits for a user request.
     pub(super) fn enter(&self, id: &str) -> Result<GateGuard<'_>> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        if !busy.insert(id.to_owned()) {
-            return Err(ServiceError::TaskBusy(id.to_owned()));
+        loop {
+            match busy.get(id) {
+                None => break,
+                Some(false) => return Err(ServiceError::TaskBusy(id.to_owned())),
+                Some(true) => busy = self.opened.wait(busy).unwrap_or_else(|p| p.into_inner()),
+            }
         }
+        busy.insert(id.to_owned(), false);
         Ok(GateGuard { gate: self, id: id.to_owned() })
     }
 
@@ -124,10 +138,10 @@ impl TaskGate {
     /// operation that holds it (at most a start's timeout).
     fn enter_waiting(&self, id: &str) -> GateGuard<'_> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        while busy.contains(id) {
+        while busy.contains_key(id) {
             busy = self.opened.wait(busy).unwrap_or_else(|p| p.into_inner());
         }
-        busy.insert(id.to_owned());
+        busy.insert(id.to_owned(), true);
         GateGuard { gate: self, id: id.to_owned() }
     }
 }
