@@ -535,3 +535,25 @@ fn started_of(task: &Task) -> Started {
         generation: task.generation,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_request_is_refused_by_another_but_waits_for_background_work() {
+        let gate = Arc::new(TaskGate::default());
+        let user = gate.enter("web").unwrap();
+        assert!(matches!(gate.enter("web"), Err(ServiceError::TaskBusy(_))), "a user request refuses another");
+        drop(user);
+        let background = gate.enter_waiting("web");
+        let waiter = {
+            let gate = Arc::clone(&gate);
+            std::thread::spawn(move || gate.enter("web").map(drop).is_ok())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "the user request waits while the exit recorder holds the gate");
+        drop(background);
+        assert!(waiter.join().unwrap(), "and enters once it is released");
+    }
+}
