@@ -24,6 +24,7 @@
 pub mod cli;
 pub mod content;
 pub mod daemon;
+pub mod fault;
 pub mod fs;
 pub mod import;
 pub mod model;

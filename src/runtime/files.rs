@@ -106,6 +106,13 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
+/// The parent of a process (`/proc/<pid>/stat` field 4), while it exists.
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split(' ').nth(1)?.parse().ok()
+}
+
 /// Whether the process `pid` that started at `start_time` is still alive (not a zombie).
 pub fn is_alive(pid: u32, start_time: u64) -> bool {
     if pid == 0 || process_start_time(pid) != Some(start_time) {

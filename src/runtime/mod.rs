@@ -101,6 +101,9 @@ pub struct Runtime {
     start_timeout: Duration,
 }
 
+/// How long the removal of an unrecorded run waits for its supervisor to end.
+pub const UNRECORDED_WAIT: Duration = Duration::from_secs(5);
+
 /// How long `runc create` + `runc start`, under the supervisor, may take before the start
 /// is given up (and what it made killed).
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -168,6 +171,45 @@ impl Runtime {
     /// watched.
     pub fn observe(&self, id: &str, started: &Started) -> Observed {
         reconcile::observe(self, id, started)
+    }
+
+    /// Every task id with state here: a container in the OCI runtime's root or a task
+    /// directory (`.exits` is not one), recorded or not; sorted, without repeats.
+    pub fn ids_on_disk(&self) -> Result<Vec<String>, RuntimeError> {
+        let mut ids = std::collections::BTreeSet::new();
+        for dir in [&self.config.runc_root, &self.config.state_dir] {
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') && entry.file_type()?.is_dir() {
+                    ids.insert(name);
+                }
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    /// Kills and removes a run that no task record names (a start the daemon died in).
+    /// The supervisor is found as the container's parent (it is the container's
+    /// subreaper) before the kill, and waited for (at most `UNRECORDED_WAIT`) before the
+    /// files go, so that it cannot write its exit record into the directory of a later
+    /// task of the same id. A supervisor still inside `runc create` (no pid file yet) is
+    /// not found; its container is left to the next start-up.
+    pub fn remove_unrecorded(&self, id: &str) -> Result<(), RuntimeError> {
+        let container = std::fs::read_to_string(self.files(id).pid()).ok().and_then(|p| p.trim().parse::<u32>().ok());
+        let supervisor = container
+            .and_then(files::parent_pid)
+            .filter(|&ppid| ppid > 1 && ppid != std::process::id())
+            .and_then(|ppid| Some((ppid, files::process_start_time(ppid)?)));
+        // Not running any more (or never created): the forced delete below settles it.
+        let _ = self.kill(id, Signal::SIGKILL);
+        if let Some((pid, start)) = supervisor {
+            let deadline = std::time::Instant::now() + UNRECORDED_WAIT;
+            while files::is_alive(pid, start) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        self.delete(id)
     }
 
     /// Watches for exits; the receiver gets each exited task's id (at least once).

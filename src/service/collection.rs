@@ -20,6 +20,9 @@ impl Services {
             let _files = lock(&res.blob_files);
             let collected =
                 res.with_in_flight(|keys| self.store.write(|w| w.collect_garbage(keys, Timestamp::now())))?;
+            if !collected.is_empty() {
+                crate::fault::point(crate::fault::points::COLLECTED_RECORDS);
+            }
             for (_, digest) in &collected.blobs {
                 log::info!("collected blob {digest}");
                 if let Err(e) = res.content.remove(digest) {

@@ -157,6 +157,7 @@ impl Services {
         }
         let _files = lock(&res.blob_files);
         let stored = res.content.place(ingest).map_err(ServiceError::from).and_then(|()| {
+            crate::fault::point(crate::fault::points::BLOB_PLACED);
             let children = if size <= MAX_DOCUMENT_BYTES {
                 res.content.read_small(&digest, MAX_DOCUMENT_BYTES).map(|b| sniff_children(&b)).unwrap_or_default()
             } else {

@@ -92,6 +92,7 @@ impl Services {
         let id = self.store.write(|w| w.reserve_node_id())?;
         res.snapshots.prepare_active(id.0, &ids(&parents))?;
         let usage = res.snapshots.usage(id.0)?;
+        crate::fault::point(crate::fault::points::ACTIVE_PREPARED);
         let now = Timestamp::now();
         let snapshot = Snapshot {
             key: key.to_owned(),
@@ -220,6 +221,7 @@ impl Services {
             Ok(res.snapshots.usage(id.0)?)
         })();
         let recorded = unpacked.and_then(|usage| {
+            crate::fault::point(crate::fault::points::LAYER_UNPACKED);
             let now = Timestamp::now();
             let snapshot = Snapshot {
                 key: key.clone(),

@@ -11,7 +11,7 @@
 //! earlier run never stops a newer one, a status change never brings a stopped run back,
 //! and a restart never replaces a record that changed under it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,16 @@ pub trait TaskRuntime: Send + Sync {
     fn exit_of(&self, id: &str) -> Result<Option<Exit>, RuntimeError>;
     /// What is known of a recorded task after a daemon restart.
     fn observe(&self, id: &str, started: &Started) -> Observed;
+    /// Every task id the runtime keeps state for (its own containers, its task
+    /// directories), recorded or not. A runtime that keeps no state has none.
+    fn ids_on_disk(&self) -> Result<Vec<String>, RuntimeError> {
+        Ok(Vec::new())
+    }
+    /// Kills and removes a run no task record names; see `Services::reconcile_tasks`.
+    fn remove_unrecorded(&self, id: &str) -> Result<(), RuntimeError> {
+        let _ = self.kill(id, Signal::SIGKILL);
+        self.delete(id)
+    }
 }
 
 impl TaskRuntime for runtime::Runtime {
@@ -70,13 +80,27 @@ impl TaskRuntime for runtime::Runtime {
     fn observe(&self, id: &str, started: &Started) -> Observed {
         runtime::Runtime::observe(self, id, started)
     }
+    fn ids_on_disk(&self) -> Result<Vec<String>, RuntimeError> {
+        runtime::Runtime::ids_on_disk(self)
+    }
+    fn remove_unrecorded(&self, id: &str) -> Result<(), RuntimeError> {
+        runtime::Runtime::remove_unrecorded(self, id)
+    }
 }
 
 /// Serializes operations per task (a start racing an `rm` of the same id gets EBUSY).
+///
+/// Who holds a task's gate matters to a user request that finds it held: another user
+/// request (a start, an `rm`) is refused with EBUSY, but the exit recorder and the
+/// start-up reconciliation hold it only for a store write or a runtime query, so a user
+/// request waits for them. Refusing then made `rm tasks/x && rmdir containers/x` fail
+/// now and then: the exit recorder, woken by the killed run's exit, took the gate right
+/// after the `rm` released it (found by the crash harness, tests/mount/crash.rs).
 #[derive(Default)]
 pub struct TaskGate {
-    busy: Mutex<HashSet<String>>,
-    /// Signalled whenever a task's gate opens, for the exit recorder waiting on it.
+    /// The tasks whose gate is held, and whether by background work (`enter_waiting`).
+    busy: Mutex<HashMap<String, bool>>,
+    /// Signalled whenever a task's gate opens, for those waiting on it.
     opened: Condvar,
 }
 
@@ -94,12 +118,18 @@ impl Drop for GateGuard<'_> {
 }
 
 impl TaskGate {
-    /// For user requests: EBUSY while another operation on the task runs.
+    /// For user requests: EBUSY while another user request on the task runs; waits while
+    /// background work (recording an exit) holds it, which never waits for a user request.
     pub(super) fn enter(&self, id: &str) -> Result<GateGuard<'_>> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        if !busy.insert(id.to_owned()) {
-            return Err(ServiceError::TaskBusy(id.to_owned()));
+        loop {
+            match busy.get(id) {
+                None => break,
+                Some(false) => return Err(ServiceError::TaskBusy(id.to_owned())),
+                Some(true) => busy = self.opened.wait(busy).unwrap_or_else(|p| p.into_inner()),
+            }
         }
+        busy.insert(id.to_owned(), false);
         Ok(GateGuard { gate: self, id: id.to_owned() })
     }
 
@@ -108,10 +138,10 @@ impl TaskGate {
     /// operation that holds it (at most a start's timeout).
     fn enter_waiting(&self, id: &str) -> GateGuard<'_> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        while busy.contains(id) {
+        while busy.contains_key(id) {
             busy = self.opened.wait(busy).unwrap_or_else(|p| p.into_inner());
         }
-        busy.insert(id.to_owned());
+        busy.insert(id.to_owned(), true);
         GateGuard { gate: self, id: id.to_owned() }
     }
 }
@@ -136,6 +166,7 @@ impl Services {
             self.container_spec(&reader, id)?
         };
         let started = self.start_run(&*runtime, id, spec, 1)?;
+        crate::fault::point(crate::fault::points::TASK_STARTED);
         let task = new_task(id, &started);
         let node = match self.store.write(|w| w.create_task(task.clone())) {
             Ok(node) => node,
@@ -430,7 +461,30 @@ impl Services {
                 changed += 1;
             }
         }
+        changed += self.remove_unrecorded_runs(&*runtime)?;
         Ok(changed)
+    }
+
+    /// A run the runtime knows of but no task record names: the daemon died between the
+    /// runtime's start and the record's commit (or between a delete's runtime part and
+    /// its record). The start was never acknowledged, so it is undone: the process is
+    /// killed and its runtime state and files removed, and nothing runs untracked.
+    fn remove_unrecorded_runs(&self, runtime: &dyn TaskRuntime) -> Result<usize> {
+        let mut removed = 0;
+        for id in runtime.ids_on_disk()? {
+            if self.store.read()?.lookup(schema::TASKS, &id)?.is_some() {
+                continue;
+            }
+            let _gate = self.gate.enter_waiting(&id);
+            log::warn!("task {id}: the runtime has it but no record does (a start cut short); killing and removing it");
+            if let Err(e) = runtime.remove_unrecorded(&id) {
+                log::error!("task {id}: unrecorded run not removed (retried at the next start-up): {e}");
+                continue;
+            }
+            self.release_rootfs(&id);
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// What `wait/<id>` shows: `None` while the task has not stopped; a task deleted
@@ -479,5 +533,27 @@ fn started_of(task: &Task) -> Started {
         stdout: task.stdout.clone().into(),
         stderr: task.stderr.clone().into(),
         generation: task.generation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_request_is_refused_by_another_but_waits_for_background_work() {
+        let gate = Arc::new(TaskGate::default());
+        let user = gate.enter("web").unwrap();
+        assert!(matches!(gate.enter("web"), Err(ServiceError::TaskBusy(_))), "a user request refuses another");
+        drop(user);
+        let background = gate.enter_waiting("web");
+        let waiter = {
+            let gate = Arc::clone(&gate);
+            std::thread::spawn(move || gate.enter("web").map(drop).is_ok())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "the user request waits while the exit recorder holds the gate");
+        drop(background);
+        assert!(waiter.join().unwrap(), "and enters once it is released");
     }
 }

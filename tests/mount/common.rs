@@ -241,6 +241,8 @@ pub struct MountFixture {
     /// A tmpfs this fixture mounted on the state directory: unmounted (by its path) in
     /// Drop, after the daemon stopped and before the temp dir is removed.
     state_tmpfs: bool,
+    /// Extra environment of the daemon from its next start on (the fault tests' `CTRFS_FAULT`).
+    env: Vec<(String, String)>,
 }
 
 impl MountFixture {
@@ -278,6 +280,7 @@ impl MountFixture {
             child: None,
             args: args.iter().map(|s| s.to_string()).collect(),
             state_tmpfs: false,
+            env: Vec::new(),
         };
         if let Some(size) = tmpfs {
             let out = Command::new("mount")
@@ -411,6 +414,33 @@ impl MountFixture {
         self.spawn();
     }
 
+    /// Sets (or with `None` removes) a variable of the daemon's environment; it applies
+    /// from the next start (`remount`, `kill9_and_remount`, `await_abort_and_remount`).
+    pub fn set_daemon_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.env.push((key.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// Waits for the daemon to die on its own of SIGABRT (a fault point's abort), detaches
+    /// the dead mount, runs `while_down`, and starts it again. Panics with the log when it
+    /// does not die within the deadline, or dies of anything else.
+    pub fn await_abort_and_remount(&mut self, while_down: impl FnOnce()) {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = self.child.take().expect("daemon running");
+        let Some(status) = wait_child(&mut child, DAEMON_DEADLINE) else {
+            self.child = Some(child);
+            panic!("the daemon did not abort within {DAEMON_DEADLINE:?}; log:\n{}", self.log());
+        };
+        assert_eq!(status.signal(), Some(libc::SIGABRT), "the daemon died of SIGABRT ({status}); log:\n{}", self.log());
+        let mnt = self.mnt();
+        lazy_umount(&mnt);
+        wait_until(DAEMON_DEADLINE, "the dead mount to be detached", || !is_mounted(&mnt));
+        while_down();
+        self.spawn();
+    }
+
     fn spawn(&mut self) {
         let log = OpenOptions::new()
             .create(true)
@@ -427,6 +457,7 @@ impl MountFixture {
             .arg("--foreground")
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log2))
             .stderr(Stdio::from(log))

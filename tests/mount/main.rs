@@ -6,6 +6,7 @@ mod common;
 
 mod concurrency;
 mod containers;
+mod crash;
 mod durability;
 mod errno;
 mod fulldisk;

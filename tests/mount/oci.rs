@@ -22,7 +22,7 @@ use crate::tasks::{runc_spec, Tasks};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -59,7 +59,7 @@ fn snapshot_keys(fx: &MountFixture) -> Vec<String> {
 }
 
 /// Files and directories the state directory holds for blobs, snapshots and rootfs mounts.
-fn resource_debris(state: &Path) -> Vec<PathBuf> {
+pub(crate) fn resource_debris(state: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for dir in ["content/blobs/sha256", "content/blobs/sha512", "content/ingest", "rootfs"] {
         if let Ok(entries) = fs::read_dir(state.join(dir)) {

@@ -20,7 +20,7 @@ use crate::common::*;
 const TASK_DEADLINE: Duration = Duration::from_secs(20);
 
 /// The busybox root filesystem shared by every test of this binary.
-fn rootfs() -> &'static Path {
+pub(crate) fn rootfs() -> &'static Path {
     static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
     ROOTFS.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("ctrfs-rootfs-{}", std::process::id()));
@@ -47,7 +47,7 @@ fn create(path: &Path) -> std::io::Result<fs::File> {
 }
 
 /// The spec `runc spec` makes, with `args` and this binary's root filesystem.
-fn spec(args: &[&str]) -> Value {
+pub(crate) fn spec(args: &[&str]) -> Value {
     let mut spec = runc_spec(args);
     spec["root"] = json!({"path": rootfs(), "readonly": true});
     spec
