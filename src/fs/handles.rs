@@ -472,6 +472,9 @@ impl FsCore {
         }
         let mode = match mode_for(flags) {
             WriteMode::Replace => WriteMode::Replace,
+            // `>>` to labels merges its lines, even into a value that does not exist yet:
+            // labels set meanwhile (by `setxattr`, another `>>`) are kept.
+            WriteMode::Append if file == AttrFile::Labels => WriteMode::Append,
             // A new file has no content to append to or edit in place.
             WriteMode::Append | WriteMode::Positional => WriteMode::Positional,
         };
