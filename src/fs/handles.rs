@@ -377,12 +377,7 @@ impl FsCore {
         match dir.node.kind {
             // A name that is no digest is a temporary file, to be renamed onto one (rsync).
             NodeKind::DigestDir if crate::model::digest_of_file_name(&dir.node.name, name).is_err() => {
-                let ino = self.create_temp(&dir, name, flags)?;
-                let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state: HandleState::Temp(ino) })?;
-                self.temps.opened(ino);
-                let attr = self.temp_attr(ino)?;
-                self.inodes.remember(attr.ino);
-                Ok((attr, fh))
+                self.create_open_temp(&dir, name, flags)
             }
             NodeKind::DigestDir => {
                 // A create that races another (or follows a stale negative dentry) for a blob
@@ -436,12 +431,7 @@ impl FsCore {
             }
             // Any other name is a temporary file, to be renamed onto an attribute file.
             NodeKind::ImageDir | NodeKind::Container => {
-                let ino = self.create_temp(&dir, name, flags)?;
-                let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state: HandleState::Temp(ino) })?;
-                self.temps.opened(ino);
-                let attr = self.temp_attr(ino)?;
-                self.inodes.remember(attr.ino);
-                Ok((attr, fh))
+                self.create_open_temp(&dir, name, flags)
             }
             NodeKind::Task => Err(FsError::NotDir),
             NodeKind::LogsDir | NodeKind::WaitDir => {
@@ -451,6 +441,16 @@ impl FsCore {
                 Err(FsError::NotPermitted("make images and containers with mkdir".into()))
             }
         }
+    }
+
+    /// `create` of a temporary file in `dir`, opened by the caller's descriptor.
+    fn create_open_temp(&self, dir: &Loaded, name: &str, flags: i32) -> Result<(Attr, u64)> {
+        let ino = self.create_temp(dir, name, flags)?;
+        let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state: HandleState::Temp(ino) })?;
+        self.temps.opened(ino);
+        let attr = self.temp_attr(ino)?;
+        self.inodes.remember(attr.ino);
+        Ok((attr, fh))
     }
 
     /// `create` of an attribute file: one without a value comes into being (its value is
