@@ -541,6 +541,10 @@ fn kill_9_at_random_points_of_four_writers_loses_nothing_acknowledged_and_half_a
             check_model(w, &mut model, &t.mnt());
         }
         check_consistency(&t);
+        if (round + 1) % 50 == 0 {
+            // Long runs report as they go, so a run cut short still says how far it got.
+            eprintln!("crash: {} of {rounds} rounds survived, {:.0}s (seed {seed})", round + 1, started.elapsed().as_secs_f64());
+        }
     }
     let acknowledged: u64 = models.iter().map(|m| m.lock().unwrap().acknowledged).sum();
     let refused: u64 = models.iter().map(|m| m.lock().unwrap().refused).sum();
