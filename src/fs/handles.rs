@@ -470,14 +470,11 @@ impl FsCore {
         if is_read_only(dir.node.kind, file) {
             return Err(FsError::ReadOnly(file.name()));
         }
-        let mode = match mode_for(flags) {
-            WriteMode::Replace => WriteMode::Replace,
-            // `>>` to labels merges its lines, even into a value that does not exist yet:
-            // labels set meanwhile (by `setxattr`, another `>>`) are kept.
-            WriteMode::Append if file == AttrFile::Labels => WriteMode::Append,
-            // A new file has no content to append to or edit in place.
-            WriteMode::Append | WriteMode::Positional => WriteMode::Positional,
-        };
+        // `>>` appends to nothing yet, so each value is judged, and committed, at the
+        // write() that completes it, as after `>`; to labels it merges its lines, so labels
+        // set meanwhile (by `setxattr`, another `>>`) are kept. Without either flag the new
+        // file is edited in place and judged at close.
+        let mode = mode_for(flags);
         // A field `rm`ed a moment ago and created again: its writer holds what it referenced.
         let pins = self.take_cleared_pin(dir.node.id, file);
         let state = HandleState::Write(Box::new(AttrWriter::new(WriteBuffer::new(file, mode, Vec::new()), pins)));

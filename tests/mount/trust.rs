@@ -97,6 +97,24 @@ fn what_fsync_or_a_completing_write_acknowledged_survives_kill_9_before_close() 
     assert_eq!(read_json(&fx.path("containers/c/spec"))["process"]["args"], json!(["true"]));
 }
 
+/// `>>` creating a one-line field (found by the fuzzer: it was judged only at close, so a
+/// shell's `echo crun >> runtime` was acknowledged before anything was committed).
+#[test]
+fn an_append_that_creates_a_field_commits_at_the_write_that_completes_it() {
+    let mut fx = MountFixture::new();
+    fs::create_dir(fx.path("containers/c")).unwrap();
+    let runtime = fx.path("containers/c/runtime");
+    let mut file = OpenOptions::new().append(true).create(true).open(&runtime).unwrap();
+    file.write_all(b"crun\n").unwrap();
+    assert_eq!(read(&runtime), "crun\n", "visible before close");
+    let mut spec = OpenOptions::new().append(true).create(true).open(fx.path("containers/c/spec")).unwrap();
+    spec.write_all(br#"{"ociVersion": "1.2.0"}"#).unwrap();
+    fx.kill9_and_remount();
+    drop((file, spec));
+    assert_eq!(read(&runtime), "crun\n", "durable before close");
+    assert_eq!(read_json(&fx.path("containers/c/spec"))["ociVersion"], json!("1.2.0"));
+}
+
 /// Opens `path` as a shell's `>` does: truncating, then closing a duplicate descriptor
 /// (a FUSE flush that sees the bare truncation) before any byte is written.
 fn open_like_a_shell_redirect(path: &Path) -> File {
