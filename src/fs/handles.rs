@@ -834,6 +834,11 @@ impl FsCore {
         if let Some(handle) = fh.map(|fh| self.handles.get(fh)).transpose()? {
             let mut handle = lock(&handle);
             if let HandleState::Write(writer) = &mut handle.state {
+                if let Some((errno, reason)) = &writer.refused {
+                    // A refused open file commits nothing more: a truncation that answered
+                    // success would be acknowledged and never happen.
+                    return Err(FsError::Refused { errno: *errno, reason: reason.clone() });
+                }
                 if size == 0 {
                     // `truncate -s 0 target`: refuse at the call itself when empty is invalid.
                     empty_value(file)?;
