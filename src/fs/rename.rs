@@ -121,7 +121,15 @@ impl FsCore {
     pub(super) fn temp_attr(&self, ino: u64) -> Result<Attr> {
         let temp = self.temps.meta(ino).ok_or(FsError::NotFound)?;
         if let Some(alias) = self.temp_alias(ino) {
-            let mut attr = self.getattr(alias)?;
+            let mut attr = match (self.getattr(alias), Ino::decode(alias)) {
+                // An empty file renamed onto a field cleared it, but the kernel still has
+                // the name cached under this inode: an empty file until it forgets it, so
+                // that `echo x > FILE` right after the rename opens it and writes.
+                (Err(FsError::NotFound), Some(Ino::File(node, file))) => {
+                    super::empty_file_attr(&load_node(&self.store().read()?, node)?, file)
+                }
+                (attr, _) => attr?,
+            };
             attr.ino = ino;
             return Ok(attr);
         }

@@ -9,6 +9,7 @@ mod containers;
 mod crash;
 mod durability;
 mod errno;
+mod fuzz;
 mod fulldisk;
 mod hostile;
 mod images;

@@ -97,39 +97,6 @@ fn what_fsync_or_a_completing_write_acknowledged_survives_kill_9_before_close() 
     assert_eq!(read_json(&fx.path("containers/c/spec"))["process"]["args"], json!(["true"]));
 }
 
-/// `>>` creating a one-line field (found by the fuzzer: it was judged only at close, so a
-/// shell's `echo crun >> runtime` was acknowledged before anything was committed).
-#[test]
-fn an_append_that_creates_a_field_commits_at_the_write_that_completes_it() {
-    let mut fx = MountFixture::new();
-    fs::create_dir(fx.path("containers/c")).unwrap();
-    let runtime = fx.path("containers/c/runtime");
-    let mut file = OpenOptions::new().append(true).create(true).open(&runtime).unwrap();
-    file.write_all(b"crun\n").unwrap();
-    assert_eq!(read(&runtime), "crun\n", "visible before close");
-    let mut spec = OpenOptions::new().append(true).create(true).open(fx.path("containers/c/spec")).unwrap();
-    spec.write_all(br#"{"ociVersion": "1.2.0"}"#).unwrap();
-    fx.kill9_and_remount();
-    drop((file, spec));
-    assert_eq!(read(&runtime), "crun\n", "durable before close");
-    assert_eq!(read_json(&fx.path("containers/c/spec"))["ociVersion"], json!("1.2.0"));
-}
-
-/// A refused descriptor refuses `ftruncate` too (found by the fuzzer: it answered success
-/// and truncated nothing).
-#[test]
-fn ftruncate_through_a_refused_descriptor_is_refused_and_changes_nothing() {
-    let fx = MountFixture::new();
-    fs::create_dir(fx.path("containers/c")).unwrap();
-    let labels = fx.path("containers/c/labels");
-    put(&labels, "keep=1\n");
-    let mut file = OpenOptions::new().read(true).write(true).truncate(true).open(&labels).unwrap();
-    assert_eq!(errno_of(file.write_all(b"=x\n")), libc::EINVAL);
-    assert_eq!(errno_of(file.set_len(0)), libc::EINVAL);
-    assert_eq!(close_checked(file), Err(libc::EINVAL));
-    assert_eq!(read(&labels), "keep=1\n");
-}
-
 /// Opens `path` as a shell's `>` does: truncating, then closing a duplicate descriptor
 /// (a FUSE flush that sees the bare truncation) before any byte is written.
 fn open_like_a_shell_redirect(path: &Path) -> File {
