@@ -48,6 +48,10 @@ enum Judgement {
 pub struct WriteBuffer {
     file: AttrFile,
     mode: WriteMode,
+    /// Opened with `O_APPEND`: every write goes to the end of what the handle holds, also
+    /// after an `ftruncate` made it a replacement (the offset the kernel passes comes from
+    /// its cached size, which a `stat` of the stored value may have changed meanwhile).
+    appends: bool,
     /// The content at open (the prefix for `Append` of text, and what a refusal puts back).
     base: Vec<u8>,
     /// The bytes written (for `Positional`, the whole edited document).
@@ -74,6 +78,7 @@ impl WriteBuffer {
         let mut buffer = WriteBuffer {
             file,
             mode,
+            appends: mode == WriteMode::Append,
             base: current,
             data,
             judgement: Judgement::AtClose,
@@ -155,8 +160,8 @@ impl WriteBuffer {
         let limit = size_limit(self.file);
         let too_large = || ValidationError::TooLarge { what: self.file.name(), limit };
         let (start, end) = match self.mode {
-            WriteMode::Append => (self.data.len(), self.data.len() + bytes.len()),
-            WriteMode::Replace | WriteMode::Positional => {
+            _ if self.appends => (self.data.len(), self.data.len() + bytes.len()),
+            WriteMode::Append | WriteMode::Replace | WriteMode::Positional => {
                 let start = usize::try_from(offset).map_err(|_| too_large())?;
                 (start, start.checked_add(bytes.len()).ok_or_else(too_large)?)
             }
@@ -217,9 +222,10 @@ impl WriteBuffer {
             }
             Judgement::Line { newline } => {
                 let prefix = if self.mode == WriteMode::Append { self.base.len() } else { 0 };
-                let from = if sequential { start } else { 0 };
-                let single_line = || ValidationError::InvalidField { field: self.file.name(), reason: "must be a single line".into() };
-                for at in self.data[from..].iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| prefix + from + i) {
+                let single_line = || single_line(self.file);
+                // Out of order, the rejudgement has just scanned the whole document.
+                let new_bytes = if sequential { &self.data[start..] } else { &[][..] };
+                for at in new_bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| prefix + start + i) {
                     if newline.replace(at).is_some() {
                         return Err(single_line());
                     }
@@ -251,9 +257,17 @@ impl WriteBuffer {
                 return fed.map_err(|e| json_error(self.file, e.to_string()));
             }
             (_, AttrFile::Labels) => Judgement::Labels { edits: Vec::new(), judged: 0, committed: 0 },
-            // What `>>` appends to: a one-line value already ends in its newline.
-            (WriteMode::Append, _) => Judgement::Line { newline: self.base.iter().rposition(|b| *b == b'\n') },
-            _ => Judgement::Line { newline: None },
+            // The whole document (for `>>`, the value appended to, which ends in its
+            // newline): a newline may only be its last byte.
+            _ => {
+                let document = document(self.mode, &self.base, &self.data);
+                let mut newlines = document.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(at, _)| at);
+                let newline = newlines.next();
+                if newlines.next().is_some() || newline.is_some_and(|at| at + 1 != document.len()) {
+                    return Err(single_line(self.file));
+                }
+                Judgement::Line { newline }
+            }
         };
         Ok(())
     }
@@ -349,6 +363,10 @@ pub fn size_limit(file: AttrFile) -> usize {
 }
 
 /// The bytes that make up the document: for `Append`, what was there plus what came.
+fn single_line(file: AttrFile) -> ValidationError {
+    ValidationError::InvalidField { field: file.name(), reason: "must be a single line".into() }
+}
+
 fn document<'a>(mode: WriteMode, base: &'a [u8], data: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
     match mode {
         WriteMode::Append => std::borrow::Cow::Owned([base, data].concat()),
@@ -439,6 +457,31 @@ mod tests {
 
     fn replace(file: AttrFile) -> WriteBuffer {
         WriteBuffer::new(file, WriteMode::Replace, Vec::new())
+    }
+
+    #[test]
+    fn a_second_line_is_refused_at_its_write_also_after_a_truncation() {
+        // Found by the fuzzer: the rejudgement after `ftruncate` forgot the newline held.
+        let mut b = WriteBuffer::new(AttrFile::Runtime, WriteMode::Append, Vec::new());
+        assert!(matches!(b.write(0, b"c=\n").unwrap(), Some(Edit::Field(..))));
+        b.truncate(3).unwrap();
+        assert!(b.write(3, b"c=3").is_err(), "bytes after the newline are a second line");
+        let mut b = replace(AttrFile::Runtime);
+        b.write(0, b"ab").unwrap();
+        assert!(b.write(0, b"x\ny").is_err(), "a newline before the end, written out of order");
+        let mut b = replace(AttrFile::Runtime);
+        b.write(0, b"a\n").unwrap();
+        assert!(b.truncate(1).is_ok() && b.write(1, b"b\n").unwrap().is_some(), "shortened, then finished again");
+    }
+
+    #[test]
+    fn an_append_handle_shortened_by_ftruncate_still_appends_whatever_the_offset() {
+        // Found by the fuzzer: after the truncation the kernel's offset (its cached size,
+        // which a stat of the stored value had changed) left a hole of zeros.
+        let mut b = WriteBuffer::new(AttrFile::Labels, WriteMode::Append, b"a=1\n".to_vec());
+        b.truncate(2).unwrap();
+        assert!(matches!(b.write(4, b"b\n").unwrap(), Some(Edit::ReplaceLabels(_))));
+        assert_eq!(&*b.visible(), b"a=b\n");
     }
 
     #[test]

@@ -264,6 +264,9 @@ struct ModelHandle {
     data: Vec<u8>,
     /// The descriptor's file offset (sequential writes go there).
     pos: u64,
+    /// Opened with `O_APPEND`: every write goes to the end of the file as it is shown,
+    /// whatever the offset, also once an `ftruncate` made the handle a replacement.
+    o_append: bool,
     dirty: bool,
     refused: bool,
     /// The last whole value this handle committed (merged label lines are never put back).
@@ -349,6 +352,19 @@ struct Settle {
 impl Model {
     fn record(&mut self, c: usize) -> Option<&mut Record> {
         self.containers.get_mut(&c).map(|(_, r)| r)
+    }
+
+    /// The files that exist for `stat`: fields with a value, and fields being written.
+    fn files_shown(&self) -> BTreeSet<(usize, Field)> {
+        let mut shown = BTreeSet::new();
+        for (c, (_, r)) in &self.containers {
+            for f in [Field::Labels, Field::Runtime] {
+                if r.render(f).is_some() || self.is_writing(*c, f) {
+                    shown.insert((*c, f));
+                }
+            }
+        }
+        shown
     }
 
     /// Whether a descriptor open for writing `c`'s `f` is not yet closed.
@@ -452,6 +468,7 @@ impl Model {
                     base,
                     data,
                     pos: 0,
+                    o_append: *mode == OpenMode::Append,
                     dirty: *mode == OpenMode::Truncate,
                     refused: false,
                     committed: None,
@@ -636,9 +653,9 @@ impl Model {
             return errno(libc::EINVAL);
         }
         let h = self.handles.get_mut(&slot).unwrap();
-        let at = match h.mode {
-            OpenMode::Append => h.data.len(),
-            _ => offset.unwrap_or(h.pos) as usize,
+        let at = match h.o_append {
+            true => h.data.len(),
+            false => offset.unwrap_or(h.pos) as usize,
         };
         let sequential = at == h.data.len();
         if h.data.len() < at + bytes.len() {
@@ -899,23 +916,28 @@ fn run_case(fx: &MountFixture, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut real = Real { fx, handles: BTreeMap::new() };
     let result = (|| {
         for (i, op) in ops.iter().enumerate() {
+            let before = model.files_shown();
             let (want, settle) = model.step(op);
             let got = real.step(op);
             if want != Outcome::Any && got != want {
                 return Err(TestCaseError::fail(format!("op {i} {op:?}: the mount gave {got:?}, the model {want:?}")));
             }
+            for (c, field) in before.difference(&model.files_shown()) {
+                // Cleared by something other than an unlink (an empty value written or
+                // renamed onto it, the last label removed): the kernel may show the name a
+                // moment longer, until the daemon's notice makes it drop it.
+                if model.containers.contains_key(c) && !matches!(op, Op::Remove(..)) {
+                    let path = real.file(*c, *field);
+                    if !settles(|| errno_of_path(&path) == Some(libc::ENOENT)) {
+                        return Err(TestCaseError::fail(format!("op {i} {op:?}: {} never went: {:?}", path.display(), fs::metadata(&path))));
+                    }
+                }
+            }
             if let Some(Settle { c, field }) = settle {
                 // A refusal final at release puts a value back after close() returned.
                 let want = model.containers.get(&c).and_then(|(_, r)| r.render(field)).map(|b| text(&b));
                 let path = real.file(c, field);
-                let settled = (0..500).any(|_| {
-                    let now = fs::read(&path).ok().map(|b| text(&b));
-                    now == want || {
-                        std::thread::sleep(Duration::from_millis(10));
-                        false
-                    }
-                });
-                if !settled {
+                if !settles(|| fs::read(&path).ok().map(|b| text(&b)) == want) {
                     return Err(TestCaseError::fail(format!(
                         "op {i} {op:?}: {} never settled to {want:?}",
                         path.display()
@@ -927,6 +949,25 @@ fn run_case(fx: &MountFixture, ops: &[Op]) -> Result<(), TestCaseError> {
     })();
     real.reset();
     result
+}
+
+/// Whether `cond` holds within 5 s (polled: what it waits for happens on the daemon's
+/// threads after the call returned).
+fn settles(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn errno_of_path(path: &Path) -> Option<i32> {
+    fs::metadata(path).err().and_then(|e| e.raw_os_error())
 }
 
 /// After the sequence: every field of every container reads as the model says.
