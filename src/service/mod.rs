@@ -172,7 +172,10 @@ impl Services {
             (NodeKind::Container, Edit::Field(field, value)) => {
                 reader.container(node)?.is_some_and(|c| c.field(*field) == value)
             }
-            (_, Edit::ReplaceLabels(labels)) => reader.labels_of(node)?.as_ref() == Some(labels),
+            // A name prefix in images/ whose labels went has no record at all: no labels.
+            (_, Edit::ReplaceLabels(labels)) => {
+                reader.node(node)?.is_some() && reader.labels_of(node)?.unwrap_or_default() == *labels
+            }
             _ => false,
         })
     }
