@@ -17,6 +17,7 @@ mod oci;
 mod oci_fixture;
 mod privacy;
 mod roundtrip;
+mod security;
 mod shell;
 mod signals;
 mod tasks;
