@@ -67,9 +67,13 @@ impl TaskFiles {
     }
 }
 
+/// The name of the directory of exit markers, beside the task directories (no task id
+/// starts with a dot).
+pub const EXITS_DIR: &str = ".exits";
+
 /// Where supervisors drop a marker per exit, watched by the daemon.
 pub fn exits_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join(".exits")
+    state_dir.join(EXITS_DIR)
 }
 
 /// Writes `path` so that it holds either its old content or all of `bytes`, on disk,

@@ -39,7 +39,7 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::Timestamp;
+use crate::model::{validate_identifier, Timestamp};
 
 pub use control::{parse_control, Control};
 pub use error::RuntimeError;
@@ -174,15 +174,25 @@ impl Runtime {
     }
 
     /// Every task id with state here: a container in the OCI runtime's root or a task
-    /// directory (`.exits` is not one), recorded or not; sorted, without repeats.
+    /// directory, recorded or not; sorted, without repeats. Only names that are container
+    /// identifiers count (`.exits` is none): these ids are passed to the runtime as
+    /// arguments, and a directory named `--all` or `-h` (made by hand, or by another
+    /// tool in the runtime's root) would be read as an option. Such a name is logged and
+    /// left alone.
     pub fn ids_on_disk(&self) -> Result<Vec<String>, RuntimeError> {
         let mut ids = std::collections::BTreeSet::new();
         for dir in [&self.config.runc_root, &self.config.state_dir] {
             for entry in std::fs::read_dir(dir)? {
                 let entry = entry?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if !name.starts_with('.') && entry.file_type()?.is_dir() {
-                    ids.insert(name);
+                if name == files::EXITS_DIR || !entry.file_type()?.is_dir() {
+                    continue;
+                }
+                match validate_identifier(&name) {
+                    Ok(()) => {
+                        ids.insert(name);
+                    }
+                    Err(e) => log::warn!("{:?} in {} is not a task id ({e}); left alone", name, dir.display()),
                 }
             }
         }

@@ -83,4 +83,18 @@ mod tests {
         write_durably(&rt.files("web").exit(), &serde_json::to_vec(&own).unwrap()).unwrap();
         assert_eq!(observe(&rt, "web", &started(false)), Observed::Stopped(Some(own)));
     }
+
+    #[test]
+    fn only_identifiers_found_on_disk_are_task_ids() {
+        let (_dir, calls, rt) = runtime_with(Recording::default());
+        for name in ["web", "--all", "-h", "a..b", ".hidden"] {
+            std::fs::create_dir_all(rt.files(name).dir).unwrap();
+        }
+        for name in ["db", "--force", "-"] {
+            std::fs::create_dir_all(rt.config.runc_root.join(name)).unwrap();
+        }
+        std::fs::write(rt.config.state_dir.join("stray-file"), b"").unwrap();
+        assert_eq!(rt.ids_on_disk().unwrap(), ["db", "web"]);
+        assert!(calls.taken().is_empty(), "listing runs nothing");
+    }
 }

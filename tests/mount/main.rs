@@ -18,6 +18,7 @@ mod oci;
 mod oci_fixture;
 mod privacy;
 mod roundtrip;
+mod security;
 mod shell;
 mod signals;
 mod tasks;
