@@ -112,6 +112,7 @@ pub fn errno_name(errno: i32) -> String {
         libc::ENOSYS => "ENOSYS",
         libc::ENOTCONN => "ENOTCONN",
         libc::ENFILE => "ENFILE",
+        libc::EBADF => "EBADF",
         other => return format!("errno {other}"),
     };
     name.to_string()

@@ -1132,7 +1132,7 @@ fn count(got: &Outcome) {
 fn run_case(fx: &MountFixture, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut model = Model::default();
     let mut real = Real { fx, handles: BTreeMap::new() };
-    let result = run_ops(&mut model, &mut real, ops).and_then(|()| check_state(&model, &real, ops.len()));
+    let result = run_ops(&mut model, &mut real, ops);
     real.reset();
     result
 }
@@ -1158,9 +1158,12 @@ fn resolve(model: &Model, op: &Op) -> Op {
 }
 
 fn run_ops(model: &mut Model, real: &mut Real, ops: &[Op]) -> Result<(), TestCaseError> {
+    // What each operation gave, for the failure message: the sequence as it ran (slots
+    // resolved), which the minimal failing input alone does not show.
+    let mut trace = String::new();
     for (i, op) in prelude().iter().chain(ops).enumerate() {
         let op = &resolve(model, op);
-        let fail = |what: String| Err(TestCaseError::fail(format!("op {i} {op:?}: {what}")));
+        let fail = |what: String, trace: &str| Err(TestCaseError::fail(format!("op {i} {op:?}: {what}\nas run:\n{trace}")));
         let shown_before = model.files_shown();
         let (want, settle) = model.step(op);
         let got = real.step(op);
@@ -1170,15 +1173,16 @@ fn run_ops(model: &mut Model, real: &mut Real, ops: &[Op]) -> Result<(), TestCas
             want => got == *want,
         };
         count(if matches!(want, Outcome::Any) { &want } else { &got });
+        trace.push_str(&format!("  {i:>2} {op:?} -> {got:?}\n"));
         if !agrees {
-            return fail(format!("the mount gave {got:?}, the model {want:?}"));
+            return fail(format!("the mount gave {got:?}, the model {want:?}"), &trace);
         }
         if let Some(Settle { obj, field }) = settle {
             let want = model.rendered(obj, field).flatten().map(|b| text(&b));
             let path = real.file(obj, field);
             SETTLED.fetch_add(1, Ordering::Relaxed);
             if !settles(|| fs::read(&path).ok().map(|b| text(&b)) == want) {
-                return fail(format!("{} never settled to {want:?}", path.display()));
+                return fail(format!("{} never settled to {want:?}", path.display()), &trace);
             }
         }
         for (obj, field) in shown_before.difference(&model.files_shown()) {
@@ -1188,12 +1192,12 @@ fn run_ops(model: &mut Model, real: &mut Real, ops: &[Op]) -> Result<(), TestCas
             if model.objects.contains_key(obj) && !matches!(op, Op::Remove(..)) {
                 let path = real.file(*obj, *field);
                 if !settles(|| fs::metadata(&path).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOENT)) {
-                    return fail(format!("{} never went: {:?}", path.display(), fs::metadata(&path)));
+                    return fail(format!("{} never went: {:?}", path.display(), fs::metadata(&path)), &trace);
                 }
             }
         }
     }
-    Ok(())
+    check_state(model, real, ops.len()).map_err(|e| TestCaseError::fail(format!("{e}\nas run:\n{trace}")))
 }
 
 /// After the sequence: every field of every object reads as the model says.
@@ -1229,9 +1233,37 @@ fn runner() -> TestRunner {
     }
 }
 
+/// Runs in a process of its own: another test's thread that forks (every `sh -c`) gives
+/// the child a copy of the fuzzer's descriptors, and the child's exec closes them, which
+/// the kernel sends as a FUSE flush of the fuzzer's open files: a `close()` the model
+/// never made. (The daemon cannot tell one flush from another; a program whose threads
+/// fork while another writes sees the same.)
 #[test]
 fn random_file_operations_agree_with_the_model_of_the_contract() {
-    let fx = MountFixture::new();
+    const INNER: &str = "CTRFS_FUZZ_IN_OWN_PROCESS";
+    if std::env::var_os(INNER).is_some() {
+        return fuzz_against_the_model();
+    }
+    let name = "fuzz::random_file_operations_agree_with_the_model_of_the_contract";
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(INNER, "1")
+        .output()
+        .expect("the test binary runs again");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "the fuzzer failed:\n{stdout}\n{stderr}");
+    for line in stderr.lines().filter(|l| l.starts_with("fuzz:")) {
+        eprintln!("{line}");
+    }
+}
+
+fn fuzz_against_the_model() {
+    let mut fx = MountFixture::new();
+    if let Ok(filter) = std::env::var("CTRFS_FUZZ_LOG") {
+        // The daemon's log filter, e.g. `debug`, to see what it did in a failing case.
+        fx.set_daemon_env("RUST_LOG", Some(&filter));
+        fx.remount();
+    }
     put(&fx.path(&format!("content/sha256/{}", blob_hex())), BLOB);
     let started = Instant::now();
     match runner().run(&prop::collection::vec(op(), 1..40), |ops| run_case(&fx, &ops)) {
