@@ -317,6 +317,11 @@ impl MountFixture {
         self.mnt().join(rel)
     }
 
+    /// The pid of the running daemon (a new one after each restart).
+    pub fn daemon_pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
     /// Everything the daemon wrote to stderr/stdout so far, across restarts.
     pub fn log(&self) -> String {
         fs::read(self.root.join("daemon.log"))

@@ -14,6 +14,7 @@ mod fulldisk;
 mod hostile;
 mod images;
 mod labels;
+mod load;
 mod oci;
 mod oci_fixture;
 mod privacy;
