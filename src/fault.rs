@@ -22,6 +22,8 @@ pub mod points {
     pub const ACTIVE_PREPARED: &str = "active-prepared";
     /// runc started a task's process, its task record not yet written.
     pub const TASK_STARTED: &str = "task-started";
+    /// runc started a stopped task's next run (`echo start`), its record still `stopped`.
+    pub const TASK_RESTARTED: &str = "task-restarted";
 }
 
 /// Aborts the process (no unwinding, no destructors: as close to `kill -9` as the

@@ -140,11 +140,11 @@ impl Task {
         true
     }
 
-    /// Replaces this stopped run by `next`, the run that followed it (generation one
-    /// more). False, and no change, when this record is no longer the stopped run
-    /// `next` was started from.
-    pub fn begin_run(&mut self, next: Task) -> bool {
-        if self.status != TaskStatus::Stopped || next.generation != self.generation + 1 {
+    /// Replaces this stopped run, of generation `from`, by `next`, a later run. False, and
+    /// no change, when this record is no longer the stopped run `next` was started from.
+    /// (`next` may skip numbers: a run started and never recorded took one.)
+    pub fn begin_run(&mut self, from: u64, next: Task) -> bool {
+        if self.status != TaskStatus::Stopped || self.generation != from || next.generation <= from {
             return false;
         }
         *self = Task { created_at: self.created_at, ..next };
@@ -227,10 +227,12 @@ mod tests {
         assert!(!t.change_status(1, TaskStatus::Running));
         assert_eq!(t.status, TaskStatus::Stopped);
         let next = Task { generation: 2, status: TaskStatus::Running, created_at: Timestamp::from_nanos(9), ..t.clone() };
-        assert!(!t.clone().begin_run(Task { generation: 3, ..next.clone() }), "not the run that followed");
-        assert!(t.begin_run(next));
+        assert!(!t.clone().begin_run(0, next.clone()), "not the run it was started from");
+        assert!(!t.clone().begin_run(1, Task { generation: 1, ..next.clone() }), "not a later run");
+        assert!(t.clone().begin_run(1, Task { generation: 3, ..next.clone() }), "a later run may skip a number");
+        assert!(t.begin_run(1, next));
         assert_eq!((t.generation, t.status, t.created_at), (2, TaskStatus::Running, Timestamp::from_nanos(0)));
-        assert!(!t.clone().begin_run(Task { generation: 3, ..t.clone() }), "only a stopped run is replaced");
+        assert!(!t.clone().begin_run(2, Task { generation: 3, ..t.clone() }), "only a stopped run is replaced");
     }
 
     #[test]

@@ -167,6 +167,11 @@ impl Runtime {
         Ok(files::read_exit(&self.files(id).exit())?)
     }
 
+    /// Whether runc has a process of `id` that has not ended (created, running, paused).
+    pub fn has_live_run(&self, id: &str) -> bool {
+        reconcile::runtime_status(self, id).is_some_and(|s| matches!(s.as_str(), "created" | "running" | "paused"))
+    }
+
     /// What became of a recorded task (the run `started` describes) while no daemon
     /// watched.
     pub fn observe(&self, id: &str, started: &Started) -> Observed {

@@ -15,13 +15,7 @@ pub(super) fn observe(rt: &Runtime, id: &str, started: &Started) -> Observed {
         return Observed::Stopped(Some(exit));
     }
     let supervised = is_alive(started.supervisor_pid, started.supervisor_start_time);
-    let state = rt
-        .oci
-        .run(RuncOp::State { id })
-        .ok()
-        .and_then(|out| serde_json::from_str::<Value>(&out).ok())
-        .and_then(|state| state["status"].as_str().map(str::to_owned));
-    match (supervised, state.as_deref()) {
+    match (supervised, runtime_status(rt, id).as_deref()) {
         (true, Some("paused")) => Observed::Paused,
         // Its supervisor will record the exit; until then it counts as running.
         (true, _) => Observed::Running,
@@ -32,6 +26,15 @@ pub(super) fn observe(rt: &Runtime, id: &str, started: &Started) -> Observed {
         },
         (false, _) => Observed::Stopped(own_exit()),
     }
+}
+
+/// The runtime's own status of `id` (`runc state`): `None` when it has no such container.
+pub(super) fn runtime_status(rt: &Runtime, id: &str) -> Option<String> {
+    rt.oci
+        .run(RuncOp::State { id })
+        .ok()
+        .and_then(|out| serde_json::from_str::<Value>(&out).ok())
+        .and_then(|state| state["status"].as_str().map(str::to_owned))
 }
 
 #[cfg(test)]

@@ -53,6 +53,11 @@ pub trait TaskRuntime: Send + Sync {
         let _ = self.kill(id, Signal::SIGKILL);
         self.delete(id)
     }
+    /// Whether the runtime has a process of `id` that has not ended (created, running or
+    /// paused), whatever the record says. A runtime that keeps no state has none.
+    fn has_live_run(&self, _id: &str) -> bool {
+        false
+    }
 }
 
 impl TaskRuntime for runtime::Runtime {
@@ -85,6 +90,9 @@ impl TaskRuntime for runtime::Runtime {
     }
     fn remove_unrecorded(&self, id: &str) -> Result<(), RuntimeError> {
         runtime::Runtime::remove_unrecorded(self, id)
+    }
+    fn has_live_run(&self, id: &str) -> bool {
+        runtime::Runtime::has_live_run(self, id)
     }
 }
 
@@ -317,9 +325,10 @@ impl Services {
     fn restart(&self, runtime: &dyn TaskRuntime, node: NodeId, stopped: &Task) -> Result<()> {
         let id = &stopped.id;
         let spec = self.container_spec(&self.store.read()?, id)?;
-        let started = self.start_run(runtime, id, spec, stopped.generation + 1)?;
+        let started = self.start_run(runtime, id, spec, next_generation(runtime, stopped))?;
+        crate::fault::point(crate::fault::points::TASK_RESTARTED);
         let next = new_task(id, &started);
-        match self.store.write(|w| w.update_task(node, |t| t.begin_run(next))) {
+        match self.store.write(|w| w.update_task(node, |t| t.begin_run(stopped.generation, next))) {
             Ok(Some(_)) => {}
             // Under the gate nothing else replaces a run; should it ever, the new process
             // must not outlive the refusal.
@@ -442,8 +451,12 @@ impl Services {
         let runtime = self.runtime()?;
         let tasks = self.store.read()?.tasks()?;
         let mut changed = 0;
-        for (node, task) in tasks.into_iter().filter(|(_, t)| t.status != TaskStatus::Stopped) {
+        for (node, task) in tasks {
             let _gate = self.gate.enter_waiting(&task.id);
+            if task.status == TaskStatus::Stopped {
+                changed += usize::from(self.end_unrecorded_restart(&*runtime, &task));
+                continue;
+            }
             let observed = runtime.observe(&task.id, &started_of(&task));
             let status = match observed {
                 Observed::Stopped(exit) => {
@@ -463,6 +476,29 @@ impl Services {
         }
         changed += self.remove_unrecorded_runs(&*runtime)?;
         Ok(changed)
+    }
+
+    /// A stopped task whose runtime has a live process: a start again (`echo start`) cut
+    /// short between the runtime's start and the record's update. The start was never
+    /// acknowledged, so the run is killed; the record, its earlier run's exit and logs
+    /// stay, and the late exit of the killed run is not the record's (its generation).
+    fn end_unrecorded_restart(&self, runtime: &dyn TaskRuntime, task: &Task) -> bool {
+        if !runtime.has_live_run(&task.id) {
+            return false;
+        }
+        log::warn!("task {}: stopped, but the runtime runs it (a start again cut short); killing that run", task.id);
+        self.abandon_run(runtime, &task.id, "unrecorded run found at start-up");
+        // Its exit record names its generation, so the next start must see it first, or
+        // it would take the same number and that exit for its own.
+        let deadline = Instant::now() + KILL_WAIT;
+        while next_generation(runtime, task) == task.generation + 1 {
+            if Instant::now() >= deadline {
+                log::warn!("task {}: no exit recorded {KILL_WAIT:?} after killing the unrecorded run", task.id);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     /// A run the runtime knows of but no task record names: the daemon died between the
@@ -501,6 +537,14 @@ impl Services {
 fn parse_controls(data: &[u8]) -> Result<Vec<Control>> {
     let text = std::str::from_utf8(data).map_err(|_| RuntimeError::BadControl { word: String::from_utf8_lossy(data).into() })?;
     Ok(text.lines().filter(|l| !l.trim().is_empty()).map(runtime::parse_control).collect::<Result<_, _>>()?)
+}
+
+/// The generation of a stopped task's next run: above its record's and above any run
+/// whose exit the runtime recorded (a run started but never recorded, then killed, took
+/// a number the record does not show).
+fn next_generation(runtime: &dyn TaskRuntime, stopped: &Task) -> u64 {
+    let last_exit = runtime.exit_of(&stopped.id).ok().flatten().map_or(0, |e| e.generation);
+    stopped.generation.max(last_exit) + 1
 }
 
 fn new_task(id: &str, started: &Started) -> Task {

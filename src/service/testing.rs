@@ -25,6 +25,8 @@ pub(crate) struct FakeRuntime {
     pub(crate) observed: Mutex<HashMap<String, &'static str>>,
     /// Runs inside the next `resume`, as if the process did something meanwhile.
     pub(crate) on_resume: Mutex<Option<Hook>>,
+    /// Tasks the runtime runs whatever their records say (a start cut short).
+    pub(crate) live: Mutex<std::collections::HashSet<String>>,
 }
 
 impl FakeRuntime {
@@ -96,6 +98,9 @@ impl TaskRuntime for FakeRuntime {
     }
     fn exit_of(&self, id: &str) -> Result<Option<Exit>, RuntimeError> {
         Ok(self.exits.lock().unwrap().get(id).copied())
+    }
+    fn has_live_run(&self, id: &str) -> bool {
+        self.live.lock().unwrap().contains(id)
     }
     fn observe(&self, id: &str, started: &Started) -> Observed {
         match self.observed.lock().unwrap().get(id).copied() {

@@ -127,6 +127,31 @@ fn a_late_exit_of_an_earlier_run_never_stops_the_next_one() {
 }
 
 #[test]
+fn a_start_again_cut_short_is_killed_at_start_up_and_the_task_stays_stopped() {
+    let (_dir, runtime, services) = services();
+    container(&services, "web");
+    services.start_task("web").unwrap();
+    runtime.exit("web", 3);
+    services.record_exit("web").unwrap();
+    // The daemon died after the runtime started run 2, before its record: the record
+    // says stopped, the runtime runs it.
+    runtime.runs.lock().unwrap().insert("web".into(), 2);
+    runtime.live.lock().unwrap().insert("web".into());
+    assert_eq!(services.reconcile_tasks().unwrap(), 1);
+    assert!(runtime.calls().contains(&"kill web SIGKILL".to_string()), "{:?}", runtime.calls());
+    assert_eq!(status(&services, "web"), (TaskStatus::Stopped, Some(3)), "the acknowledged run's exit stays");
+    runtime.live.lock().unwrap().clear();
+    assert_eq!(services.reconcile_tasks().unwrap(), 0, "a stopped task the runtime does not run is left alone");
+    // The next start skips the killed run's number, so its exit record is not taken for
+    // the new run's.
+    let (node, _) = task(&services, "web");
+    services.control_task(node, b"start\n").unwrap();
+    assert_eq!(runtime.run_of("web"), 3);
+    services.record_exit("web").unwrap();
+    assert_eq!(status(&services, "web").0, TaskStatus::Running);
+}
+
+#[test]
 fn a_resume_racing_an_exit_leaves_the_task_stopped() {
     let (_dir, runtime, services) = services();
     container(&services, "web");

@@ -671,6 +671,40 @@ fn fault_between_an_active_snapshot_and_its_record_leaves_the_key_unset() {
 }
 
 #[test]
+fn fault_between_a_start_again_and_its_record_leaves_no_unlisted_run() {
+    let t = Tasks::new();
+    fs::create_dir(t.path("containers/again")).unwrap();
+    t.set_spec("again", &spec(&["/bin/sleep", "1000"]));
+    t.start("again");
+    t.control("again", "KILL").unwrap();
+    t.wait_status("again", "stopped");
+    let first_exit = t.status("again")["exit_status"].clone();
+    let mut t = t;
+    let runc_root = t.state().join("runc");
+    let runc_state = |root: &Path| -> Value {
+        let out = Command::new("runc").arg("--root").arg(root).args(["state", "again"]).output().expect("runc state");
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    let mut pid = 0;
+    crash_at(
+        t.fixture(),
+        ctrfs::fault::points::TASK_RESTARTED,
+        |fx| assert!(write_file(&fx.path("tasks/again"), b"start\n", false).is_err(), "the start is cut short"),
+        |_| {
+            let state = runc_state(&runc_root);
+            assert_eq!(state["status"], "running", "the point is after runc started the next run");
+            pid = state["pid"].as_u64().unwrap();
+        },
+    );
+    wait_until(TASK_DEADLINE, "the unacknowledged run to be killed", || !Path::new(&format!("/proc/{pid}")).exists());
+    let status = t.status("again");
+    assert_eq!((status["status"].as_str(), &status["exit_status"]), (Some("stopped"), &first_exit), "the acknowledged run's end stays");
+    t.control("again", "start").unwrap();
+    t.wait_status("again", "running");
+    check_consistency(&t);
+}
+
+#[test]
 fn fault_between_runc_start_and_the_task_record_leaves_no_orphan() {
     let t = Tasks::new();
     fs::create_dir(t.path("containers/orphan")).unwrap();
