@@ -117,6 +117,31 @@ pub fn parent_pid(pid: u32) -> Option<u32> {
     rest.split(' ').nth(1)?.parse().ok()
 }
 
+/// The process group of a process (`/proc/<pid>/stat` field 5), while it exists.
+pub fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split(' ').nth(2)?.parse().ok()
+}
+
+/// The supervisors of the task whose directory is `dir`, found by their command line
+/// (`ctrfs supervise ... --dir DIR ...`), as (pid, start time). Read at start-up only:
+/// a supervisor still inside `runc create` has written nothing else that names it.
+pub fn supervisors_of(dir: &Path) -> Vec<(u32, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let wanted = dir.as_os_str().as_bytes();
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.get(1) == Some(&&b"supervise"[..]) && args.windows(2).any(|w| w[0] == b"--dir" && w[1] == wanted)
+        })
+        .filter_map(|pid| Some((pid, process_start_time(pid)?)))
+        .collect()
+}
+
 /// Whether the process `pid` that started at `start_time` is still alive (not a zombie).
 pub fn is_alive(pid: u32, start_time: u64) -> bool {
     if pid == 0 || process_start_time(pid) != Some(start_time) {
@@ -141,6 +166,35 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
         std::fs::write(&path, br#"{"status":3,"exited_at":"1970-01-01T00:00:00.000000001Z"}"#).unwrap();
         assert_eq!(read_exit(&path).unwrap().map(|e| e.generation), Some(0), "a record without a generation");
+    }
+
+    #[test]
+    fn a_supervisor_is_found_by_its_task_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let task_dir = dir.path().join("tasks").join("web");
+        // A process whose command line is a supervisor's: `sh supervise --id web --dir
+        // DIR`, running a script named `supervise`.
+        std::fs::write(dir.path().join("supervise"), "sleep 30\n").unwrap();
+        let mut child = std::process::Command::new("sh")
+            .current_dir(dir.path())
+            .args(["supervise", "--id", "web", "--dir"])
+            .arg(&task_dir)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = supervisors_of(&task_dir);
+        while found.is_empty() && std::time::Instant::now() < deadline {
+            // Until the child has exec'd, its command line is still this test's.
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            found = supervisors_of(&task_dir);
+        }
+        let other = supervisors_of(&dir.path().join("tasks").join("we"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(found.iter().any(|(p, _)| *p == pid), "{found:?} holds {pid}");
+        assert!(other.is_empty(), "another task's directory finds nothing: {other:?}");
+        assert_eq!(process_group(std::process::id()), Some(nix::unistd::getpgrp().as_raw() as u32));
     }
 
     #[test]

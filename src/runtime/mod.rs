@@ -205,12 +205,14 @@ impl Runtime {
     }
 
     /// Kills and removes a run that no task record names (a start the daemon died in).
-    /// The supervisor is found as the container's parent (it is the container's
-    /// subreaper) before the kill, and waited for (at most `UNRECORDED_WAIT`) before the
-    /// files go, so that it cannot write its exit record into the directory of a later
-    /// task of the same id. A supervisor still inside `runc create` (no pid file yet) is
-    /// not found; its container is left to the next start-up.
+    /// A supervisor still inside `runc create` (no pid file yet) is found by its command
+    /// line, and its session (it, `runc create`, `runc init`) killed, so no container can
+    /// start after the removal. Otherwise the supervisor is found as the container's
+    /// parent (it is the container's subreaper) before the kill, and waited for (at most
+    /// `UNRECORDED_WAIT`) before the files go, so that it cannot write its exit record
+    /// into the directory of a later task of the same id.
     pub fn remove_unrecorded(&self, id: &str) -> Result<(), RuntimeError> {
+        self.kill_supervisors_of(id);
         let container = std::fs::read_to_string(self.files(id).pid()).ok().and_then(|p| p.trim().parse::<u32>().ok());
         let supervisor = container
             .and_then(files::parent_pid)
@@ -225,6 +227,25 @@ impl Runtime {
             }
         }
         self.delete(id)
+    }
+
+    /// Kills the sessions of `id`'s supervisors that have not started a container yet and
+    /// waits (at most `UNRECORDED_WAIT`) for them to end.
+    fn kill_supervisors_of(&self, id: &str) {
+        let own_group = nix::unistd::getpgrp().as_raw() as u32;
+        for (pid, start) in files::supervisors_of(&self.files(id).dir) {
+            // A supervisor calls setsid first: its group is its session, never ours.
+            let Some(group) = files::process_group(pid).filter(|g| *g > 1 && *g != own_group) else { continue };
+            if !files::is_alive(pid, start) {
+                continue;
+            }
+            log::warn!("task {id}: supervisor {pid} of an unrecorded start still runs; killing its session");
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group as i32), Signal::SIGKILL);
+            let deadline = std::time::Instant::now() + UNRECORDED_WAIT;
+            while files::is_alive(pid, start) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     }
 
     /// Watches for exits; the receiver gets each exited task's id (at least once).

@@ -142,6 +142,7 @@ fn run_supervisor(rt: &Runtime, id: &str, files: &TaskFiles, generation: u64) ->
     let mut first = command.spawn().map_err(|e| RuntimeError::Supervisor {
         message: format!("cannot run {}: {e}", rt.config.exe.display()),
     })?;
+    crate::fault::point(crate::fault::points::SUPERVISOR_SPAWNED);
     let Some(pipe) = first.stdout.take() else {
         abandon(rt, id, &mut first, None);
         return Err(RuntimeError::Supervisor { message: "no report pipe".into() });

@@ -671,6 +671,63 @@ fn fault_between_an_active_snapshot_and_its_record_leaves_the_key_unset() {
 }
 
 #[test]
+fn fault_while_the_supervisor_creates_the_container_leaves_nothing_that_starts_later() {
+    // A runtime whose `create` reads the bundle at once (a copy, as runc reads it) and then
+    // takes 2 s before it makes the container: the restart comes while the supervisor is
+    // inside it, before any pid file names the container and after the bundle was read,
+    // so removing the task's files does not stop the container from being made.
+    let bin = tempfile::tempdir().unwrap();
+    let slow = bin.path().join("slow-runc");
+    fs::write(
+        &slow,
+        r#"#!/bin/bash
+args=("$@")
+for i in "${!args[@]}"; do
+    if [ "${args[$i]}" = --bundle ] && [[ " $* " == *" create "* ]]; then
+        copy="$(dirname "$0")/bundle.$$"
+        cp -a "${args[$((i + 1))]}" "$copy"
+        args[$((i + 1))]="$copy"
+        sleep 2
+    fi
+done
+exec runc "${args[@]}"
+"#,
+    )
+    .unwrap();
+    fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut t = Tasks::with(MountFixture::with_args(&["--runtime", slow.to_str().unwrap()]));
+    fs::create_dir(t.path("containers/late")).unwrap();
+    t.set_spec("late", &spec(&["/bin/sleep", "1000"]));
+    let task = t.path("tasks/late");
+    let task_dir = t.state().join("tasks/late");
+    let supervisors = move || -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(" supervise ") && text.contains(task_dir.to_str().unwrap()) {
+                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+            }
+        }
+        found
+    };
+    crash_at(
+        t.fixture(),
+        ctrfs::fault::points::SUPERVISOR_SPAWNED,
+        |_| assert!(touch(&task).is_err(), "the start is cut short"),
+        |_| assert!(!supervisors().is_empty(), "the supervisor outlived the daemon, inside runc create"),
+    );
+    assert!(t.log().contains("of an unrecorded start still runs; killing its session"), "found by its command line");
+    wait_until(TASK_DEADLINE, "the supervisor and its runc create to be gone", || supervisors().is_empty());
+    let runc = Command::new("runc").arg("--root").arg(t.state().join("runc")).arg("list").arg("-q").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&runc.stdout).trim(), "", "runc has no container late");
+    assert!(!task.exists(), "the unacknowledged start is not listed");
+    t.start("late");
+    assert_eq!(t.status("late")["status"], "running", "the task can be started");
+    check_consistency(&t);
+}
+
+#[test]
 fn fault_between_a_start_again_and_its_record_leaves_no_unlisted_run() {
     let t = Tasks::new();
     fs::create_dir(t.path("containers/again")).unwrap();
