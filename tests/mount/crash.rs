@@ -212,6 +212,12 @@ fn next_op(w: usize, m: &mut Model, rng: &mut Rng, mnt: &Path) -> (Change, Op) {
                 labels.insert(name.clone(), value.clone());
                 let after = labels_text(&labels);
                 m.labels.insert(id, labels);
+                if rng.below(3) == 0 {
+                    // The same change as an extended attribute of the directory.
+                    let dir = mnt.join(format!("containers/{id}", id = &key["containers/".len()..key.len() - "/labels".len()]));
+                    let set = move || set_xattr(&dir, &format!("user.{name}"), value.as_bytes(), 0);
+                    return (change(format!("setfattr {key}"), vec![(key, before, after)]), Box::new(set));
+                }
                 let p = mnt.join(&key);
                 let line = format!("{name}={value}\n");
                 return (change(format!(">> {key}"), vec![(key, before, after)]), Box::new(move || write_file(&p, line.as_bytes(), true)));
@@ -225,6 +231,12 @@ fn next_op(w: usize, m: &mut Model, rng: &mut Rng, mnt: &Path) -> (Change, Op) {
                 let record = (key.clone(), m.get(&key), Some(text.clone()));
                 m.labels.insert(id, labels);
                 let p = mnt.join(&key);
+                if rng.below(2) == 0 {
+                    // As an editor replaces it: a temporary file renamed onto the field.
+                    let temp = p.with_file_name(format!("labels.tmp{n}"));
+                    let replace = move || write_file(&temp, text.as_bytes(), false).and_then(|()| fs::rename(&temp, &p));
+                    return (change(format!("mv > {key}"), vec![record]), Box::new(replace));
+                }
                 return (change(format!("> {key}"), vec![record]), Box::new(move || write_file(&p, text.as_bytes(), false)));
             }
             53..=62 => {
