@@ -168,7 +168,14 @@ impl Runtime {
     }
 
     /// Whether runc has a process of `id` that has not ended (created, running, paused).
+    /// Asked at start-up of every stopped task, so runc (a process to spawn) is asked
+    /// only when the pid file names a process that exists: a start writes a new pid file,
+    /// and a stopped run's process is gone.
     pub fn has_live_run(&self, id: &str) -> bool {
+        let pid = std::fs::read_to_string(self.files(id).pid()).ok().and_then(|p| p.trim().parse::<u32>().ok());
+        if !pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            return false;
+        }
         reconcile::runtime_status(self, id).is_some_and(|s| matches!(s.as_str(), "created" | "running" | "paused"))
     }
 
