@@ -85,11 +85,14 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     let _lock = lock_state_dir(&args.root)?;
     refuse_live_mount(&args.mountpoint)?;
     let store = Store::open(&args.root.join("db")).map_err(|e| format!("cannot open the store: {e}"))?;
+    // Supervisors are found again at the next start by the task directory in their
+    // command line, so it is spelled the same whatever path `--root` was given as.
+    let root = std::fs::canonicalize(&args.root).map_err(|e| format!("cannot resolve {}: {e}", args.root.display()))?;
     let runtime = Arc::new(
         Runtime::new(RuntimeConfig {
             runc: args.runtime.clone(),
-            state_dir: args.root.join("tasks"),
-            runc_root: args.root.join("runc"),
+            state_dir: root.join("tasks"),
+            runc_root: root.join("runc"),
             exe: std::env::current_exe()?,
         })
         .map_err(|e| format!("cannot set up the task runtime: {e}"))?,

@@ -351,7 +351,7 @@ impl FsCore {
                 };
                 if writing {
                     let pins = self.pin_references(&loaded, file).or_else(|| self.take_cleared_pin(node, file));
-                    HandleState::Write(Box::new(AttrWriter::new(WriteBuffer::new(file, mode_for(flags), content), pins)))
+                    HandleState::Write(Box::new(AttrWriter::new(WriteBuffer::new(file, mode_for(flags), content).appending(flags & libc::O_APPEND != 0), pins)))
                 } else {
                     HandleState::Snapshot(content)
                 }
@@ -477,7 +477,8 @@ impl FsCore {
         let mode = mode_for(flags);
         // A field `rm`ed a moment ago and created again: its writer holds what it referenced.
         let pins = self.take_cleared_pin(dir.node.id, file);
-        let state = HandleState::Write(Box::new(AttrWriter::new(WriteBuffer::new(file, mode, Vec::new()), pins)));
+        let buffer = WriteBuffer::new(file, mode, Vec::new()).appending(flags & libc::O_APPEND != 0);
+        let state = HandleState::Write(Box::new(AttrWriter::new(buffer, pins)));
         let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state })?;
         let now = Timestamp::now().to_system_time();
         let attr = Attr::file(Ino::File(dir.node.id, file), 0, FILE_MODE, now, now);

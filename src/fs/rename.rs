@@ -87,7 +87,7 @@ impl FsCore {
         // Renaming an empty file onto a field clears it. The kernel holds the name under
         // the temporary file's inode now, so it is told by name to drop it.
         let reader = self.store().read()?;
-        if !self.present(&reader, &load_node(&reader, dir.node.id)?, file)? {
+        if !self.present(&reader, &load_node(&reader, dir.node.id)?, file)? && !self.handles.is_writing(dir.node.id, file) {
             let parent = Ino::Node(dir.node.id).number();
             self.notices.send(super::notify::Notice::Forget { parent, name: new_name.to_owned() });
         }

@@ -94,6 +94,15 @@ impl WriteBuffer {
         buffer
     }
 
+    /// Marks a buffer opened with `O_APPEND`: every write goes to the end of what it
+    /// holds, whatever offset the kernel passes (also with `O_TRUNC`, whose handle is a
+    /// replacement: the kernel's offset comes from its cached size, which a `stat` of the
+    /// stored, normalised value may have changed).
+    pub fn appending(mut self, appends: bool) -> Self {
+        self.appends |= appends;
+        self
+    }
+
     /// The file this buffer writes.
     pub fn file(&self) -> AttrFile {
         self.file
@@ -222,12 +231,11 @@ impl WriteBuffer {
             }
             Judgement::Line { newline } => {
                 let prefix = if self.mode == WriteMode::Append { self.base.len() } else { 0 };
-                let single_line = || single_line(self.file);
                 // Out of order, the rejudgement has just scanned the whole document.
                 let new_bytes = if sequential { &self.data[start..] } else { &[][..] };
                 for at in new_bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| prefix + start + i) {
                     if newline.replace(at).is_some() {
-                        return Err(single_line());
+                        return Err(single_line(self.file));
                     }
                 }
                 match *newline {
@@ -239,7 +247,7 @@ impl WriteBuffer {
                         field.validate(line)?;
                         Ok(Some(Edit::Field(field, line.to_owned())))
                     }
-                    Some(_) => Err(single_line()),
+                    Some(_) => Err(single_line(self.file)),
                 }
             }
         }
@@ -362,11 +370,12 @@ pub fn size_limit(file: AttrFile) -> usize {
     }
 }
 
-/// The bytes that make up the document: for `Append`, what was there plus what came.
+/// The refusal of a one-line value that holds a second line.
 fn single_line(file: AttrFile) -> ValidationError {
     ValidationError::InvalidField { field: file.name(), reason: "must be a single line".into() }
 }
 
+/// The bytes that make up the document: for `Append`, what was there plus what came.
 fn document<'a>(mode: WriteMode, base: &'a [u8], data: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
     match mode {
         WriteMode::Append => std::borrow::Cow::Owned([base, data].concat()),
@@ -482,6 +491,10 @@ mod tests {
         b.truncate(2).unwrap();
         assert!(matches!(b.write(4, b"b\n").unwrap(), Some(Edit::ReplaceLabels(_))));
         assert_eq!(&*b.visible(), b"a=b\n");
+        // `O_APPEND | O_TRUNC`: a replacement that still appends.
+        let mut b = WriteBuffer::new(AttrFile::Labels, WriteMode::Replace, b"a=1\n".to_vec()).appending(true);
+        assert!(matches!(b.write(9, b"c=3\n").unwrap(), Some(Edit::ReplaceLabels(_))));
+        assert_eq!(&*b.visible(), b"c=3\n");
     }
 
     #[test]

@@ -110,36 +110,46 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
-/// The parent of a process (`/proc/<pid>/stat` field 4), while it exists.
-pub fn parent_pid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    rest.split(' ').nth(1)?.parse().ok()
-}
-
-/// The process group of a process (`/proc/<pid>/stat` field 5), while it exists.
-pub fn process_group(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    rest.split(' ').nth(2)?.parse().ok()
-}
-
-/// The supervisors of the task whose directory is `dir`, found by their command line
-/// (`ctrfs supervise ... --dir DIR ...`), as (pid, start time). Read at start-up only:
-/// a supervisor still inside `runc create` has written nothing else that names it.
-pub fn supervisors_of(dir: &Path) -> Vec<(u32, u64)> {
+/// Every live supervisor (`ctrfs supervise ... --dir DIR ...`), found by its command line,
+/// as its task directory and (pid, start time). One walk of `/proc`, made at start-up
+/// only: a supervisor still inside `runc create` has written nothing else that names it.
+pub fn supervisors() -> Vec<(PathBuf, (u32, u64))> {
     use std::os::unix::ffi::OsStrExt;
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let wanted = dir.as_os_str().as_bytes();
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            args.get(1) == Some(&&b"supervise"[..]) && args.windows(2).any(|w| w[0] == b"--dir" && w[1] == wanted)
+            if args.get(1) != Some(&&b"supervise"[..]) {
+                return None;
+            }
+            let dir = args.windows(2).find(|w| w[0] == b"--dir")?[1];
+            Some((PathBuf::from(std::ffi::OsStr::from_bytes(dir)), (pid, process_start_time(pid)?)))
         })
-        .filter_map(|pid| Some((pid, process_start_time(pid)?)))
         .collect()
+}
+
+/// Kills supervisor `pid` (started at `start`, so a reused pid is left alone) and, when it
+/// leads its process group (it calls setsid first), the whole group: the `runc` it runs
+/// cannot go on to make or start a container. Waits at most `wait` for it to end; returns
+/// whether it did.
+pub fn kill_supervisor(pid: u32, start: u64, wait: std::time::Duration) -> bool {
+    use nix::sys::signal::{kill, killpg, Signal};
+    use nix::unistd::{getpgid, Pid};
+    if !is_alive(pid, start) {
+        return true;
+    }
+    let target = Pid::from_raw(pid as i32);
+    if getpgid(Some(target)) == Ok(target) {
+        let _ = killpg(target, Signal::SIGKILL);
+    }
+    let _ = kill(target, Signal::SIGKILL);
+    let deadline = std::time::Instant::now() + wait;
+    while is_alive(pid, start) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    !is_alive(pid, start)
 }
 
 /// Whether the process `pid` that started at `start_time` is still alive (not a zombie).
@@ -169,32 +179,31 @@ mod tests {
     }
 
     #[test]
-    fn a_supervisor_is_found_by_its_task_directory() {
+    fn a_supervisor_is_found_by_its_task_directory_and_killed_with_its_group() {
         let dir = tempfile::tempdir().unwrap();
         let task_dir = dir.path().join("tasks").join("web");
-        // A process whose command line is a supervisor's: `sh supervise --id web --dir
-        // DIR`, running a script named `supervise`.
-        std::fs::write(dir.path().join("supervise"), "sleep 30\n").unwrap();
-        let mut child = std::process::Command::new("sh")
-            .current_dir(dir.path())
-            .args(["supervise", "--id", "web", "--dir"])
-            .arg(&task_dir)
-            .spawn()
-            .unwrap();
+        // A process whose command line is a supervisor's (`sh supervise --id web --dir
+        // DIR`, a script named `supervise`), leading its own group, with a child in it.
+        std::fs::write(dir.path().join("supervise"), "sleep 30 &\nwait\n").unwrap();
+        let mut command = std::process::Command::new("sh");
+        command.current_dir(dir.path()).args(["supervise", "--id", "web", "--dir"]).arg(&task_dir);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn().unwrap();
         let pid = child.id();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let mut found = supervisors_of(&task_dir);
-        while found.is_empty() && std::time::Instant::now() < deadline {
+        let found = loop {
             // Until the child has exec'd, its command line is still this test's.
+            let found: Vec<_> = supervisors().into_iter().filter(|(d, _)| *d == task_dir).collect();
+            if !found.is_empty() || std::time::Instant::now() > deadline {
+                break found;
+            }
             std::thread::sleep(std::time::Duration::from_millis(5));
-            found = supervisors_of(&task_dir);
-        }
-        let other = supervisors_of(&dir.path().join("tasks").join("we"));
-        child.kill().unwrap();
+        };
+        assert_eq!(found.iter().map(|(_, (p, _))| *p).collect::<Vec<_>>(), vec![pid]);
+        let (_, (pid, start)) = found[0].clone();
+        assert!(kill_supervisor(pid, start, std::time::Duration::from_secs(5)));
         child.wait().unwrap();
-        assert!(found.iter().any(|(p, _)| *p == pid), "{found:?} holds {pid}");
-        assert!(other.is_empty(), "another task's directory finds nothing: {other:?}");
-        assert_eq!(process_group(std::process::id()), Some(nix::unistd::getpgrp().as_raw() as u32));
+        assert!(!kill_supervisor(pid, start + 1, std::time::Duration::ZERO) || !is_alive(pid, start + 1), "another start time is another process");
     }
 
     #[test]

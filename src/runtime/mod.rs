@@ -167,11 +167,38 @@ impl Runtime {
         Ok(files::read_exit(&self.files(id).exit())?)
     }
 
-    /// Whether runc has a process of `id` that has not ended (created, running, paused).
-    /// Asked at start-up of every stopped task, so runc (a process to spawn) is asked
-    /// only when the pid file names a process that exists: a start writes a new pid file,
-    /// and a stopped run's process is gone.
-    pub fn has_live_run(&self, id: &str) -> bool {
+    /// Ends the runs of these stopped tasks that were started and never acknowledged (a
+    /// start again the daemon died in): a supervisor still running for one (found in one
+    /// walk of `/proc`) is killed with its group, so its exit is never recorded and no
+    /// container it was making can start; a container its pid file names that still runs
+    /// is killed. Returns the ids that had one. Made at start-up, once.
+    pub fn end_unacknowledged_runs(&self, stopped: &[String]) -> Vec<String> {
+        let supervisors = files::supervisors();
+        let mut ended = Vec::new();
+        for id in stopped {
+            let dir = self.files(id).dir;
+            let mut found = false;
+            for (_, (pid, start)) in supervisors.iter().filter(|(d, _)| *d == dir) {
+                found = true;
+                if !files::kill_supervisor(*pid, *start, UNRECORDED_WAIT) {
+                    log::error!("task {id}: supervisor {pid} of an unacknowledged run outlived SIGKILL");
+                }
+            }
+            if self.pid_file_names_a_live_container(id) {
+                found = true;
+                let _ = self.kill(id, Signal::SIGKILL);
+            }
+            if found {
+                ended.push(id.clone());
+            }
+        }
+        ended
+    }
+
+    /// Whether `id`'s pid file names a process that exists and runc still has it created,
+    /// running or paused (runc is asked only then: a start writes a new pid file, and a
+    /// stopped run's process is gone).
+    fn pid_file_names_a_live_container(&self, id: &str) -> bool {
         let pid = std::fs::read_to_string(self.files(id).pid()).ok().and_then(|p| p.trim().parse::<u32>().ok());
         if !pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists()) {
             return false;
@@ -212,47 +239,22 @@ impl Runtime {
     }
 
     /// Kills and removes a run that no task record names (a start the daemon died in).
-    /// A supervisor still inside `runc create` (no pid file yet) is found by its command
-    /// line, and its session (it, `runc create`, `runc init`) killed, so no container can
-    /// start after the removal. Otherwise the supervisor is found as the container's
-    /// parent (it is the container's subreaper) before the kill, and waited for (at most
-    /// `UNRECORDED_WAIT`) before the files go, so that it cannot write its exit record
-    /// into the directory of a later task of the same id.
+    /// Its supervisor is found by its command line (also while still inside `runc
+    /// create`, before any pid file names the container) and killed with its group, so no
+    /// container can start after the removal, and it cannot write an exit record into the
+    /// directory of a later task of the same id. Then the container is killed and the
+    /// runtime's state and the files removed.
     pub fn remove_unrecorded(&self, id: &str) -> Result<(), RuntimeError> {
-        self.kill_supervisors_of(id);
-        let container = std::fs::read_to_string(self.files(id).pid()).ok().and_then(|p| p.trim().parse::<u32>().ok());
-        let supervisor = container
-            .and_then(files::parent_pid)
-            .filter(|&ppid| ppid > 1 && ppid != std::process::id())
-            .and_then(|ppid| Some((ppid, files::process_start_time(ppid)?)));
+        let dir = self.files(id).dir;
+        for (_, (pid, start)) in files::supervisors().into_iter().filter(|(d, _)| *d == dir) {
+            log::warn!("task {id}: supervisor {pid} of an unrecorded start still runs; killing it and its group");
+            if !files::kill_supervisor(pid, start, UNRECORDED_WAIT) {
+                log::error!("task {id}: supervisor {pid} outlived SIGKILL");
+            }
+        }
         // Not running any more (or never created): the forced delete below settles it.
         let _ = self.kill(id, Signal::SIGKILL);
-        if let Some((pid, start)) = supervisor {
-            let deadline = std::time::Instant::now() + UNRECORDED_WAIT;
-            while files::is_alive(pid, start) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
         self.delete(id)
-    }
-
-    /// Kills the sessions of `id`'s supervisors that have not started a container yet and
-    /// waits (at most `UNRECORDED_WAIT`) for them to end.
-    fn kill_supervisors_of(&self, id: &str) {
-        let own_group = nix::unistd::getpgrp().as_raw() as u32;
-        for (pid, start) in files::supervisors_of(&self.files(id).dir) {
-            // A supervisor calls setsid first: its group is its session, never ours.
-            let Some(group) = files::process_group(pid).filter(|g| *g > 1 && *g != own_group) else { continue };
-            if !files::is_alive(pid, start) {
-                continue;
-            }
-            log::warn!("task {id}: supervisor {pid} of an unrecorded start still runs; killing its session");
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group as i32), Signal::SIGKILL);
-            let deadline = std::time::Instant::now() + UNRECORDED_WAIT;
-            while files::is_alive(pid, start) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
     }
 
     /// Watches for exits; the receiver gets each exited task's id (at least once).

@@ -15,12 +15,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::{getpgid, Pid};
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use super::bundle::{cgroup_parent, write_bundle};
-use super::files::{is_alive, process_start_time, TaskFiles};
+use super::files::{kill_supervisor, process_start_time, TaskFiles};
 use super::oci_runtime::message_of;
 use super::{RuncOp, Runtime, RuntimeError, Started};
 use crate::model::Timestamp;
@@ -220,20 +219,8 @@ fn abandon(rt: &Runtime, id: &str, first: &mut Child, supervisor: Option<(u32, u
     let _ = first.kill();
     let _ = first.wait();
     if let Some((pid, start)) = supervisor {
-        // The pid is checked against its start time: it may have been reused since.
-        if is_alive(pid, start) {
-            let target = Pid::from_raw(pid as i32);
-            if getpgid(Some(target)) == Ok(target) {
-                let _ = killpg(target, Signal::SIGKILL);
-            }
-            let _ = kill(target, Signal::SIGKILL);
-            let deadline = Instant::now() + Duration::from_secs(1);
-            while is_alive(pid, start) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if is_alive(pid, start) {
-                log::error!("task {id}: its supervisor (pid {pid}) outlived SIGKILL");
-            }
+        if !kill_supervisor(pid, start, Duration::from_secs(1)) {
+            log::error!("task {id}: its supervisor (pid {pid}) outlived SIGKILL");
         }
     }
     if let Err(e) = rt.oci.run(RuncOp::Kill { id, signal: Signal::SIGKILL }) {
@@ -285,6 +272,7 @@ fn ended_without_report(files: &TaskFiles) -> RuntimeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::files::is_alive;
     use crate::runtime::fake::{runtime_with, runtime_with_supervisor, Recording};
     use crate::runtime::files::{read_exit, write_durably, Exit};
     use serde_json::json;

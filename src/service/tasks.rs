@@ -53,10 +53,11 @@ pub trait TaskRuntime: Send + Sync {
         let _ = self.kill(id, Signal::SIGKILL);
         self.delete(id)
     }
-    /// Whether the runtime has a process of `id` that has not ended (created, running or
-    /// paused), whatever the record says. A runtime that keeps no state has none.
-    fn has_live_run(&self, _id: &str) -> bool {
-        false
+    /// Ends what runs of these stopped tasks (a start again cut short: a supervisor still
+    /// running, a live container); returns the ids that had something. A runtime that
+    /// keeps no state has none.
+    fn end_unacknowledged_runs(&self, _stopped: &[String]) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -91,8 +92,8 @@ impl TaskRuntime for runtime::Runtime {
     fn remove_unrecorded(&self, id: &str) -> Result<(), RuntimeError> {
         runtime::Runtime::remove_unrecorded(self, id)
     }
-    fn has_live_run(&self, id: &str) -> bool {
-        runtime::Runtime::has_live_run(self, id)
+    fn end_unacknowledged_runs(&self, stopped: &[String]) -> Vec<String> {
+        runtime::Runtime::end_unacknowledged_runs(self, stopped)
     }
 }
 
@@ -450,13 +451,9 @@ impl Services {
     pub fn reconcile_tasks(&self) -> Result<usize> {
         let runtime = self.runtime()?;
         let tasks = self.store.read()?.tasks()?;
-        let mut changed = 0;
-        for (node, task) in tasks {
+        let mut changed = self.end_unacknowledged_restarts(&*runtime, &tasks);
+        for (node, task) in tasks.into_iter().filter(|(_, t)| t.status != TaskStatus::Stopped) {
             let _gate = self.gate.enter_waiting(&task.id);
-            if task.status == TaskStatus::Stopped {
-                changed += usize::from(self.end_unrecorded_restart(&*runtime, &task));
-                continue;
-            }
             let observed = runtime.observe(&task.id, &started_of(&task));
             let status = match observed {
                 Observed::Stopped(exit) => {
@@ -478,27 +475,18 @@ impl Services {
         Ok(changed)
     }
 
-    /// A stopped task whose runtime has a live process: a start again (`echo start`) cut
+    /// Stopped tasks whose runtime still runs something: a start again (`echo start`) cut
     /// short between the runtime's start and the record's update. The start was never
-    /// acknowledged, so the run is killed; the record, its earlier run's exit and logs
-    /// stay, and the late exit of the killed run is not the record's (its generation).
-    fn end_unrecorded_restart(&self, runtime: &dyn TaskRuntime, task: &Task) -> bool {
-        if !runtime.has_live_run(&task.id) {
-            return false;
+    /// acknowledged, so what it began is ended (its supervisor first, so that its exit is
+    /// never recorded); the record, its earlier run's exit and logs stay. Should an exit of
+    /// that run have been recorded anyway, the next start takes a later generation.
+    fn end_unacknowledged_restarts(&self, runtime: &dyn TaskRuntime, tasks: &[(NodeId, Task)]) -> usize {
+        let stopped: Vec<String> = tasks.iter().filter(|(_, t)| t.status == TaskStatus::Stopped).map(|(_, t)| t.id.clone()).collect();
+        let ended = runtime.end_unacknowledged_runs(&stopped);
+        for id in &ended {
+            log::warn!("task {id}: stopped, but a start again of it was under way (cut short); ended it");
         }
-        log::warn!("task {}: stopped, but the runtime runs it (a start again cut short); killing that run", task.id);
-        self.abandon_run(runtime, &task.id, "unrecorded run found at start-up");
-        // Its exit record names its generation, so the next start must see it first, or
-        // it would take the same number and that exit for its own.
-        let deadline = Instant::now() + KILL_WAIT;
-        while next_generation(runtime, task) == task.generation + 1 {
-            if Instant::now() >= deadline {
-                log::warn!("task {}: no exit recorded {KILL_WAIT:?} after killing the unrecorded run", task.id);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        true
+        ended.len()
     }
 
     /// A run the runtime knows of but no task record names: the daemon died between the

@@ -99,8 +99,13 @@ impl TaskRuntime for FakeRuntime {
     fn exit_of(&self, id: &str) -> Result<Option<Exit>, RuntimeError> {
         Ok(self.exits.lock().unwrap().get(id).copied())
     }
-    fn has_live_run(&self, id: &str) -> bool {
-        self.live.lock().unwrap().contains(id)
+    fn end_unacknowledged_runs(&self, stopped: &[String]) -> Vec<String> {
+        let live = self.live.lock().unwrap().clone();
+        let ended: Vec<String> = stopped.iter().filter(|id| live.contains(*id)).cloned().collect();
+        for id in &ended {
+            let _ = self.kill(id, Signal::SIGKILL);
+        }
+        ended
     }
     fn observe(&self, id: &str, started: &Started) -> Observed {
         match self.observed.lock().unwrap().get(id).copied() {
