@@ -76,6 +76,8 @@ harness() {
 }
 
 cargo build --tests --quiet
+# What is measured, taken before the report itself changes the tree.
+commit="$(git rev-parse --short HEAD)$(git diff --quiet -- . ':!docs/reliability-run.md' || echo ' (with local changes)')"
 started=$SECONDS
 harness crash crash::
 harness fuzz fuzz::
@@ -88,7 +90,7 @@ harness load load::
     echo "# ctrfs reliability: the last run of scripts/reliability.sh"
     echo
     echo "Written by \`scripts/reliability.sh$($quick && echo ' --quick')\` on $(date -u +%Y-%m-%dT%H:%MZ)"
-    echo "at commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with local changes)'),"
+    echo "at commit $commit,"
     echo "$(nproc) cores, $(uname -sr), debug build. Sizes: CTRFS_CRASH_ROUNDS=$CTRFS_CRASH_ROUNDS"
     echo "CTRFS_FUZZ_CASES=$CTRFS_FUZZ_CASES CTRFS_LOAD_SHELLS=$CTRFS_LOAD_SHELLS"
     echo "CTRFS_LOAD_SECS=$CTRFS_LOAD_SECS CTRFS_SOAK_CYCLES=$CTRFS_SOAK_CYCLES; $((SECONDS - started)) s in all."
