@@ -373,8 +373,7 @@ impl MountFixture {
     /// the same state directory.
     pub fn remount(&mut self) {
         let mut child = self.child.take().expect("daemon running");
-        signal(&child, Signal::SIGTERM);
-        let status = wait_child(&mut child, DAEMON_DEADLINE);
+        let status = stop_with_sigterm(&mut child);
         let status = match status {
             Some(s) => s,
             None => {
@@ -508,8 +507,7 @@ impl Drop for MountFixture {
             );
         }
         if let Some(mut child) = self.child.take() {
-            signal(&child, Signal::SIGTERM);
-            if wait_child(&mut child, DAEMON_DEADLINE).is_none() {
+            if stop_with_sigterm(&mut child).is_none() {
                 signal(&child, Signal::SIGKILL);
                 let _ = child.wait();
             }
@@ -553,6 +551,21 @@ fn signal(child: &Child, sig: Signal) {
 }
 
 /// Waits for the child to exit within `deadline`; `None` if it is still running.
+/// SIGTERM, again each second until `DAEMON_DEADLINE`: a mount is busy for a moment when
+/// another test's thread forks while this one has a file open on it (the child holds a
+/// copy of the descriptor until its exec), and the daemon then serves on until signalled
+/// again, as a user would retry.
+fn stop_with_sigterm(child: &mut Child) -> Option<ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < DAEMON_DEADLINE {
+        signal(child, Signal::SIGTERM);
+        if let Some(status) = wait_child(child, Duration::from_secs(1)) {
+            return Some(status);
+        }
+    }
+    None
+}
+
 fn wait_child(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
     let start = Instant::now();
     loop {
