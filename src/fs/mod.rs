@@ -53,7 +53,7 @@ const FIRST_FILE_COOKIE: u64 = 3;
 /// The filesystem's state: the services, the inodes the kernel holds and the open files.
 pub struct FsCore {
     services: Arc<Services>,
-    inodes: InodeTable,
+    inodes: Arc<InodeTable>,
     handles: HandleTable,
     /// What the kernel must be told of changes it did not make.
     notices: Arc<notify::Notices>,
@@ -82,8 +82,25 @@ impl FsCore {
     /// exit, a collection) becomes kernel notices.
     pub fn new(services: Arc<Services>) -> Self {
         let notices = Arc::new(notify::Notices::default());
+        let inodes = Arc::new(InodeTable::default());
         let sink = Arc::clone(&notices);
+        let graves = Arc::clone(&inodes);
+        // Weak: the services keep this listener, which must not keep them.
+        let store_of = Arc::downgrade(&services);
         services.on_event(move |event| match event {
+            // A task deleted on exit: what the kernel still holds of it (a `tail -f` of its
+            // log) answers from its tombstones, as after `rm tasks/<id>`.
+            Event::TaskRemoving { node } => {
+                let Some(services) = store_of.upgrade() else { return };
+                if let Ok(last) = services.store().read().map_err(FsError::from).and_then(|r| load_node(&r, *node)) {
+                    bury(&graves, &last);
+                }
+            }
+            Event::TaskRemoved { node, id } => {
+                sink.send(notify::Notice::removed(schema::TASKS, Ino::Node(*node), id));
+                sink.send(notify::Notice::removed(schema::LOGS, Ino::LogDir(*node), id));
+                sink.send(notify::Notice::removed(schema::WAIT, Ino::Wait(*node), id));
+            }
             Event::TaskExited { node, .. } => {
                 sink.send(notify::Notice::Attributes(Ino::Node(*node).number()));
                 sink.send(notify::Notice::Attributes(Ino::Wait(*node).number()));
@@ -102,7 +119,7 @@ impl FsCore {
         });
         FsCore {
             services,
-            inodes: InodeTable::default(),
+            inodes,
             handles: HandleTable::default(),
             notices,
             temps: Default::default(),
@@ -539,29 +556,7 @@ impl FsCore {
 
     /// Keeps the last attributes of a deleted object for the inodes the kernel still holds.
     fn bury(&self, last: &Loaded) {
-        self.inodes.bury(node_attr(last));
-        if last.node.kind == NodeKind::Task {
-            self.inodes.bury(log_dir_attr(last));
-            self.inodes.bury(wait_attr(last));
-            for stream in [Stream::Stdout, Stream::Stderr] {
-                let (created, updated) = last.dir_times();
-                self.inodes.bury(Attr::file(Ino::Log(last.node.id, stream), 0, READ_ONLY_FILE_MODE, created, updated));
-            }
-            return;
-        }
-        let files: &[AttrFile] = match last.node.kind {
-            NodeKind::Container => &CONTAINER_FILES,
-            NodeKind::Snapshot => &SNAPSHOT_FILES,
-            NodeKind::Blob => &[],
-            _ => &IMAGE_FILES,
-        };
-        for file in files {
-            let attr = static_file_attr(last, *file).unwrap_or_else(|_| {
-                let (created, updated) = last.dir_times();
-                Attr::file(Ino::File(last.node.id, *file), 0, file_mode(last.node.kind, *file), created, updated)
-            });
-            self.inodes.bury(attr);
-        }
+        bury(&self.inodes, last);
     }
 }
 
@@ -602,6 +597,34 @@ impl FsCore {
                 self.notices.send(notify::Notice::Forget { parent, name: file.name().to_owned() });
             }
         }
+    }
+}
+
+/// Keeps the last attributes of deleted object `last` in `inodes`, for the inodes the
+/// kernel still holds.
+fn bury(inodes: &InodeTable, last: &Loaded) {
+    inodes.bury(node_attr(last));
+    if last.node.kind == NodeKind::Task {
+        inodes.bury(log_dir_attr(last));
+        inodes.bury(wait_attr(last));
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let (created, updated) = last.dir_times();
+            inodes.bury(Attr::file(Ino::Log(last.node.id, stream), 0, READ_ONLY_FILE_MODE, created, updated));
+        }
+        return;
+    }
+    let files: &[AttrFile] = match last.node.kind {
+        NodeKind::Container => &CONTAINER_FILES,
+        NodeKind::Snapshot => &SNAPSHOT_FILES,
+        NodeKind::Blob => &[],
+        _ => &IMAGE_FILES,
+    };
+    for file in files {
+        let attr = static_file_attr(last, *file).unwrap_or_else(|_| {
+            let (created, updated) = last.dir_times();
+            Attr::file(Ino::File(last.node.id, *file), 0, file_mode(last.node.kind, *file), created, updated)
+        });
+        inodes.bury(attr);
     }
 }
 

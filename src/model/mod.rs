@@ -28,7 +28,7 @@ pub use json_scan::{JsonScan, JsonSyntaxError, MAX_JSON_DEPTH};
 pub use labels::{parse_document as parse_labels, parse_line as parse_label_line, validate_label, LabelEdit, Labels, MAX_LABELS, MAX_LABELS_BYTES, MAX_LABEL_BYTES};
 pub use name::{validate_component, validate_identifier, validate_image_name, MAX_COMPONENT_BYTES, MAX_IDENTIFIER_BYTES};
 pub use snapshot::{validate_snapshot_key, Mount, Snapshot, SnapshotKind, Usage};
-pub use task::{Task, TaskStatus};
+pub use task::{removes_on_exit, Task, TaskStatus, LABEL_REMOVE_ON_EXIT};
 pub use time::{FileTimes, SetTimes, Timestamp, NODE_ITSELF};
 
 /// The largest document any attribute file other than `spec` accepts.

@@ -8,7 +8,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Timestamp;
+use super::{Labels, Timestamp};
+
+/// A container label that deletes its task as soon as it exits (`docker run --rm`):
+/// the task record, its runtime state, logs and root filesystem mount.
+pub const LABEL_REMOVE_ON_EXIT: &str = "ctrfs.io/rm";
+
+/// Whether a container's labels ask for its task to be deleted when it exits.
+pub fn removes_on_exit(labels: &Labels) -> bool {
+    labels.get(LABEL_REMOVE_ON_EXIT) == Some("true")
+}
 
 /// The lifecycle state of a task, as `cat tasks/<id>` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -257,6 +257,14 @@ impl Runtime {
         self.delete(id)
     }
 
+    /// Reports `id`'s exit to the watcher again, as its supervisor did: a marker renamed
+    /// into the exits directory.
+    pub fn report_exit_again(&self, id: &str) {
+        if let Err(e) = files::write_durably(&files::exits_dir(&self.config.state_dir).join(id), b"") {
+            log::error!("task {id}: cannot report its exit again: {e}");
+        }
+    }
+
     /// Watches for exits; the receiver gets each exited task's id (at least once).
     pub fn watch_exits(&self) -> Result<Receiver<String>, RuntimeError> {
         exits::watch(&files::exits_dir(&self.config.state_dir))

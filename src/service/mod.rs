@@ -82,6 +82,19 @@ pub enum Event {
         /// The task node.
         node: NodeId,
     },
+    /// A task is about to be deleted on its own (its container asked for that on exit):
+    /// its record is still there to read.
+    TaskRemoving {
+        /// The task node.
+        node: NodeId,
+    },
+    /// That task was deleted.
+    TaskRemoved {
+        /// The task node it had.
+        node: NodeId,
+        /// Its id.
+        id: String,
+    },
     /// A collection removed these blobs and snapshots.
     Collected(Collected),
 }

@@ -53,6 +53,9 @@ pub trait TaskRuntime: Send + Sync {
         let _ = self.kill(id, Signal::SIGKILL);
         self.delete(id)
     }
+    /// Reports `id`'s exit to the exit watcher again. A runtime that keeps no state has
+    /// no watcher.
+    fn report_exit_again(&self, _id: &str) {}
     /// Ends what runs of these stopped tasks (a start again cut short: a supervisor still
     /// running, a live container); returns the ids that had something. A runtime that
     /// keeps no state has none.
@@ -94,6 +97,9 @@ impl TaskRuntime for runtime::Runtime {
     }
     fn end_unacknowledged_runs(&self, stopped: &[String]) -> Vec<String> {
         runtime::Runtime::end_unacknowledged_runs(self, stopped)
+    }
+    fn report_exit_again(&self, id: &str) {
+        runtime::Runtime::report_exit_again(self, id)
     }
 }
 
@@ -191,6 +197,7 @@ impl Services {
         log::info!("task {id} started: pid {}", started.pid);
         // An exit that came before the record existed was skipped by the watcher.
         self.record_exit_locked(&*runtime, id)?;
+        self.report_early_exit(&*runtime, id);
         let task = self.task_record(node.id)?;
         Ok((node, task))
     }
@@ -343,7 +350,9 @@ impl Services {
             }
         }
         log::info!("task {id} started again: run {}, pid {}", started.generation, started.pid);
-        self.record_exit_locked(runtime, id)
+        self.record_exit_locked(runtime, id)?;
+        self.report_early_exit(runtime, id);
+        Ok(())
     }
 
     /// A status change made on run `generation`; not applied (and logged) when that run
@@ -415,12 +424,53 @@ impl Services {
         let Some(node) = self.store.read()?.lookup(schema::TASKS, id)? else { return Ok(()) };
         let Some(mut current) = self.store.read()?.task(node.id)? else { return Ok(()) };
         // Not the recorded run (an earlier one; or a later one whose start has not been
-        // committed: the start looks again after its commit), or recorded already.
-        if !current.record_exit(exit.generation, Some(exit.status), Some(exit.exited_at)) {
+        // committed: the start looks again after its commit), or recorded already (by the
+        // start itself, for a process that exited at once: its container may still ask
+        // for the task's removal, which only this report makes).
+        let stopped = current.status == TaskStatus::Stopped && current.generation == exit.generation;
+        if !current.record_exit(exit.generation, Some(exit.status), Some(exit.exited_at)) && !stopped {
             return Ok(());
         }
         let _gate = self.gate.enter_waiting(id);
-        self.record_exit_locked(&*runtime, id)
+        self.record_exit_locked(&*runtime, id)?;
+        self.remove_if_asked(&*runtime, id)
+    }
+
+    /// Deletes stopped task `id` when its container's labels ask for it
+    /// (`ctrfs.io/rm=true`), as `rm tasks/<id>` would: runtime state, logs, root
+    /// filesystem mount and record. Its exit was recorded first, so readers already
+    /// blocked on `wait/<id>` were given it. The caller holds the task's gate.
+    fn remove_if_asked(&self, runtime: &dyn TaskRuntime, id: &str) -> Result<()> {
+        let Some(node) = self.stopped_and_asked_to_go(id)? else { return Ok(()) };
+        self.emit(Event::TaskRemoving { node });
+        runtime.delete(id)?;
+        self.release_rootfs(id);
+        self.store.write(|w| w.delete_task(id))?;
+        log::info!("task {id} deleted on exit ({}=true)", crate::model::LABEL_REMOVE_ON_EXIT);
+        self.emit(Event::TaskRemoved { node, id: id.to_owned() });
+        Ok(())
+    }
+
+    /// The node of task `id` when it is stopped and its container asks for its removal.
+    fn stopped_and_asked_to_go(&self, id: &str) -> Result<Option<NodeId>> {
+        let reader = self.store.read()?;
+        let Some(node) = reader.lookup(schema::TASKS, id)? else { return Ok(None) };
+        if !reader.task(node.id)?.is_some_and(|t| t.status == TaskStatus::Stopped) {
+            return Ok(None);
+        }
+        let Some(container) = reader.lookup(schema::CONTAINERS, id)? else { return Ok(None) };
+        let asked = reader.container(container.id)?.is_some_and(|c| crate::model::removes_on_exit(&c.labels));
+        Ok(asked.then_some(node.id))
+    }
+
+    /// A start whose process exited before the start's record was committed: the exit
+    /// watcher's report came too early to find the task, and the start recorded the exit
+    /// itself. Removal is not done inside the start (the `touch` that made the task still
+    /// works on it): the exit is reported again, and the watcher removes the task then.
+    fn report_early_exit(&self, runtime: &dyn TaskRuntime, id: &str) {
+        if matches!(self.stopped_and_asked_to_go(id), Ok(Some(_))) {
+            runtime.report_exit_again(id);
+        }
     }
 
     /// `record_exit` for a caller that holds the task's gate.
@@ -452,12 +502,18 @@ impl Services {
         let runtime = self.runtime()?;
         let tasks = self.store.read()?.tasks()?;
         let mut changed = self.end_unacknowledged_restarts(&*runtime, &tasks);
+        // Stopped while no daemon could delete them (it died in between).
+        for (_, task) in tasks.iter().filter(|(_, t)| t.status == TaskStatus::Stopped) {
+            let _gate = self.gate.enter_waiting(&task.id);
+            self.remove_if_asked(&*runtime, &task.id)?;
+        }
         for (node, task) in tasks.into_iter().filter(|(_, t)| t.status != TaskStatus::Stopped) {
             let _gate = self.gate.enter_waiting(&task.id);
             let observed = runtime.observe(&task.id, &started_of(&task));
             let status = match observed {
                 Observed::Stopped(exit) => {
                     self.apply_exit(node, task.generation, exit)?;
+                    self.remove_if_asked(&*runtime, &task.id)?;
                     changed += 1;
                     continue;
                 }

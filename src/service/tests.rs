@@ -152,6 +152,23 @@ fn a_start_again_cut_short_is_killed_at_start_up_and_the_task_stays_stopped() {
 }
 
 #[test]
+fn a_container_labelled_rm_has_its_task_deleted_when_its_exit_is_reported() {
+    let (_dir, runtime, services) = services();
+    let node = container(&services, "web");
+    let mut labels = crate::model::Labels::default();
+    labels.set(crate::model::LABEL_REMOVE_ON_EXIT, "true").unwrap();
+    services.apply(Edit::ReplaceLabels(labels), node, NodeKind::Container).unwrap();
+    services.start_task("web").unwrap();
+    runtime.exit("web", 0);
+    services.record_exit("web").unwrap();
+    assert!(services.store().read().unwrap().lookup(schema::TASKS, "web").unwrap().is_none(), "the task is gone");
+    assert!(runtime.calls().contains(&"delete web".to_string()), "{:?}", runtime.calls());
+    assert!(services.store().read().unwrap().lookup(schema::CONTAINERS, "web").unwrap().is_some(), "the container stays");
+    // Reported again (at least once): nothing more to do.
+    services.record_exit("web").unwrap();
+}
+
+#[test]
 fn a_resume_racing_an_exit_leaves_the_task_stopped() {
     let (_dir, runtime, services) = services();
     container(&services, "web");
@@ -205,6 +222,8 @@ fn events_tell_exits_and_collections_after_commit() {
             super::Event::TaskExited { wait_text, .. } => format!("exited {}", wait_text.trim()),
             super::Event::TaskChanged { .. } => "changed".into(),
             super::Event::Collected(c) => format!("collected {} blob(s)", c.blobs.len()),
+            super::Event::TaskRemoving { .. } => "removing".into(),
+            super::Event::TaskRemoved { id, .. } => format!("removed {id}"),
         })
     });
     container(&services, "web");

@@ -375,3 +375,66 @@ fn supervisor_of(state: &Path, id: &str) -> i32 {
     }
     panic!("no supervisor for {id}");
 }
+
+/// `cat wait/<id>` started now, and waited for until it blocks in the FUSE request.
+fn blocked_wait_reader(t: &Tasks, id: &str) -> std::process::Child {
+    let reader = Command::new("cat").arg(t.path(&format!("wait/{id}"))).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    wait_until(TASK_DEADLINE, "the reader to block in the FUSE request", || {
+        fs::read_to_string(format!("/proc/{}/wchan", reader.id())).is_ok_and(|w| w.contains("request_wait_answer"))
+    });
+    reader
+}
+
+fn assert_task_gone(t: &Tasks, id: &str) {
+    for view in [format!("tasks/{id}"), format!("logs/{id}"), format!("wait/{id}")] {
+        assert_eq!(errno_of(fs::metadata(t.path(&view))), libc::ENOENT, "{view} is gone");
+    }
+    assert!(!ls(&t.path("tasks")).contains(&id.to_owned()));
+    let runc = Command::new("runc").arg("--root").arg(t.state().join("runc")).args(["state", id]).output().unwrap();
+    assert!(!runc.status.success(), "runc has no container {id}");
+    assert!(!t.state().join("tasks").join(id).exists(), "its task directory (logs, exit record) is gone");
+}
+
+#[test]
+fn a_container_labelled_rm_has_its_task_deleted_when_it_exits_and_waiters_get_the_status() {
+    let t = Tasks::new();
+    t.container("auto", "echo hello; exec sleep 1000");
+    put(&t.path("containers/auto/labels"), "ctrfs.io/rm=true\n");
+    t.start("auto");
+    wait_until(TASK_DEADLINE, "the task's first line", || fs::read_to_string(t.path("logs/auto/stdout")).is_ok_and(|s| s == "hello\n"));
+    let log = fs::File::open(t.path("logs/auto/stdout")).unwrap();
+    let reader = blocked_wait_reader(&t, "auto");
+    t.control("auto", "KILL").unwrap();
+    let out = reader.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "137\n", "the blocked waiter is given the exit status");
+    wait_until(TASK_DEADLINE, "the task to be deleted", || !t.path("tasks/auto").exists());
+    assert_task_gone(&t, "auto");
+    assert!(t.log().contains("task auto deleted on exit (ctrfs.io/rm=true)"), "logged");
+    assert!(log.metadata().is_ok(), "an open log answers from its tombstone, as after rm");
+    // The container stays, and runs again (and goes again).
+    assert!(t.path("containers/auto/spec").exists());
+    t.set_spec("auto", &spec(&["/bin/sh", "-c", "exit 3"]));
+    let _ = fs::File::create(t.path("tasks/auto"));
+    wait_until(TASK_DEADLINE, "the quick task to be deleted", || t.log().matches("task auto deleted on exit").count() == 2);
+    assert_task_gone(&t, "auto");
+    // Without the label (or with another value) the task stays stopped.
+    put(&t.path("containers/auto/labels"), "ctrfs.io/rm=false\n");
+    t.start("auto");
+    t.wait_status("auto", "stopped");
+    assert_eq!(t.status("auto")["exit_status"], 3);
+}
+
+#[test]
+fn a_task_labelled_rm_that_exits_while_the_daemon_is_down_is_deleted_at_the_next_start() {
+    let mut t = Tasks::new();
+    t.container("down", "exec sleep 1000");
+    put(&t.path("containers/down/labels"), "ctrfs.io/rm=true\n");
+    t.start("down");
+    let pid = t.status("down")["pid"].as_i64().unwrap() as i32;
+    t.fixture().kill9_and_remount_with(|| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        wait_until(TASK_DEADLINE, "the task's process to end", || !Path::new(&format!("/proc/{pid}")).exists());
+    });
+    wait_until(TASK_DEADLINE, "the task to be deleted", || !t.path("tasks/down").exists());
+    assert_task_gone(&t, "down");
+}
