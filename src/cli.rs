@@ -22,6 +22,14 @@ pub enum Command {
     Mount(MountArgs),
     /// Import an OCI image layout (directory, tar or tar.gz) through a mount.
     Import(crate::import::ImportArgs),
+    /// Print a shell completion script (e.g. `ctrfs completions bash >
+    /// /etc/bash_completion.d/ctrfs`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, roff (e.g. `ctrfs man | man -l -`).
+    Man,
     /// Supervise one task (run by the daemon, not by users).
     #[command(hide = true)]
     Supervise(crate::runtime::SuperviseArgs),
@@ -38,6 +46,8 @@ pub fn main() -> ExitCode {
         Command::Mount(args) => daemon::spawn_background(&args),
         Command::Supervise(args) => return crate::runtime::supervise_main(args),
         Command::Import(args) => return crate::import::run_cli(&args),
+        Command::Completions { shell } => print_completions(shell),
+        Command::Man => print_man_page(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,4 +57,32 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Completions generated from the command-line definition itself, so they never drift.
+/// The generators offer hidden subcommands too, so the daemon's own (`supervise`) is left
+/// out of the definition they are given.
+fn print_completions(shell: clap_complete::Shell) -> Result<(), daemon::DaemonError> {
+    use clap::CommandFactory;
+    let full = Cli::command();
+    let mut users = clap::Command::new("ctrfs")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    clap_complete::generate(shell, &mut users, "ctrfs", &mut std::io::stdout());
+    Ok(())
+}
+
+/// The manual page, from the same definition: `ctrfs(1)`, with each subcommand's options.
+fn print_man_page() -> Result<(), daemon::DaemonError> {
+    use clap::CommandFactory;
+    let mut out = std::io::stdout().lock();
+    let command = Cli::command();
+    clap_mangen::Man::new(command.clone()).render(&mut out)?;
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        // ctrfs-mount(1) and so on, one page after the other (man renders each).
+        let name: &'static str = Box::leak(format!("ctrfs-{}", sub.get_name()).into_boxed_str());
+        clap_mangen::Man::new(sub.clone().name(name).version(env!("CARGO_PKG_VERSION"))).render(&mut out)?;
+    }
+    Ok(())
 }
