@@ -37,7 +37,21 @@ pub enum Command {
 
 /// Parses the command line, runs it and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<String> = std::env::args().collect();
+    let invoked_as = args.first().and_then(|a| std::path::Path::new(a).file_name()).and_then(|n| n.to_str());
+    let cli = if invoked_as == Some(crate::mount_helper::HELPER_NAME) {
+        // Run by mount(8) for `mount -t fuse.ctrfs` or an fstab line.
+        match crate::mount_helper::mount_argv(&args).map(Cli::try_parse_from) {
+            Ok(Ok(cli)) => cli,
+            Ok(Err(e)) => e.exit(),
+            Err(e) => {
+                eprintln!("{}: {e}", crate::mount_helper::HELPER_NAME);
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        Cli::parse()
+    };
     let result = match cli.command {
         Command::Mount(args) if args.foreground => {
             daemon::init_logging();

@@ -28,6 +28,7 @@ pub mod fault;
 pub mod fs;
 pub mod import;
 pub mod model;
+pub mod mount_helper;
 pub mod runtime;
 pub mod service;
 pub mod snapshot;

@@ -12,6 +12,7 @@ mod errno;
 mod fuzz;
 mod fulldisk;
 mod hostile;
+mod hosts;
 mod images;
 mod labels;
 mod load;

@@ -1,0 +1,87 @@
+//! `mount -t fuse.ctrfs` and /etc/fstab: mount(8) runs `/sbin/mount.fuse.ctrfs SOURCE
+//! MOUNTPOINT [-sfnv] -o OPTIONS` (a link to the `ctrfs` binary, which knows itself by
+//! that name). This turns such a command line into the `ctrfs mount` one, so the options
+//! are checked by the same definition:
+//!
+//! ```text
+//! ctrfs  /mnt/ctrfs  fuse.ctrfs  root=/var/lib/ctrfs,allow_other,nofail  0 0
+//! ```
+//!
+//! ctrfs options: `root=`, `threads=`, `runtime=`, `snapshotter=`, `content_lease=`,
+//! `allow_other`, and `namespace=default` (the only namespace for now). The generic
+//! options mount(8) and systemd pass along (`rw`, `defaults`, `nofail`, `_netdev`,
+//! `noauto`, `x-systemd.*`...) are accepted and have no effect here; anything else is
+//! refused with its name.
+
+/// The name mount(8) runs the helper by.
+pub const HELPER_NAME: &str = "mount.fuse.ctrfs";
+
+/// Options that are mount(8)'s or systemd's business, not the filesystem's.
+const GENERIC: [&str; 16] = [
+    "defaults", "rw", "auto", "noauto", "nofail", "_netdev", "user", "nouser", "users", "owner", "group", "dev",
+    "nodev", "suid", "nosuid", "exec",
+];
+
+/// The `ctrfs mount` argument list (program name first) for a helper command line
+/// (program name first, as mount(8) gives it).
+pub fn mount_argv(args: &[String]) -> Result<Vec<String>, String> {
+    let mut positional = Vec::new();
+    let mut options = Vec::new();
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "-o" => options.extend(rest.next().ok_or("-o needs a value")?.split(',').map(str::to_owned)),
+            // Sloppy, fake, no mtab, verbose: nothing to do differently.
+            "-s" | "-f" | "-n" | "-v" => {}
+            flag if flag.starts_with('-') => return Err(format!("unknown flag {flag}")),
+            value => positional.push(value.to_owned()),
+        }
+    }
+    let [_source, mountpoint] = positional.as_slice() else {
+        return Err(format!("expected SOURCE MOUNTPOINT, got {positional:?}"));
+    };
+    let mut argv = vec!["ctrfs".to_owned(), "mount".to_owned(), mountpoint.clone()];
+    for option in options.iter().filter(|o| !o.is_empty()) {
+        let (name, value) = option.split_once('=').map_or((option.as_str(), None), |(n, v)| (n, Some(v)));
+        match (name, value) {
+            ("allow_other", None) => argv.push("--allow-other".into()),
+            ("root" | "threads" | "runtime" | "snapshotter" | "content_lease", Some(value)) => {
+                argv.push(format!("--{}", name.replace('_', "-")));
+                argv.push(value.to_owned());
+            }
+            ("namespace", Some("default")) => {}
+            ("namespace", Some(other)) => return Err(format!("namespace {other:?}: only \"default\" is served for now")),
+            (name, _) if GENERIC.contains(&name) || name.starts_with("x-") || name.starts_with("comment=") => {}
+            _ => return Err(format!("unknown option {option:?}")),
+        }
+    }
+    Ok(argv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(line: &str) -> Result<Vec<String>, String> {
+        mount_argv(&line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn options_become_the_mount_command_s_and_generic_ones_are_dropped() {
+        assert_eq!(
+            argv("mount.fuse.ctrfs ctrfs /mnt/c -o rw,root=/var/lib/x,allow_other,nofail,x-systemd.automount,content_lease=1h").unwrap(),
+            ["ctrfs", "mount", "/mnt/c", "--root", "/var/lib/x", "--allow-other", "--content-lease", "1h"]
+        );
+        assert_eq!(argv("mount.fuse.ctrfs ctrfs /m -n -o namespace=default").unwrap(), ["ctrfs", "mount", "/m"]);
+        assert_eq!(argv("mount.fuse.ctrfs ctrfs /m").unwrap(), ["ctrfs", "mount", "/m"]);
+    }
+
+    #[test]
+    fn what_cannot_be_served_is_refused_with_its_name() {
+        assert!(argv("mount.fuse.ctrfs ctrfs /m -o bogus").unwrap_err().contains("bogus"));
+        assert!(argv("mount.fuse.ctrfs ctrfs /m -o namespace=other").unwrap_err().contains("other"));
+        assert!(argv("mount.fuse.ctrfs ctrfs").is_err());
+        assert!(argv("mount.fuse.ctrfs ctrfs /m -o").is_err());
+        assert!(argv("mount.fuse.ctrfs ctrfs /m -x").is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! Mounting the way hosts do: `mount -t fuse.ctrfs` and an fstab line, through mount(8)
+//! and the `mount.fuse.ctrfs` helper (a link to the ctrfs binary).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+
+const HELPER: &str = "/usr/sbin/mount.fuse.ctrfs";
+
+/// The helper link for the test's life: made if absent, and then removed by its own path;
+/// one already there must be this build's, or the test would run another binary.
+struct Helper {
+    made: bool,
+}
+
+impl Helper {
+    fn install() -> Helper {
+        let binary = Path::new(env!("CARGO_BIN_EXE_ctrfs"));
+        match fs::read_link(HELPER) {
+            Ok(target) => {
+                assert_eq!(target, binary, "{HELPER} exists and is not this build's binary: remove it to run this test");
+                Helper { made: false }
+            }
+            Err(_) => {
+                std::os::unix::fs::symlink(binary, HELPER).unwrap_or_else(|e| panic!("cannot make {HELPER}: {e}"));
+                Helper { made: true }
+            }
+        }
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if self.made {
+            let _ = fs::remove_file(HELPER);
+        }
+    }
+}
+
+/// A state directory and mount point; unmounts on drop (by path) if a test left it
+/// mounted, and stops the daemons it saw by their pids.
+struct HostMount {
+    dir: tempfile::TempDir,
+    daemons: Vec<i32>,
+}
+
+impl HostMount {
+    fn new() -> HostMount {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("mnt")).unwrap();
+        HostMount { dir, daemons: Vec::new() }
+    }
+    fn mnt(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+    /// Runs mount(8) with `args`; returns its exit code, stdout and stderr, and notes the
+    /// daemon's pid from what `ctrfs mount` prints.
+    fn mount(&mut self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new("mount").args(args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(pid) = stdout.split("daemon pid ").nth(1).and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next()) {
+            self.daemons.push(pid.parse().unwrap());
+        }
+        (out.status.code().unwrap_or(-1), stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+    fn unmount_and_wait(&mut self) {
+        let out = Command::new("umount").arg(self.mnt()).output().unwrap();
+        assert!(out.status.success(), "umount: {}", String::from_utf8_lossy(&out.stderr));
+        for pid in self.daemons.drain(..) {
+            wait_until(DAEMON_DEADLINE, "the daemon to end after umount", || !Path::new(&format!("/proc/{pid}")).exists());
+        }
+    }
+}
+
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        if is_mounted(&self.mnt()) {
+            let _ = Command::new("umount").arg("-l").arg(self.mnt()).status();
+        }
+        for pid in &self.daemons {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn mount_t_fuse_ctrfs_and_an_fstab_line_mount_the_tree_and_umount_ends_the_daemon() {
+    require_root();
+    let _helper = Helper::install();
+    let mut host = HostMount::new();
+    let (mnt, state) = (host.mnt(), host.state());
+    let options = format!("root={},nofail,namespace=default", state.display());
+
+    let (code, out, err) = host.mount(&["-t", "fuse.ctrfs", "ctrfs", mnt.to_str().unwrap(), "-o", &options]);
+    assert_eq!(code, 0, "mount -t fuse.ctrfs: {out} {err}");
+    assert!(is_mounted(&mnt));
+    assert!(ls(&mnt).contains(&"containers".to_owned()), "{:?}", ls(&mnt));
+    fs::create_dir(mnt.join("containers/web")).unwrap();
+    put(&mnt.join("containers/web/labels"), "from=mount-t\n");
+    host.unmount_and_wait();
+
+    // The same state through an fstab line (a file of the test's, not /etc/fstab).
+    let fstab = host.dir.path().join("fstab");
+    fs::write(&fstab, format!("# a host's line\nctrfs {} fuse.ctrfs {options},x-systemd.automount 0 0\n", mnt.display())).unwrap();
+    let (code, out, err) = host.mount(&["--fstab", fstab.to_str().unwrap(), mnt.to_str().unwrap()]);
+    assert_eq!(code, 0, "mount --fstab: {out} {err}");
+    assert_eq!(read(&mnt.join("containers/web/labels")), "from=mount-t\n", "the same state directory");
+    host.unmount_and_wait();
+
+    // What the helper cannot serve is refused, naming it, and nothing is mounted.
+    let (code, _, err) = host.mount(&["-t", "fuse.ctrfs", "ctrfs", mnt.to_str().unwrap(), "-o", "root=/tmp/x,bogus"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown option \"bogus\""), "{err}");
+    let (code, _, err) = host.mount(&["-t", "fuse.ctrfs", "ctrfs", mnt.to_str().unwrap(), "-o", "namespace=other"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("namespace \"other\""), "{err}");
+    assert!(!is_mounted(&mnt));
+}
