@@ -12,10 +12,11 @@ die() { printf 'deps.sh: error: %s\n' "$*" >&2; exit 1; }
 # runtime and its test root filesystems; attr: getfattr/setfattr; jq: the demo and shell
 # tests; util-linux: mount, umount, findmnt, mountpoint; procps: ps and friends for process
 # checks; ca-certificates, pkg-config: crates that build C code; rsync, tar, ed, vim-tiny,
-# moreutils (sponge), ansible-core, inotify-tools: the tools the tests run against the mount.
+# moreutils (sponge), ansible-core, inotify-tools: the tools the tests run against the mount;
+# systemd: systemd-analyze, which checks the unit in packaging/systemd (nothing is started).
 packages=(
     fuse3 runc busybox-static attr jq umoci util-linux procps findutils coreutils bc
-    ca-certificates pkg-config rsync tar ed vim-tiny moreutils ansible-core inotify-tools
+    ca-certificates pkg-config rsync tar ed vim-tiny moreutils ansible-core inotify-tools systemd
 )
 
 installed() {

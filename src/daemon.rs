@@ -123,12 +123,14 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
         .map_err(|e| format!("cannot mount {}: {e}", args.mountpoint.display()))?;
     log::info!("mounted {} (state {}, {} threads)", args.mountpoint.display(), args.root.display(), args.threads);
     announce_ready();
+    notify_systemd(&format!("READY=1\nSTATUS=serving {}\nMAINPID={}", args.mountpoint.display(), std::process::id()));
 
     spawn_notifier(session.notifier(), Arc::clone(&core), notices)?;
     spawn_exit_recorder(services, exits)?;
     let mountpoint = absolute(&args.mountpoint);
     std::thread::Builder::new().name("signals".into()).spawn(move || unmount_on_signals(&stop_signals, &mountpoint))?;
     session.run()?;
+    notify_systemd("STOPPING=1");
     log::info!("unmounted {} (tasks keep running)", args.mountpoint.display());
     Ok(())
 }
@@ -361,6 +363,24 @@ fn unescape_mountinfo(field: &str) -> PathBuf {
         }
     }
     PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
+}
+
+/// Tells systemd (a `Type=notify` unit: `NOTIFY_SOCKET` is set) how the daemon is doing,
+/// so `After=` orders other units after the mount is live. A path or, with a leading
+/// `@`, an abstract socket name; anything else, or no systemd, is no notice.
+fn notify_systemd(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(socket.as_os_str());
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(std::path::Path::new(&socket)),
+    };
+    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
+    if let Err(e) = sent {
+        log::warn!("cannot notify systemd through {}: {e}", socket.to_string_lossy());
+    }
 }
 
 /// Tells the waiting parent (if any) that the mount is live, then lets go of stdout.

@@ -121,3 +121,44 @@ fn mount_t_fuse_ctrfs_and_an_fstab_line_mount_the_tree_and_umount_ends_the_daemo
     assert!(err.contains("namespace \"other\""), "{err}");
     assert!(!is_mounted(&mnt));
 }
+
+#[test]
+fn the_daemon_tells_systemd_it_is_ready_once_the_mount_is_live() {
+    require_root();
+    let host = HostMount::new();
+    let socket_path = host.dir.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(DAEMON_DEADLINE)).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_ctrfs"))
+        .args(["mount", host.mnt().to_str().unwrap(), "--root", host.state().to_str().unwrap(), "--foreground"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let received = socket.recv(&mut buf);
+    let mounted = is_mounted(&host.mnt());
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let status = daemon.wait().unwrap();
+    let message = String::from_utf8_lossy(&buf[..received.expect("a notice within the deadline")]).into_owned();
+    assert!(message.lines().any(|l| l == "READY=1"), "{message:?}");
+    assert!(message.contains(&format!("MAINPID={}", daemon.id())), "{message:?}");
+    assert!(mounted, "ready means mounted");
+    assert!(status.success(), "SIGTERM ends it cleanly: {status}");
+}
+
+#[test]
+fn the_systemd_unit_in_the_repository_is_valid_for_systemd() {
+    let analyze = Path::new("/usr/bin/systemd-analyze");
+    assert!(analyze.exists(), "systemd-analyze is installed by scripts/deps.sh (package systemd)");
+    let unit = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/systemd/ctrfs.service")).unwrap();
+    for line in ["Type=notify", "KillMode=process", "Restart=on-failure", "--foreground"] {
+        assert!(unit.contains(line), "the unit has {line}");
+    }
+    // Checked with this build as the binary (the installed path need not exist here).
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("ctrfs.service");
+    fs::write(&copy, unit.replace("/usr/local/bin/ctrfs", env!("CARGO_BIN_EXE_ctrfs"))).unwrap();
+    let out = Command::new(analyze).args(["verify", "--man=no"]).arg(&copy).output().unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "systemd-analyze verify: {}", String::from_utf8_lossy(&out.stderr));
+}
