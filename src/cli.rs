@@ -37,10 +37,11 @@ pub enum Command {
 
 /// Parses the command line, runs it and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let invoked_as = args.first().and_then(|a| std::path::Path::new(a).file_name()).and_then(|n| n.to_str());
-    let cli = if invoked_as == Some(crate::mount_helper::HELPER_NAME) {
+    let program = std::env::args_os().next();
+    let invoked_as = program.as_deref().and_then(|a| std::path::Path::new(a).file_name());
+    let cli = if invoked_as == Some(std::ffi::OsStr::new(crate::mount_helper::HELPER_NAME)) {
         // Run by mount(8) for `mount -t fuse.ctrfs` or an fstab line.
+        let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
         match crate::mount_helper::mount_argv(&args).map(Cli::try_parse_from) {
             Ok(Ok(cli)) => cli,
             Ok(Err(e)) => e.exit(),

@@ -130,7 +130,6 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     let mountpoint = absolute(&args.mountpoint);
     std::thread::Builder::new().name("signals".into()).spawn(move || unmount_on_signals(&stop_signals, &mountpoint))?;
     session.run()?;
-    notify_systemd("STOPPING=1");
     log::info!("unmounted {} (tasks keep running)", args.mountpoint.display());
     Ok(())
 }
@@ -142,6 +141,7 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
 fn unmount_on_signals(signals: &SigSet, mountpoint: &Path) {
     while let Ok(signal) = signals.wait() {
         log::info!("{signal}: unmounting {}", mountpoint.display());
+        notify_systemd(&format!("STOPPING=1\nSTATUS={signal}: unmounting"));
         match nix::mount::umount(mountpoint) {
             Ok(()) => return,
             Err(nix::errno::Errno::EBUSY) => log::warn!(

@@ -87,16 +87,21 @@ impl FsCore {
         let graves = Arc::clone(&inodes);
         // Weak: the services keep this listener, which must not keep them.
         let store_of = Arc::downgrade(&services);
+        let removing: std::sync::Mutex<std::collections::HashMap<NodeId, Loaded>> = Default::default();
         services.on_event(move |event| match event {
             // A task deleted on exit: what the kernel still holds of it (a `tail -f` of its
-            // log) answers from its tombstones, as after `rm tasks/<id>`.
+            // log) answers from its tombstones, as after `rm tasks/<id>`. Read while the
+            // record is there, buried once it is gone (a lookup in between would clear it).
             Event::TaskRemoving { node } => {
                 let Some(services) = store_of.upgrade() else { return };
                 if let Ok(last) = services.store().read().map_err(FsError::from).and_then(|r| load_node(&r, *node)) {
-                    bury(&graves, &last);
+                    removing.lock().unwrap_or_else(|p| p.into_inner()).insert(*node, last);
                 }
             }
             Event::TaskRemoved { node, id } => {
+                if let Some(last) = removing.lock().unwrap_or_else(|p| p.into_inner()).remove(node) {
+                    bury(&graves, &last);
+                }
                 sink.send(notify::Notice::removed(schema::TASKS, Ino::Node(*node), id));
                 sink.send(notify::Notice::removed(schema::LOGS, Ino::LogDir(*node), id));
                 sink.send(notify::Notice::removed(schema::WAIT, Ino::Wait(*node), id));

@@ -118,6 +118,9 @@ enum Report {
 fn run_supervisor(rt: &Runtime, id: &str, files: &TaskFiles, generation: u64) -> Result<Started, RuntimeError> {
     let supervisor_log = OpenOptions::new().create(true).append(true).open(files.supervisor_log())?;
     let mut command = Command::new(&rt.config.exe);
+    // systemd's socket is the daemon's: runc, seeing it, would make the container's start
+    // wait for the container to report READY=1 itself.
+    command.env_remove("NOTIFY_SOCKET");
     command
         .arg("supervise")
         .arg("--id")

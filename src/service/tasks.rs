@@ -505,7 +505,10 @@ impl Services {
         // Stopped while no daemon could delete them (it died in between).
         for (_, task) in tasks.iter().filter(|(_, t)| t.status == TaskStatus::Stopped) {
             let _gate = self.gate.enter_waiting(&task.id);
-            self.remove_if_asked(&*runtime, &task.id)?;
+            if let Err(e) = self.remove_if_asked(&*runtime, &task.id) {
+                // One task's trouble must not keep the others from being reconciled.
+                log::error!("task {}: not deleted on exit ({e}); tried again at the next start", task.id);
+            }
         }
         for (node, task) in tasks.into_iter().filter(|(_, t)| t.status != TaskStatus::Stopped) {
             let _gate = self.gate.enter_waiting(&task.id);
@@ -513,7 +516,9 @@ impl Services {
             let status = match observed {
                 Observed::Stopped(exit) => {
                     self.apply_exit(node, task.generation, exit)?;
-                    self.remove_if_asked(&*runtime, &task.id)?;
+                    if let Err(e) = self.remove_if_asked(&*runtime, &task.id) {
+                        log::error!("task {}: not deleted on exit ({e}); tried again at the next start", task.id);
+                    }
                     changed += 1;
                     continue;
                 }

@@ -414,7 +414,7 @@ fn a_container_labelled_rm_has_its_task_deleted_when_it_exits_and_waiters_get_th
     // The container stays, and runs again (and goes again).
     assert!(t.path("containers/auto/spec").exists());
     t.set_spec("auto", &spec(&["/bin/sh", "-c", "exit 3"]));
-    let _ = fs::File::create(t.path("tasks/auto"));
+    fs::File::create(t.path("tasks/auto")).expect("the quick task starts");
     wait_until(TASK_DEADLINE, "the quick task to be deleted", || t.log().matches("task auto deleted on exit").count() == 2);
     assert_task_gone(&t, "auto");
     // Without the label (or with another value) the task stays stopped.
@@ -437,4 +437,26 @@ fn a_task_labelled_rm_that_exits_while_the_daemon_is_down_is_deleted_at_the_next
     });
     wait_until(TASK_DEADLINE, "the task to be deleted", || !t.path("tasks/down").exists());
     assert_task_gone(&t, "down");
+}
+
+/// Under systemd the daemon has `NOTIFY_SOCKET`; a task must neither see it nor wait for
+/// it (runc, given it, makes a start wait for the container's own READY=1; found by review).
+#[test]
+fn systemd_s_notify_socket_never_reaches_a_task() {
+    let mut t = Tasks::new();
+    let socket_path = t.root().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    t.fixture().set_daemon_env("NOTIFY_SOCKET", Some(socket_path.to_str().unwrap()));
+    t.fixture().remount();
+    let mut buf = [0u8; 256];
+    socket.set_read_timeout(Some(DAEMON_DEADLINE)).unwrap();
+    let len = socket.recv(&mut buf).unwrap();
+    let ready = String::from_utf8_lossy(&buf[..len]).into_owned();
+    assert!(ready.contains("READY=1"), "{ready:?}");
+    t.container("env", "env");
+    t.start("env");
+    assert_eq!(t.wait("env"), "0\n", "the task ran to its end without waiting");
+    let env = fs::read_to_string(t.path("logs/env/stdout")).unwrap();
+    assert!(env.contains("PATH="), "the task printed its environment: {env:?}");
+    assert!(!env.contains("NOTIFY_SOCKET"), "{env:?}");
 }
