@@ -22,6 +22,9 @@ pub enum Command {
     Mount(MountArgs),
     /// Import an OCI image layout (directory, tar or tar.gz) through a mount.
     Import(crate::import::ImportArgs),
+    /// Print what a mount holds (counts per kind) and what serves it (state directory,
+    /// store size, runtime and its version).
+    Status(crate::status::StatusArgs),
     /// Print a shell completion script (e.g. `ctrfs completions bash >
     /// /etc/bash_completion.d/ctrfs`).
     Completions {
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Mount(args) => daemon::spawn_background(&args),
         Command::Supervise(args) => return crate::runtime::supervise_main(args),
         Command::Import(args) => return crate::import::run_cli(&args),
+        Command::Status(args) => crate::status::run(&args),
         Command::Completions { shell } => print_completions(shell),
         Command::Man => print_man_page(),
     };

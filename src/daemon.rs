@@ -348,7 +348,7 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape_mountinfo(field: &str) -> PathBuf {
+pub(crate) fn unescape_mountinfo(field: &str) -> PathBuf {
     let mut out = Vec::new();
     let bytes = field.as_bytes();
     let mut i = 0;

@@ -33,4 +33,5 @@ pub mod runtime;
 pub mod service;
 pub mod snapshot;
 pub mod state_dir;
+pub mod status;
 pub mod store;

@@ -162,3 +162,31 @@ fn the_systemd_unit_in_the_repository_is_valid_for_systemd() {
     let out = Command::new(analyze).args(["verify", "--man=no"]).arg(&copy).output().unwrap();
     assert!(out.status.success() && out.stderr.is_empty(), "systemd-analyze verify: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn ctrfs_status_counts_what_the_mount_holds_and_names_what_serves_it() {
+    let t = crate::tasks::Tasks::new();
+    t.container("up", "exec sleep 1000");
+    t.container("done", "true");
+    t.start("up");
+    t.start("done");
+    t.wait_status("done", "stopped");
+    fs::create_dir_all(t.path("images/a/b")).unwrap();
+    put(&t.path("images/a/b/target"), descriptor(7).to_string());
+    put(&t.path("content/sha256/2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"), "hello");
+    let out = Command::new(env!("CARGO_BIN_EXE_ctrfs")).arg("status").arg(t.mnt()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or_else(|| panic!("no {name} in {text}")).to_owned();
+    assert_eq!(field("images"), "1", "a name prefix is no image");
+    assert_eq!(field("containers"), "2");
+    assert_eq!(field("tasks"), "2 (1 running)");
+    assert_eq!(field("content"), "1 blobs");
+    assert_eq!(field("namespace"), "default");
+    let state = fs::canonicalize(t.state()).unwrap();
+    assert!(field("state").starts_with(&format!("{} (store ", state.display())), "{text}");
+    assert!(field("runtime").starts_with("runc (runc version"), "{text}");
+    let not_ctrfs = Command::new(env!("CARGO_BIN_EXE_ctrfs")).args(["status", "/"]).output().unwrap();
+    assert!(!not_ctrfs.status.success());
+    assert!(String::from_utf8_lossy(&not_ctrfs.stderr).contains("/ is not a ctrfs mount"));
+}
