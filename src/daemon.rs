@@ -329,13 +329,18 @@ fn detach_stale_mount(mountpoint: &Path) {
     }
 }
 
-fn is_ctrfs_mount(mountpoint: &Path) -> bool {
+/// Whether a ctrfs mount is at `mountpoint` (live or dead). The daemon mounts without
+/// fusermount, so the kernel shows the type as plain `fuse` with the source `ctrfs`; a
+/// mount through mount(8)'s helper shows `fuse.ctrfs`.
+pub fn is_ctrfs_mount(mountpoint: &Path) -> bool {
     let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
     let wanted = absolute(mountpoint);
     table.lines().any(|line| {
         let fields: Vec<&str> = line.split(' ').collect();
-        let fstype = fields.iter().skip_while(|f| **f != "-").nth(1);
-        fields.get(4).map(|p| unescape_mountinfo(p)) == Some(wanted.clone()) && fstype == Some(&"fuse.ctrfs")
+        let mut after_separator = fields.iter().skip_while(|f| **f != "-").skip(1);
+        let (fstype, source) = (after_separator.next(), after_separator.next());
+        fields.get(4).map(|p| unescape_mountinfo(p)) == Some(wanted.clone())
+            && (fstype == Some(&"fuse.ctrfs") || (fstype == Some(&"fuse") && source == Some(&"ctrfs")))
     })
 }
 
@@ -348,7 +353,7 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
-pub(crate) fn unescape_mountinfo(field: &str) -> PathBuf {
+fn unescape_mountinfo(field: &str) -> PathBuf {
     let mut out = Vec::new();
     let bytes = field.as_bytes();
     let mut i = 0;

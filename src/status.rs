@@ -3,6 +3,7 @@
 //! and the runtime from the serving daemon's own command line, found in `/proc` and read
 //! with the `ctrfs mount` definition, so the defaults are the daemon's.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -37,40 +38,29 @@ pub struct Counts {
 /// Prints the status of the mount at `args.mountpoint`.
 pub fn run(args: &StatusArgs) -> Result<(), DaemonError> {
     let mnt = std::fs::canonicalize(&args.mountpoint).map_err(|e| format!("{}: {e}", args.mountpoint.display()))?;
-    if !is_ctrfs_mount(&mnt)? {
+    if !crate::daemon::is_ctrfs_mount(&mnt) {
         return Err(format!("{} is not a ctrfs mount", mnt.display()).into());
     }
     let counts = count(&mnt)?;
-    println!("mount       {}", mnt.display());
-    println!("namespace   default");
+    // A closed pipe (`| head`) ends the command with its error, not a panic.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "mount       {}", mnt.display())?;
+    writeln!(out, "namespace   default")?;
     match serving_daemon(&mnt) {
         Some((pid, daemon)) => {
             let store = std::fs::metadata(daemon.root.join("db").join("data.mdb")).map_or(0, |m| m.len());
-            println!("daemon      pid {pid}");
-            println!("state       {} (store {})", daemon.root.display(), human_bytes(store));
-            println!("runtime     {} ({})", daemon.runtime.display(), runtime_version(&daemon.runtime));
+            writeln!(out, "daemon      pid {pid}")?;
+            writeln!(out, "state       {} (store {})", daemon.root.display(), human_bytes(store))?;
+            writeln!(out, "runtime     {} ({})", daemon.runtime.display(), runtime_version(&daemon.runtime))?;
         }
-        None => println!("daemon      not found in /proc (another pid namespace?)"),
+        None => writeln!(out, "daemon      not found in /proc (another pid namespace?)")?,
     }
-    println!("images      {}", counts.images);
-    println!("containers  {}", counts.containers);
-    println!("tasks       {} ({} running)", counts.tasks, counts.running);
-    println!("content     {} blobs", counts.blobs);
-    println!("snapshots   {}", counts.snapshots);
+    writeln!(out, "images      {}", counts.images)?;
+    writeln!(out, "containers  {}", counts.containers)?;
+    writeln!(out, "tasks       {} ({} running)", counts.tasks, counts.running)?;
+    writeln!(out, "content     {} blobs", counts.blobs)?;
+    writeln!(out, "snapshots   {}", counts.snapshots)?;
     Ok(())
-}
-
-fn is_ctrfs_mount(mnt: &Path) -> Result<bool, DaemonError> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
-    Ok(mounts.lines().any(|l| {
-        let mut fields = l.split(' ');
-        let (source, point, kind) = (fields.next(), fields.next(), fields.next());
-        // The daemon mounts without fusermount, so the kernel shows the type as plain
-        // `fuse` (a mount through the helper shows `fuse.ctrfs`); the source is ctrfs's.
-        source == Some("ctrfs")
-            && point.map(crate::daemon::unescape_mountinfo).as_deref() == Some(mnt)
-            && matches!(kind, Some("fuse" | "fuse.ctrfs"))
-    }))
 }
 
 /// The objects under `mnt`, counted from its listings: an image is a directory under

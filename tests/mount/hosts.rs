@@ -190,3 +190,30 @@ fn ctrfs_status_counts_what_the_mount_holds_and_names_what_serves_it() {
     assert!(!not_ctrfs.status.success());
     assert!(String::from_utf8_lossy(&not_ctrfs.stderr).contains("/ is not a ctrfs mount"));
 }
+
+/// After `kill -9` of the daemon its mount is left dead (ENOTCONN); `ctrfs mount` on the
+/// same point detaches it and mounts (the check that it was ctrfs's expected the type
+/// `fuse.ctrfs`, which a daemon's own mount never has: found by reviewing `ctrfs status`).
+#[test]
+fn a_mount_left_dead_by_kill_9_is_detached_and_mounted_over() {
+    require_root();
+    let mut host = HostMount::new();
+    let (mnt, state) = (host.mnt(), host.state());
+    let start = |host: &mut HostMount| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ctrfs")).arg("mount").arg(&mnt).arg("--root").arg(&state).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "ctrfs mount: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let pid: i32 = stdout.split("daemon pid ").nth(1).and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next()).unwrap().parse().unwrap();
+        host.daemons.push(pid);
+        pid
+    };
+    let first = start(&mut host);
+    fs::create_dir(mnt.join("containers/kept")).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_until(DAEMON_DEADLINE, "the mount to be dead", || fs::metadata(&mnt).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOTCONN));
+    host.daemons.retain(|p| *p != first);
+    start(&mut host);
+    assert_eq!(ls(&mnt.join("containers")), ["kept"], "the new daemon serves the same state");
+    host.unmount_and_wait();
+    assert!(!is_mounted(&mnt), "nothing of the dead mount is left under the new one");
+}
