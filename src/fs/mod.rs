@@ -593,11 +593,17 @@ impl FsCore {
     /// finds nothing. (Until it has, an open that creates the file again through the
     /// cached name works: `getattr` answers such a file as empty.)
     pub(super) fn forget_vanished(&self, node: NodeId) {
+        self.forget_vanished_also(node, None);
+    }
+
+    /// `forget_vanished`, where the kernel may also know field `renamed` under another
+    /// inode: a temporary file renamed onto it.
+    pub(super) fn forget_vanished_also(&self, node: NodeId, renamed: Option<AttrFile>) {
         let Ok(reader) = self.store().read() else { return };
         let Ok(loaded) = load_node(&reader, node) else { return };
         let parent = Ino::Node(node).number();
         for file in loaded.files() {
-            let known = self.inodes.is_known(Ino::File(node, *file).number());
+            let known = self.inodes.is_known(Ino::File(node, *file).number()) || renamed == Some(*file);
             if known && !self.handles.is_writing(node, *file) && matches!(self.present(&reader, &loaded, *file), Ok(false)) {
                 self.notices.send(notify::Notice::Forget { parent, name: file.name().to_owned() });
             }

@@ -84,15 +84,9 @@ impl FsCore {
             self.services.set_times(dir.node.id, file.name(), at, at)?;
         }
         self.temps.renamed_onto(ino, Alias::File(file));
-        // Renaming an empty file onto a field clears it. The kernel holds the name under
-        // the temporary file's inode now, so it is told by name to drop it.
-        let reader = self.store().read()?;
-        if !self.present(&reader, &load_node(&reader, dir.node.id)?, file)? && !self.handles.is_writing(dir.node.id, file) {
-            let parent = Ino::Node(dir.node.id).number();
-            self.notices.send(super::notify::Notice::Forget { parent, name: new_name.to_owned() });
-        }
-        drop(reader);
-        self.forget_vanished(dir.node.id);
+        // Renaming an empty file onto a field clears it; the kernel holds the name under
+        // the temporary file's inode now.
+        self.forget_vanished_also(dir.node.id, Some(file));
         // The replaced file's inode is not the name's any more: its cached attributes go.
         self.notices.send(super::notify::Notice::Attributes(Ino::File(dir.node.id, file).number()));
         log::debug!("{}: replaced by rename of {name}", file.name());
