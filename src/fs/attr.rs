@@ -26,15 +26,23 @@ pub const FILE_MODE: u16 = 0o644;
 pub const READ_ONLY_FILE_MODE: u16 = 0o444;
 /// Permission bits of a directory.
 pub const DIR_MODE: u16 = 0o755;
+/// Permission bits of a symbolic link (never checked; what `ls -l` shows).
+pub const LINK_MODE: u16 = 0o777;
 
-/// Directory or regular file.
+/// Directory, regular file or symbolic link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// A directory.
     Dir,
     /// A regular file.
     File,
+    /// A symbolic link (only in query directories, to the object that matched).
+    Symlink,
 }
+
+/// Query results change with every commit to any object, which this mount does not
+/// announce per query: names in and below query directories are never cached.
+pub const QUERY_ENTRY_TTL: Duration = Duration::ZERO;
 
 /// The attributes of one inode, in this layer's own terms (the adapter converts them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,19 +67,34 @@ pub struct Attr {
     pub ctime: SystemTime,
     /// How long the kernel may cache these attributes.
     pub ttl: Duration,
+    /// How long the kernel may trust the name that led to this inode.
+    pub entry_ttl: Duration,
 }
 
 impl Attr {
     /// A directory's attributes; `fixed` for the directories that are not objects.
     pub fn dir(ino: Ino, crtime: SystemTime, mtime: SystemTime, fixed: bool) -> Self {
         let ttl = if fixed { FIXED_DIR_ATTR_TTL } else { OBJECT_ATTR_TTL };
-        Attr { ino: ino.number(), kind: Kind::Dir, size: 0, perm: DIR_MODE, nlink: 2, crtime, mtime, atime: mtime, ctime: mtime, ttl }
+        Attr { ino: ino.number(), kind: Kind::Dir, size: 0, perm: DIR_MODE, nlink: 2, crtime, mtime, atime: mtime, ctime: mtime, ttl, entry_ttl: ENTRY_TTL }
     }
 
     /// A file's attributes.
     pub fn file(ino: Ino, size: usize, perm: u16, crtime: SystemTime, mtime: SystemTime) -> Self {
         let (atime, ctime) = (mtime, mtime);
-        Attr { ino: ino.number(), kind: Kind::File, size: size as u64, perm, nlink: 1, crtime, mtime, atime, ctime, ttl: OBJECT_ATTR_TTL }
+        Attr { ino: ino.number(), kind: Kind::File, size: size as u64, perm, nlink: 1, crtime, mtime, atime, ctime, ttl: OBJECT_ATTR_TTL, entry_ttl: ENTRY_TTL }
+    }
+
+    /// A query directory's attributes (never cached, nor the name that led to it).
+    pub fn query_dir(ino: u64, crtime: SystemTime, mtime: SystemTime) -> Self {
+        let entry_ttl = QUERY_ENTRY_TTL;
+        Attr { ino, kind: Kind::Dir, size: 0, perm: DIR_MODE, nlink: 2, crtime, mtime, atime: mtime, ctime: mtime, ttl: OBJECT_ATTR_TTL, entry_ttl }
+    }
+
+    /// A symbolic link's attributes: its size is the length of the path it holds.
+    pub fn symlink(ino: u64, target_len: usize, crtime: SystemTime, mtime: SystemTime) -> Self {
+        let (atime, ctime, size) = (mtime, mtime, target_len as u64);
+        let (ttl, entry_ttl) = (OBJECT_ATTR_TTL, QUERY_ENTRY_TTL);
+        Attr { ino, kind: Kind::Symlink, size, perm: LINK_MODE, nlink: 1, crtime, mtime, atime, ctime, ttl, entry_ttl }
     }
 
     /// These attributes with the times set on the file with `utimensat`, if any: they

@@ -125,6 +125,21 @@ impl FsError {
         }
     }
 
+    /// Where in the text written (or the path looked up) a syntax error sits, when the
+    /// refusal is one.
+    pub fn syntax_spot(&self) -> Option<&crate::model::SyntaxSpot> {
+        let invalid = match self {
+            FsError::Invalid(e) | FsError::Service(ServiceError::Invalid(e)) | FsError::Store(StoreError::Invalid(e)) => e,
+            FsError::Service(ServiceError::Store(StoreError::Invalid(e))) => e,
+            FsError::Unsettled(inner) => return inner.syntax_spot(),
+            _ => return None,
+        };
+        match invalid {
+            ValidationError::NotJson { spot, .. } => Some(spot),
+            _ => None,
+        }
+    }
+
     /// Whether the refusal may not be final (logged quietly; judged again at release).
     pub fn is_unsettled(&self) -> bool {
         matches!(self, FsError::Unsettled(_) | FsError::Service(ServiceError::Unsettled(_)))
@@ -241,8 +256,9 @@ fn validation_errno(e: &ValidationError) -> i32 {
         | ValidationError::InvalidDescriptor { .. }
         | ValidationError::InvalidSpec { .. }
         | ValidationError::InvalidField { .. }
-            | ValidationError::InvalidDigest { .. }
-            | ValidationError::InvalidImage { .. } => libc::EINVAL,
+        | ValidationError::InvalidDigest { .. }
+        | ValidationError::NotJson { .. }
+        | ValidationError::InvalidImage { .. } => libc::EINVAL,
     }
 }
 

@@ -20,10 +20,11 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::attr::{Attr, Kind, ENTRY_TTL};
+use super::attr::{Attr, Kind};
 use super::errno::{errno_name, FsError};
 use super::wait::WaitRegistry;
 use super::workers::Workers;
+use super::error_log::Refusal;
 use super::{FsCore, Ownership, ReadOutcome, Times};
 use crate::service::TimeSet;
 use crate::service::Event;
@@ -63,8 +64,8 @@ impl FuseAdapter {
     }
 
     /// Logs a refusal or failure once and turns it into the reply's errno.
-    fn refuse(&self, op: &str, path: impl FnOnce() -> String, err: &FsError) -> Errno {
-        refuse(op, path, err)
+    fn refuse(&self, req: &Request, op: &str, path: impl FnOnce() -> String, err: &FsError) -> Errno {
+        refuse(&self.core, Caller::of(req), op, path, err)
     }
 
     /// Serves a request that may take long on a worker, with its own panic guard.
@@ -74,16 +75,39 @@ impl FuseAdapter {
     }
 }
 
-/// Logs a refusal or failure once and turns it into the reply's errno.
-fn refuse(op: &str, path: impl FnOnce() -> String, err: &FsError) -> Errno {
-    let errno = err.errno();
-    if err.is_internal() {
-        log::error!("{op} {}: {} ({err})", path(), errno_name(errno));
-    } else if is_routine(op, errno) || err.is_unsettled() || err.is_repeated() || err.is_foreign_xattr() {
-        log::debug!("{op} {}: {} ({err})", path(), errno_name(errno));
-    } else {
-        log::info!("{op} {}: {} ({err})", path(), errno_name(errno));
+/// Who made a request, for `error_log`.
+#[derive(Debug, Clone, Copy)]
+struct Caller {
+    uid: u32,
+    pid: u32,
+}
+
+impl Caller {
+    fn of(req: &Request) -> Self {
+        Caller { uid: req.uid(), pid: req.pid() }
     }
+}
+
+/// Logs a refusal or failure once, keeps it in `error_log` (unless it is routine or
+/// repeats one already told), and turns it into the reply's errno.
+fn refuse(core: &FsCore, caller: Caller, op: &str, path: impl FnOnce() -> String, err: &FsError) -> Errno {
+    let errno = err.errno();
+    let quiet = !err.is_internal()
+        && (is_routine(op, errno) || err.is_unsettled() || err.is_repeated() || err.is_foreign_xattr());
+    if quiet {
+        // A shell probing for names refuses itself all the time: no path walk for that.
+        if log::log_enabled!(log::Level::Debug) {
+            log::debug!("{op} {}: {} ({err})", path(), errno_name(errno));
+        }
+        return Errno::from_i32(errno);
+    }
+    let path = path();
+    if err.is_internal() {
+        log::error!("{op} {path}: {} ({err})", errno_name(errno));
+    } else {
+        log::info!("{op} {path}: {} ({err})", errno_name(errno));
+    }
+    core.error_log().record(Refusal { uid: caller.uid, pid: caller.pid, op, path: &path, errno, err });
     Errno::from_i32(errno)
 }
 
@@ -130,11 +154,12 @@ fn file_type(kind: Kind) -> FileType {
     match kind {
         Kind::Dir => FileType::Directory,
         Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
     }
 }
 
 fn reply_entry(reply: ReplyEntry, attr: &Attr) {
-    reply.entry_with_ttls(&attr.ttl, &ENTRY_TTL, &file_attr(attr), Generation(0));
+    reply.entry_with_ttls(&attr.ttl, &attr.entry_ttl, &file_attr(attr), Generation(0));
 }
 
 /// Every file is opened for direct I/O: content is generated, so the kernel must neither
@@ -151,10 +176,10 @@ impl Filesystem for FuseAdapter {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         guarded("lookup", || match self.core.lookup(parent.0, name) {
             Ok(attr) => reply_entry(reply, &attr),
-            Err(e) => reply.error(self.refuse("lookup", || self.core.child_path(parent.0, name), &e)),
+            Err(e) => reply.error(self.refuse(req, "lookup", || self.core.child_path(parent.0, name), &e)),
         });
     }
 
@@ -162,16 +187,16 @@ impl Filesystem for FuseAdapter {
         guarded("forget", || self.core.forget(ino.0, nlookup));
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         guarded("getattr", || match self.core.getattr(ino.0) {
             Ok(attr) => reply.attr(&attr.ttl, &file_attr(&attr)),
-            Err(e) => reply.error(self.refuse("getattr", || self.core.path_of(ino.0), &e)),
+            Err(e) => reply.error(self.refuse(req, "getattr", || self.core.path_of(ino.0), &e)),
         });
     }
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -187,12 +212,13 @@ impl Filesystem for FuseAdapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let caller = Caller::of(req);
         let ownership = Ownership { mode, uid, gid };
         let fh = fh.map(|f| f.0);
         let times = Times { atime: atime.map(time_set), mtime: mtime.map(time_set) };
         let job = move |core: &FsCore| match core.setattr(ino.0, size, fh, ownership, times) {
             Ok(attr) => reply.attr(&attr.ttl, &file_attr(&attr)),
-            Err(e) => reply.error(refuse("setattr", || core.path_of(ino.0), &e)),
+            Err(e) => reply.error(refuse(core, caller, "setattr", || core.path_of(ino.0), &e)),
         };
         // A size or times commit (a synced transaction): off the request threads.
         if size.is_some() || !times.is_empty() {
@@ -202,47 +228,57 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn mknod(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
         guarded("mknod", || {
             let e = FsError::NotPermitted("special files cannot be made here".into());
-            reply.error(self.refuse("mknod", || self.core.child_path(parent.0, name), &e));
+            reply.error(self.refuse(req, "mknod", || self.core.child_path(parent.0, name), &e));
         });
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+        let caller = Caller::of(req);
         let name = name.to_owned();
         self.offload("mkdir", move |core| match core.mkdir(parent.0, &name) {
             Ok(attr) => reply_entry(reply, &attr),
-            Err(e) => reply.error(refuse("mkdir", || core.child_path(parent.0, &name), &e)),
+            Err(e) => reply.error(refuse(core, caller, "mkdir", || core.child_path(parent.0, &name), &e)),
         });
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let caller = Caller::of(req);
         let name = name.to_owned();
         self.offload("unlink", move |core| match core.unlink(parent.0, &name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(refuse("unlink", || core.child_path(parent.0, &name), &e)),
+            Err(e) => reply.error(refuse(core, caller, "unlink", || core.child_path(parent.0, &name), &e)),
         });
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let caller = Caller::of(req);
         let name = name.to_owned();
         self.offload("rmdir", move |core| match core.rmdir(parent.0, &name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(refuse("rmdir", || core.child_path(parent.0, &name), &e)),
+            Err(e) => reply.error(refuse(core, caller, "rmdir", || core.child_path(parent.0, &name), &e)),
         });
     }
 
-    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        guarded("readlink", || match self.core.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(self.refuse(req, "readlink", || self.core.path_of(ino.0), &e)),
+        });
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
         guarded("symlink", || {
             let e = FsError::NotPermitted("symbolic links cannot be made here".into());
-            reply.error(self.refuse("symlink", || self.core.child_path(parent.0, link_name), &e));
+            reply.error(self.refuse(req, "symlink", || self.core.child_path(parent.0, link_name), &e));
         });
     }
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -250,25 +286,27 @@ impl Filesystem for FuseAdapter {
         flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let caller = Caller::of(req);
         let (name, newname) = (name.to_owned(), newname.to_owned());
         // A rename onto an attribute file commits it (and a snapshot key may unpack).
         self.offload("rename", move |core| match core.rename(parent.0, &name, newparent.0, &newname, flags.bits()) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(refuse("rename", || core.child_path(parent.0, &name), &e)),
+            Err(e) => reply.error(refuse(core, caller, "rename", || core.child_path(parent.0, &name), &e)),
         });
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+    fn link(&self, req: &Request, ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
         guarded("link", || {
             let e = FsError::NotPermitted("hard links cannot be made here".into());
-            reply.error(self.refuse("link", || self.core.path_of(ino.0), &e));
+            reply.error(self.refuse(req, "link", || self.core.path_of(ino.0), &e));
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let caller = Caller::of(req);
         let job = move |core: &FsCore| match core.open(ino.0, flags.0) {
             Ok(fh) => reply.opened(FileHandle(fh), OPEN_FLAGS),
-            Err(e) => reply.error(refuse("open", || core.path_of(ino.0), &e)),
+            Err(e) => reply.error(refuse(core, caller, "open", || core.path_of(ino.0), &e)),
         };
         // Opening for writing takes the pin table's lock, which a collection holds for
         // its whole transaction; `usage` measures a tree.
@@ -291,12 +329,13 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let caller = Caller::of(req);
         if self.core.is_writing(fh.0) {
             // A handle open for writing may be locked by its own long commit (an unpack).
             self.offload("read", move |core| match core.read(fh.0, offset, size) {
                 Ok(ReadOutcome::Data(bytes)) => reply.data(&bytes),
                 Ok(ReadOutcome::WaitForExit(_)) => reply.error(Errno::EBADF),
-                Err(e) => reply.error(refuse("read", || core.path_of(ino.0), &e)),
+                Err(e) => reply.error(refuse(core, caller, "read", || core.path_of(ino.0), &e)),
             });
             return;
         }
@@ -306,16 +345,16 @@ impl Filesystem for FuseAdapter {
                 let core = &self.core;
                 if let Err(reply) = self.waiters.park(node.0, reply, req.pid(), offset, size, || core.wait_text_of(node).ok().flatten()) {
                     let full = FsError::TooManyWaiters(super::wait::MAX_PARKED_READS);
-                    reply.error(self.refuse("read", || self.core.path_of(ino.0), &full));
+                    reply.error(self.refuse(req, "read", || self.core.path_of(ino.0), &full));
                 }
             }
-            Err(e) => reply.error(self.refuse("read", || self.core.path_of(ino.0), &e)),
+            Err(e) => reply.error(self.refuse(req, "read", || self.core.path_of(ino.0), &e)),
         });
     }
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -325,9 +364,10 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let caller = Caller::of(req);
         let job = move |core: &FsCore, data: &[u8]| match core.write(fh.0, offset, data) {
             Ok(n) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
-            Err(e) => reply.error(refuse("write", || core.path_of(ino.0), &e)),
+            Err(e) => reply.error(refuse(core, caller, "write", || core.path_of(ino.0), &e)),
         };
         if self.core.may_block(fh.0) {
             let data = data.to_vec();
@@ -338,10 +378,11 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        let caller = Caller::of(req);
         let job = move |core: &FsCore| match core.flush(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(refuse("close", || core.path_of(ino.0), &e)),
+            Err(e) => reply.error(refuse(core, caller, "close", || core.path_of(ino.0), &e)),
         };
         if self.core.is_writing(fh.0) {
             self.offload("flush", job);
@@ -352,7 +393,7 @@ impl Filesystem for FuseAdapter {
 
     fn release(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
@@ -360,9 +401,10 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let caller = Caller::of(req);
         let job = move |core: &FsCore| match core.release(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(refuse("release", || core.path_of(ino.0), &e)),
+            Err(e) => reply.error(refuse(core, caller, "release", || core.path_of(ino.0), &e)),
         };
         if self.core.is_writing(fh.0) {
             self.offload("release", job);
@@ -371,30 +413,31 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(&self, req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let caller = Caller::of(req);
         // Commits what the handle holds; every commit is synced by LMDB before it returns.
         self.offload("fsync", move |core| match core.fsync(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(refuse("fsync", || core.path_of(ino.0), &e)),
+            Err(e) => reply.error(refuse(core, caller, "fsync", || core.path_of(ino.0), &e)),
         });
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         guarded("opendir", || match self.core.getattr(ino.0) {
             Ok(attr) if attr.kind == Kind::Dir => reply.opened(FileHandle(0), FopenFlags::empty()),
             Ok(_) => reply.error(Errno::ENOTDIR),
-            Err(e) => reply.error(self.refuse("opendir", || self.core.path_of(ino.0), &e)),
+            Err(e) => reply.error(self.refuse(req, "opendir", || self.core.path_of(ino.0), &e)),
         });
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(&self, req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         guarded("readdir", || {
             let result = self.core.readdir(ino.0, offset, &mut |child, cookie, kind, name| {
                 reply.add(INodeNo(child), cookie, file_type(kind), name)
             });
             match result {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(self.refuse("readdir", || self.core.path_of(ino.0), &e)),
+                Err(e) => reply.error(self.refuse(req, "readdir", || self.core.path_of(ino.0), &e)),
             }
         });
     }
@@ -426,7 +469,7 @@ impl Filesystem for FuseAdapter {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -434,32 +477,34 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let caller = Caller::of(req);
         let (name, value) = (name.to_owned(), value.to_vec());
         self.offload("setxattr", move |core| match core.setxattr(ino.0, &name, &value, flags) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(refuse("setxattr", || core.path_of(ino.0), &e)),
+            Err(e) => reply.error(refuse(core, caller, "setxattr", || core.path_of(ino.0), &e)),
         });
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         guarded("getxattr", || match self.core.getxattr(ino.0, name) {
             Ok(value) => reply_xattr(reply, size, &value),
-            Err(e) => reply.error(self.refuse("getxattr", || self.core.path_of(ino.0), &e)),
+            Err(e) => reply.error(self.refuse(req, "getxattr", || self.core.path_of(ino.0), &e)),
         });
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         guarded("listxattr", || match self.core.listxattr(ino.0) {
             Ok(list) => reply_xattr(reply, size, &list),
-            Err(e) => reply.error(self.refuse("listxattr", || self.core.path_of(ino.0), &e)),
+            Err(e) => reply.error(self.refuse(req, "listxattr", || self.core.path_of(ino.0), &e)),
         });
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let caller = Caller::of(req);
         let name = name.to_owned();
         self.offload("removexattr", move |core| match core.removexattr(ino.0, &name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(refuse("removexattr", || core.path_of(ino.0), &e)),
+            Err(e) => reply.error(refuse(core, caller, "removexattr", || core.path_of(ino.0), &e)),
         });
     }
 
@@ -470,7 +515,7 @@ impl Filesystem for FuseAdapter {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         _mode: u32,
@@ -478,10 +523,11 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let caller = Caller::of(req);
         let name = name.to_owned();
         self.offload("create", move |core| match core.create(parent.0, &name, flags) {
             Ok((attr, fh)) => reply.created(&attr.ttl, &file_attr(&attr), Generation(0), FileHandle(fh), OPEN_FLAGS),
-            Err(e) => reply.error(refuse("create", || core.child_path(parent.0, &name), &e)),
+            Err(e) => reply.error(refuse(core, caller, "create", || core.child_path(parent.0, &name), &e)),
         });
     }
 }

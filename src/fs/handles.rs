@@ -20,7 +20,7 @@ use super::content::{Loaded, Object};
 use crate::service::{BlobWriter, Edit, HeldRefs, Judge};
 use super::write::{empty_value, WriteBuffer, WriteMode};
 use crate::store::{label_references, Reference};
-use super::{component, is_read_only, load_node, node_attr, Dir, FsCore, Result, Times};
+use super::{component, is_read_only, load_node, node_attr, FsCore, Result, Times};
 use crate::model::Timestamp;
 use crate::store::{NodeId, NodeKind, StoreRead};
 
@@ -368,9 +368,7 @@ impl FsCore {
     /// `target` comes into being this way (the record is made when it is committed).
     pub fn create(&self, parent: u64, name: &OsStr, flags: i32) -> Result<(Attr, u64)> {
         let name = component(name)?;
-        let Dir::Node(dir) = self.directory(&self.store().read()?, parent)? else {
-            return Err(FsError::NotPermitted("logs/<id>/ holds only stdout and stderr".into()));
-        };
+        let dir = self.changeable_directory(&self.store().read()?, parent)?;
         if let Some(file) = dir.file_named(name) {
             return self.create_attribute_file(&dir, file, flags);
         }
@@ -786,6 +784,9 @@ impl FsCore {
             }
             let root = ownership.uid.is_none_or(|u| u == 0) && ownership.gid.is_none_or(|g| g == 0);
             return self.setattr_temp(ino, size, ownership.mode, root, times.mtime());
+        }
+        if super::ino::QueryIno::decode(ino).is_some() {
+            return Err(super::query_is_read_only());
         }
         let attr = self.resize(ino, size, fh, ownership)?;
         if times.is_empty() {

@@ -6,6 +6,13 @@
 //! number names one object for ever, across remounts, and the FUSE generation can stay 0.
 //! (Schema 1 used 4 slot bits; the snapshot files needed more, so inode numbers changed
 //! once, at the upgrade to schema 2, which needs a remount anyway.)
+//!
+//! Queries are not nodes and have numbers of their own ([`QueryIno`]): the reserved node
+//! ids 11–13 for `images/.filter`, `containers/.filter` and `images/.by-target`; bit 60
+//! for one query directory (`.filter/<expr>/`), numbered while the kernel holds it; slot
+//! 18 of an object's node for the symbolic link to it that every query lists. Temporary
+//! files use bit 61 (`temp.rs`) and tasks being created bit 62 (`handles.rs`); stored
+//! node ids stay below 2^55, so none of these collide.
 
 use crate::store::{schema, NodeId};
 
@@ -172,7 +179,7 @@ impl Ino {
             return Some(Ino::Node(schema::ROOT));
         }
         let node = NodeId(number >> SLOT_BITS);
-        if node.0 <= schema::ROOT.0 {
+        if node.0 <= schema::ROOT.0 || QueryRoot::ALL.iter().any(|r| r.node() == node) || number & NOT_A_NODE_BITS != 0 {
             return None;
         }
         match number & SLOT_MASK {
@@ -189,6 +196,96 @@ impl Ino {
     pub fn node(self) -> NodeId {
         match self {
             Ino::Node(n) | Ino::File(n, _) | Ino::LogDir(n) | Ino::Log(n, _) | Ino::Wait(n) => n,
+        }
+    }
+}
+
+/// Inode number bits that name what is not a stored node: bit 61 temporary files
+/// (`temp.rs`), bit 60 query directories. (Bit 62, node ids from 2^57, are tasks being
+/// created, `handles.rs`; stored node ids stay below 2^55.)
+const NOT_A_NODE_BITS: u64 = 0b11 << 60;
+/// The bit of a query directory's inode number.
+const QUERY_DIR_BIT: u64 = 1 << 60;
+/// The slot of an object's symbolic link in query directories.
+const SLOT_LINK: u64 = 18;
+
+/// A fixed directory of queries, reachable by name and never listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueryRoot {
+    /// `images/.filter/`
+    ImagesFilter,
+    /// `containers/.filter/`
+    ContainersFilter,
+    /// `images/.by-target/`
+    ImagesByTarget,
+}
+
+impl QueryRoot {
+    /// All of them.
+    pub const ALL: [QueryRoot; 3] = [QueryRoot::ImagesFilter, QueryRoot::ContainersFilter, QueryRoot::ImagesByTarget];
+
+    /// The reserved node id its inode number is made of.
+    fn node(self) -> NodeId {
+        match self {
+            QueryRoot::ImagesFilter => NodeId(11),
+            QueryRoot::ContainersFilter => NodeId(12),
+            QueryRoot::ImagesByTarget => NodeId(13),
+        }
+    }
+
+    /// Its name in its parent.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueryRoot::ImagesFilter | QueryRoot::ContainersFilter => ".filter",
+            QueryRoot::ImagesByTarget => ".by-target",
+        }
+    }
+
+    /// The directory it lives in (`images/` or `containers/`).
+    pub fn parent(self) -> NodeId {
+        match self {
+            QueryRoot::ContainersFilter => schema::CONTAINERS,
+            QueryRoot::ImagesFilter | QueryRoot::ImagesByTarget => schema::IMAGES,
+        }
+    }
+
+    /// The query root called `name` in directory `parent`, if any.
+    pub fn named(parent: NodeId, name: &str) -> Option<QueryRoot> {
+        QueryRoot::ALL.into_iter().find(|r| r.parent() == parent && r.name() == name)
+    }
+}
+
+/// What a query inode number designates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueryIno {
+    /// `.filter/` or `.by-target/`.
+    Root(QueryRoot),
+    /// One query directory, by the number it was given while the kernel holds it.
+    Dir(u64),
+    /// The symbolic link to an object (a container or an image directory).
+    Link(NodeId),
+}
+
+impl QueryIno {
+    /// The inode number.
+    pub fn number(self) -> u64 {
+        match self {
+            QueryIno::Root(root) => root.node().0 << SLOT_BITS,
+            QueryIno::Dir(id) => QUERY_DIR_BIT | (id & (QUERY_DIR_BIT - 1)),
+            QueryIno::Link(node) => node.0 << SLOT_BITS | SLOT_LINK,
+        }
+    }
+
+    /// Decodes a query inode number; `None` for every other number.
+    pub fn decode(number: u64) -> Option<QueryIno> {
+        if number & QUERY_DIR_BIT != 0 && number >> 61 == 0 {
+            return Some(QueryIno::Dir(number & (QUERY_DIR_BIT - 1)));
+        }
+        let node = NodeId(number >> SLOT_BITS);
+        match number & SLOT_MASK {
+            0 => QueryRoot::ALL.into_iter().find(|r| r.node() == node).map(QueryIno::Root),
+            SLOT_LINK if node.0 > schema::ROOT.0 && number >> 60 == 0 => Some(QueryIno::Link(node)),
+            _ => None,
         }
     }
 }
@@ -218,5 +315,31 @@ mod tests {
         assert_eq!(Ino::decode(0), None);
         assert_eq!(Ino::decode(16), None);
         assert_eq!(Ino::decode(16 << 5 | 31), None);
+    }
+
+    #[test]
+    fn query_numbers_round_trip_and_are_no_node_s() {
+        let queries = [
+            QueryIno::Root(QueryRoot::ImagesFilter),
+            QueryIno::Root(QueryRoot::ContainersFilter),
+            QueryIno::Root(QueryRoot::ImagesByTarget),
+            QueryIno::Dir(1),
+            QueryIno::Dir(1 << 40),
+            QueryIno::Link(NodeId(16)),
+            QueryIno::Link(NodeId(1 << 40)),
+        ];
+        for query in queries {
+            assert_eq!(QueryIno::decode(query.number()), Some(query), "{query:?}");
+            assert_eq!(Ino::decode(query.number()), None, "{query:?} decodes as a node inode");
+        }
+        for node in [schema::IMAGES, NodeId(16), NodeId(1 << 40)] {
+            let mut inos = vec![Ino::Node(node), Ino::LogDir(node), Ino::Wait(node)];
+            inos.extend(ALL_ATTR_FILES.iter().map(|f| Ino::File(node, *f)));
+            for ino in inos {
+                assert_eq!(QueryIno::decode(ino.number()), None, "{ino:?} decodes as a query");
+            }
+        }
+        assert_eq!(QueryIno::decode(1), None);
+        assert_eq!(QueryIno::decode(1 << 61 | 5), None, "a temporary file's number");
     }
 }

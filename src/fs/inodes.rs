@@ -94,7 +94,7 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     fn attr(ino: u64) -> Attr {
-        Attr { ino, kind: Kind::File, size: 3, perm: 0o644, nlink: 1, crtime: UNIX_EPOCH, mtime: UNIX_EPOCH, atime: UNIX_EPOCH, ctime: UNIX_EPOCH, ttl: std::time::Duration::ZERO }
+        Attr { ino, kind: Kind::File, size: 3, perm: 0o644, nlink: 1, crtime: UNIX_EPOCH, mtime: UNIX_EPOCH, atime: UNIX_EPOCH, ctime: UNIX_EPOCH, ttl: std::time::Duration::ZERO, entry_ttl: std::time::Duration::ZERO }
     }
 
     #[test]

@@ -9,9 +9,11 @@
 pub mod attr;
 mod content;
 pub mod errno;
+pub mod error_log;
 pub mod fuse;
 mod handles;
 pub mod notify;
+mod queries;
 mod rename;
 pub mod ino;
 pub mod inodes;
@@ -31,7 +33,7 @@ use attr::{Attr, Kind, FILE_MODE, READ_ONLY_FILE_MODE};
 use content::{Loaded, Object};
 use errno::FsError;
 use handles::HandleTable;
-use ino::{AttrFile, Ino, Stream, CONTAINER_FILES, IMAGE_FILES, SNAPSHOT_FILES};
+use ino::{AttrFile, Ino, QueryIno, QueryRoot, Stream, CONTAINER_FILES, IMAGE_FILES, SNAPSHOT_FILES};
 use inodes::InodeTable;
 
 use crate::model::MAX_COMPONENT_BYTES;
@@ -59,6 +61,10 @@ pub struct FsCore {
     notices: Arc<notify::Notices>,
     /// Temporary files in object directories (for atomic replace by rename).
     temps: temp::TempFiles,
+    /// The last refusals, for `error_log`.
+    error_log: error_log::ErrorLog,
+    /// The query directories the kernel holds (`.filter/<expr>/`, `.by-target/<digest>/`).
+    queries: queries::Queries,
     /// What fields cleared by `rm` referenced, kept from collection for a grace period
     /// (tar, install and mv remove a file and create it again at once).
     cleared: std::sync::Mutex<std::collections::HashMap<(NodeId, AttrFile), (std::time::Instant, crate::service::HeldRefs)>>,
@@ -71,10 +77,11 @@ const CLEARED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// How a child node is shown in a listing: its inode and kind.
 type ChildView = fn(NodeId, NodeKind) -> (Ino, Kind);
 
-/// What a directory inode is: a node, or a task's `logs/<id>/`.
+/// What a directory inode is: a node, a task's `logs/<id>/`, or a query directory.
 enum Dir {
     Node(Loaded),
     Logs(Loaded),
+    Query(QueryIno),
 }
 
 impl FsCore {
@@ -128,6 +135,8 @@ impl FsCore {
             handles: HandleTable::default(),
             notices,
             temps: Default::default(),
+            queries: Default::default(),
+            error_log: Default::default(),
             cleared: Default::default(),
         }
     }
@@ -144,6 +153,11 @@ impl FsCore {
 
     fn store(&self) -> &Store {
         self.services.store()
+    }
+
+    /// The last refusals (`error_log`).
+    pub fn error_log(&self) -> &error_log::ErrorLog {
+        &self.error_log
     }
 
     /// The queue of notices for the kernel (the daemon subscribes its notifier thread).
@@ -166,6 +180,10 @@ impl FsCore {
         let name = component(name)?;
         let reader = self.store().read()?;
         let attr = match self.directory(&reader, parent)? {
+            Dir::Query(query) => self.query_lookup(&reader, query, name)?,
+            Dir::Node(dir) if QueryRoot::named(dir.node.id, name).is_some() => {
+                self.query_root_attr(&reader, QueryRoot::named(dir.node.id, name).ok_or(FsError::NotFound)?)?
+            }
             Dir::Logs(task) => {
                 let stream = [Stream::Stdout, Stream::Stderr].into_iter().find(|s| s.name() == name);
                 self.log_attr(&task, stream.ok_or(FsError::NotFound)?)?
@@ -196,12 +214,16 @@ impl FsCore {
         if rename::is_temp(ino) && !self.inodes.is_known(ino) {
             self.temps.forget(ino);
         }
+        self.forget_query(ino);
     }
 
     /// `getattr`. A deleted object the kernel still holds answers with its tombstone.
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
         if rename::is_temp(ino) {
             return self.temp_attr(ino);
+        }
+        if let Some(query) = QueryIno::decode(ino) {
+            return self.query_getattr(&self.store().read()?, query);
         }
         let decoded = Ino::decode(ino).ok_or(FsError::NotFound)?;
         let reader = self.store().read()?;
@@ -236,6 +258,7 @@ impl FsCore {
     pub fn readdir(&self, ino: u64, offset: u64, add: &mut dyn FnMut(u64, u64, Kind, &str) -> bool) -> Result<()> {
         let reader = self.store().read()?;
         let dir = match self.directory(&reader, ino)? {
+            Dir::Query(query) => return self.query_readdir(&reader, query, offset, add),
             Dir::Logs(task) => {
                 let entries = [
                     (ino, Kind::Dir, "."),
@@ -288,9 +311,10 @@ impl FsCore {
     /// `mkdir`: an image directory under `images/`, or a container under `containers/`.
     pub fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr> {
         let name = component(name)?;
-        let Dir::Node(dir) = self.directory(&self.store().read()?, parent)? else {
-            return Err(FsError::NotPermitted("logs/<id>/ holds only stdout and stderr".into()));
-        };
+        let dir = self.changeable_directory(&self.store().read()?, parent)?;
+        if QueryRoot::named(dir.node.id, name).is_some() {
+            return Err(FsError::Exists(name.to_owned()));
+        }
         let loaded = match dir.node.kind {
             NodeKind::ImagesDir | NodeKind::ImageDir => {
                 let node = self.services.create_image_dir(dir.node.id, name)?;
@@ -328,9 +352,12 @@ impl FsCore {
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         let name = component(name)?;
         let reader = self.store().read()?;
-        let Dir::Node(dir) = self.directory(&reader, parent)? else { return Err(FsError::NotDir) };
+        let dir = self.changeable_directory(&reader, parent)?;
         if dir.file_named(name).is_some() {
             return Err(FsError::NotDir);
+        }
+        if QueryRoot::named(dir.node.id, name).is_some() {
+            return Err(query_is_read_only());
         }
         if dir.node.kind == NodeKind::LogsDir {
             task_named(&reader, name)?;
@@ -386,7 +413,11 @@ impl FsCore {
         let dir = match self.directory(&reader, parent)? {
             Dir::Logs(_) => return Err(FsError::NotPermitted("logs go with their task: rm tasks/<id>".into())),
             Dir::Node(dir) => dir,
+            Dir::Query(_) => return Err(query_is_read_only()),
         };
+        if QueryRoot::named(dir.node.id, name).is_some() {
+            return Err(query_is_read_only());
+        }
         if let Some(file) = dir.file_named(name) {
             return self.remove_attribute_file(&reader, &dir, file);
         }
@@ -502,6 +533,9 @@ impl FsCore {
                 None => unknown(),
             };
         }
+        if let Some(query) = QueryIno::decode(ino) {
+            return self.query_path(query).unwrap_or_else(unknown);
+        }
         let Some(decoded) = Ino::decode(ino) else { return unknown() };
         let Ok(reader) = self.store().read() else { return unknown() };
         let mut parts = Vec::new();
@@ -543,6 +577,11 @@ impl FsCore {
 
     /// A directory inode and its record.
     fn directory(&self, reader: &impl StoreRead, ino: u64) -> Result<Dir> {
+        match QueryIno::decode(ino) {
+            Some(QueryIno::Link(_)) => return Err(FsError::NotDir),
+            Some(query) => return Ok(Dir::Query(query)),
+            None => {}
+        }
         match Ino::decode(ino).ok_or(FsError::NotFound)? {
             Ino::Node(id) => {
                 let loaded = Loaded::read(reader, reader.node(id)?.ok_or(FsError::NotFound)?)?;
@@ -556,6 +595,16 @@ impl FsCore {
                 Ok(Dir::Logs(loaded))
             }
             Ino::File(..) | Ino::Log(..) | Ino::Wait(_) => Err(FsError::NotDir),
+        }
+    }
+
+    /// A directory whose entries can be created, removed or renamed: a node's. The query
+    /// roots in `images/` and `containers/` are refused by name.
+    fn changeable_directory(&self, reader: &impl StoreRead, ino: u64) -> Result<Loaded> {
+        match self.directory(reader, ino)? {
+            Dir::Node(dir) => Ok(dir),
+            Dir::Logs(_) => Err(FsError::NotPermitted("logs/<id>/ holds only stdout and stderr".into())),
+            Dir::Query(_) => Err(query_is_read_only()),
         }
     }
 
@@ -609,6 +658,11 @@ impl FsCore {
             }
         }
     }
+}
+
+/// The refusal of any change in or of a query directory.
+fn query_is_read_only() -> FsError {
+    FsError::NotPermitted("query directories (.filter, .by-target) are read-only views; change the objects themselves".into())
 }
 
 /// Keeps the last attributes of deleted object `last` in `inodes`, for the inodes the

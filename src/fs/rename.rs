@@ -13,7 +13,7 @@ use super::errno::FsError;
 use super::ino::Ino;
 use super::temp::{Alias, TempFiles, TempRefusal};
 use super::write::{WriteBuffer, WriteMode};
-use super::{component, is_read_only, load_node, Dir, FsCore, Result};
+use super::{component, is_read_only, load_node, FsCore, Result};
 use crate::store::{NodeId, NodeKind, StoreRead};
 
 /// `RENAME_NOREPLACE` from renameat2(2).
@@ -40,9 +40,7 @@ impl FsCore {
             return Err(FsError::InvalidRequest("rename flags other than RENAME_NOREPLACE are not supported".into()));
         }
         let reader = self.store().read()?;
-        let Dir::Node(dir) = self.directory(&reader, parent)? else {
-            return Err(FsError::NotPermitted("logs/<id>/ holds only stdout and stderr".into()));
-        };
+        let dir = self.changeable_directory(&reader, parent)?;
         let Some(ino) = self.temps.lookup(dir.node.id, name) else {
             return Err(FsError::NotPermitted(
                 "names are identities (containerd ids cannot change); only a temporary file can be renamed, onto an attribute file of its directory".into(),
@@ -151,6 +149,7 @@ impl FsCore {
             mtime: temp.mtime,
             ctime: temp.mtime,
             ttl,
+            entry_ttl: super::attr::ENTRY_TTL,
         })
     }
 

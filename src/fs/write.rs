@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::ino::AttrFile;
 use crate::model::{
-    parse_labels, JsonScan, validate_spec, ContainerField, Descriptor, LabelEdit, Labels, ValidationError,
+    parse_labels, JsonScan, SyntaxSpot, validate_spec, ContainerField, Descriptor, LabelEdit, Labels, ValidationError,
     MAX_DOCUMENT_BYTES, MAX_SPEC_BYTES,
 };
 use crate::service::Edit;
@@ -195,7 +195,10 @@ impl WriteBuffer {
             Judgement::Json(scan) => {
                 let was_complete = scan.is_complete();
                 if sequential {
-                    scan.feed(bytes).map_err(|e| json_error(self.file, e.to_string()))?;
+                    if let Err(e) = scan.feed(bytes) {
+                        let spot = SyntaxSpot::at_offset(&document(self.mode, &self.base, &self.data), e.offset);
+                        return Err(json_error(self.file, e.to_string(), spot));
+                    }
                 }
                 if !scan.is_complete() {
                     return Ok(None);
@@ -260,9 +263,11 @@ impl WriteBuffer {
             (WriteMode::Positional, _) => Judgement::AtClose,
             (_, AttrFile::Target | AttrFile::Spec) => {
                 let mut scan = JsonScan::object();
-                let fed = scan.feed(&document(self.mode, &self.base, &self.data));
+                let document = document(self.mode, &self.base, &self.data);
+                let fed = scan.feed(&document);
+                let fed = fed.map_err(|e| json_error(self.file, e.to_string(), SyntaxSpot::at_offset(&document, e.offset)));
                 self.judgement = Judgement::Json(scan);
-                return fed.map_err(|e| json_error(self.file, e.to_string()));
+                return fed;
             }
             (_, AttrFile::Labels) => Judgement::Labels { edits: Vec::new(), judged: 0, committed: 0 },
             // The whole document (for `>>`, the value appended to, which ends in its
@@ -391,7 +396,7 @@ fn parse_complete(file: AttrFile, mode: WriteMode, base: &[u8], data: &[u8]) -> 
             if is_json_blank(&bytes) {
                 return Err(ValidationError::InvalidDescriptor { reason: "target must not be empty".into() });
             }
-            let value = serde_json::from_slice(&bytes).map_err(|e| json_error(file, e.to_string()))?;
+            let value = serde_json::from_slice(&bytes).map_err(|e| serde_error(file, &bytes, &e))?;
             // Kept as written, like a spec: `cat target` gives back what was written (JSON
             // that parsed is UTF-8).
             let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -401,7 +406,7 @@ fn parse_complete(file: AttrFile, mode: WriteMode, base: &[u8], data: &[u8]) -> 
             if is_json_blank(&bytes) {
                 return Ok(Edit::Spec(None));
             }
-            let value: Value = serde_json::from_slice(&bytes).map_err(|e| json_error(file, e.to_string()))?;
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| serde_error(file, &bytes, &e))?;
             validate_spec(&value)?;
             // Kept byte for byte: `cat spec` gives back what was written.
             Ok(Edit::Spec(Some(bytes.into_owned())))
@@ -435,11 +440,13 @@ fn is_json_blank(bytes: &[u8]) -> bool {
     crate::model::trim_json_whitespace(bytes).is_empty()
 }
 
-fn json_error(file: AttrFile, reason: String) -> ValidationError {
-    match file {
-        AttrFile::Target => ValidationError::InvalidDescriptor { reason: format!("not JSON: {reason}") },
-        _ => ValidationError::InvalidSpec { reason: format!("not JSON: {reason}") },
-    }
+fn json_error(file: AttrFile, reason: String, spot: SyntaxSpot) -> ValidationError {
+    let what = if file == AttrFile::Target { "descriptor" } else { "spec" };
+    ValidationError::NotJson { what, reason, spot }
+}
+
+fn serde_error(file: AttrFile, bytes: &[u8], e: &serde_json::Error) -> ValidationError {
+    json_error(file, e.to_string(), SyntaxSpot::at_line_column(bytes, e.line(), e.column()))
 }
 
 fn container_field(file: AttrFile) -> ContainerField {

@@ -28,6 +28,10 @@ impl FsCore {
                 None => Ok(None),
             };
         }
+        if super::ino::QueryIno::decode(ino).is_some() {
+            // Query directories and their links carry no labels; the objects do.
+            return Ok(None);
+        }
         match Ino::decode(ino).ok_or(FsError::NotFound)? {
             Ino::Node(node) => Ok(Some(load_node(&self.store().read()?, node)?)),
             Ino::File(node, _) | Ino::LogDir(node) | Ino::Log(node, _) | Ino::Wait(node) => {

@@ -54,7 +54,7 @@ impl Descriptor {
         if self.size < 0 {
             return invalid("size must not be negative");
         }
-        validate_digest(&self.digest).map_err(|reason| ValidationError::InvalidDescriptor { reason })?;
+        digest_rule(&self.digest).map_err(|reason| ValidationError::InvalidDescriptor { reason })?;
         if let Some(platform) = &self.platform {
             for field in ["architecture", "os"] {
                 if !platform.get(field).is_some_and(Value::is_string) {
@@ -74,7 +74,12 @@ impl Descriptor {
 }
 
 /// Checks `algorithm:hex` for the algorithms OCI registers.
-fn validate_digest(digest: &str) -> Result<(), String> {
+/// Checks a digest as `algorithm:hex` (sha256 or sha512, lowercase hex of its length).
+pub fn validate_digest(digest: &str) -> Result<(), ValidationError> {
+    digest_rule(digest).map_err(|reason| ValidationError::InvalidDigest { reason })
+}
+
+fn digest_rule(digest: &str) -> Result<(), String> {
     let Some((algorithm, hex)) = digest.split_once(':') else {
         return Err(format!("digest {digest:?} is not algorithm:hex"));
     };

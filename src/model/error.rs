@@ -42,6 +42,16 @@ pub enum ValidationError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A target or spec document that is not JSON, and where it stops being JSON.
+    #[error("invalid {what}: not JSON: {reason}")]
+    NotJson {
+        /// `descriptor` or `spec`.
+        what: &'static str,
+        /// The parser's reason.
+        reason: String,
+        /// Where.
+        spot: super::SyntaxSpot,
+    },
     /// An image document (index, manifest, config) that is not valid OCI.
     #[error("invalid image: {reason}")]
     InvalidImage {

@@ -254,6 +254,20 @@ pub trait StoreRead: Access {
         Ok(self.dbs().containers.get(self.ro(), &id.0)?)
     }
 
+    /// Calls `visit(node, container)` for the containers whose node ids are greater than
+    /// `after`, in id order, until it returns `false`: one pass over the records, streamed
+    /// from a cursor (filtered views match as they go).
+    fn for_each_container(&self, after: u64, visit: &mut dyn FnMut(NodeId, &Container) -> bool) -> Result<()> {
+        records_after(&self.dbs().containers, self.ro(), after, visit)
+    }
+
+    /// Calls `visit(node, image)` for the image records (images, and directories holding
+    /// labels before their target) whose node ids are greater than `after`, in id order,
+    /// until it returns `false`. Streams from a cursor.
+    fn for_each_image(&self, after: u64, visit: &mut dyn FnMut(NodeId, &Image) -> bool) -> Result<()> {
+        records_after(&self.dbs().images, self.ro(), after, visit)
+    }
+
     /// The labels of any labelled record (image with a target, container, blob, snapshot).
     fn labels_of(&self, id: NodeId) -> Result<Option<crate::model::Labels>> {
         labels::labels_of(self, id)
@@ -355,6 +369,26 @@ impl Access for Writer<'_> {
     fn ro(&self) -> &RoTxn<'_> {
         &self.txn
     }
+}
+
+/// Streams the records of `db` keyed above `after` to `visit` until it returns `false`.
+fn records_after<T: 'static>(
+    db: &Database<U64<BigEndian>, SerdeJson<T>>,
+    txn: &RoTxn,
+    after: u64,
+    visit: &mut dyn FnMut(NodeId, &T) -> bool,
+) -> Result<()>
+where
+    T: serde::de::DeserializeOwned,
+{
+    let Some(first) = after.checked_add(1) else { return Ok(()) };
+    for item in db.range(txn, &(first..))? {
+        let (id, record) = item?;
+        if !visit(NodeId(id), &record) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn read_u32(dbs: &Dbs, txn: &RoTxn, key: &str) -> Result<Option<u32>> {

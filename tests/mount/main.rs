@@ -19,6 +19,7 @@ mod load;
 mod oci;
 mod oci_fixture;
 mod privacy;
+mod queries;
 mod roundtrip;
 mod security;
 mod shell;

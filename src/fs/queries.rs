@@ -1,0 +1,283 @@
+//! Query directories: `containers/.filter/<expr>/`, `images/.filter/<expr>/` and
+//! `images/.by-target/<algorithm>:<hex>/` list the objects that match as symbolic links to
+//! their directories (`../../<id or name>`), so `ls`, shell globs and `find -L` work.
+//!
+//! A query is not stored: its directory gets an inode number when looked up, kept while
+//! the kernel holds it (the table is bounded; an evicted one is looked up again on the
+//! next path walk, since names here are never cached). A listing is one pass over the
+//! kind's records from a cursor, resumed after the last node id it returned, and a lookup
+//! in a query is a point read and one match. Nothing here is listed by its parent, so a
+//! loop over `containers/*` or a backup never meets it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use super::attr::{Attr, Kind};
+use super::errno::FsError;
+use super::ino::{QueryIno, QueryRoot};
+use super::{FsCore, Result, CHILD_COOKIE_BASE};
+use crate::model::filter::{escape_component, Filter};
+use crate::model::{validate_digest, Container, Image, MAX_COMPONENT_BYTES};
+use crate::store::{resolve_image_dir, schema, NodeId, NodeKind, StoreRead};
+
+/// Most query directories numbered at once; beyond it the oldest loses its number.
+const MAX_QUERIES: usize = 4096;
+
+/// What a query directory selects.
+pub(super) enum Matcher {
+    /// Objects a filter expression matches.
+    Filter(Filter),
+    /// Images whose target has this digest.
+    Target(String),
+}
+
+/// One query directory.
+pub(super) struct Query {
+    root: QueryRoot,
+    /// Its name, as looked up.
+    name: String,
+    matcher: Matcher,
+}
+
+#[derive(Default)]
+struct Table {
+    by_number: BTreeMap<u64, Arc<Query>>,
+    by_name: HashMap<(QueryRoot, String), u64>,
+    next: u64,
+}
+
+/// The query directories the kernel holds, by number.
+#[derive(Default)]
+pub(super) struct Queries {
+    table: Mutex<Table>,
+}
+
+impl Queries {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The number of the query `name` under `root`, parsing it on first sight.
+    fn number(&self, root: QueryRoot, name: &str) -> Result<u64> {
+        if let Some(number) = self.lock().by_name.get(&(root, name.to_owned())) {
+            return Ok(*number);
+        }
+        let matcher = match root {
+            QueryRoot::ImagesFilter | QueryRoot::ContainersFilter => Matcher::Filter(Filter::from_component(name)?),
+            QueryRoot::ImagesByTarget => {
+                validate_digest(name)?;
+                Matcher::Target(name.to_owned())
+            }
+        };
+        let mut table = self.lock();
+        if let Some(number) = table.by_name.get(&(root, name.to_owned())) {
+            return Ok(*number);
+        }
+        table.next += 1;
+        let number = QueryIno::Dir(table.next).number();
+        table.by_name.insert((root, name.to_owned()), number);
+        table.by_number.insert(number, Arc::new(Query { root, name: name.to_owned(), matcher }));
+        while table.by_number.len() > MAX_QUERIES {
+            if let Some((_, oldest)) = table.by_number.pop_first() {
+                table.by_name.remove(&(oldest.root, oldest.name.clone()));
+            }
+        }
+        Ok(number)
+    }
+
+    fn get(&self, number: u64) -> Option<Arc<Query>> {
+        self.lock().by_number.get(&number).cloned()
+    }
+
+    /// The kernel forgot a query directory.
+    pub(super) fn forget(&self, number: u64) {
+        let mut table = self.lock();
+        if let Some(query) = table.by_number.remove(&number) {
+            table.by_name.remove(&(query.root, query.name.clone()));
+        }
+    }
+}
+
+impl Query {
+    fn matches_container(&self, container: &Container) -> bool {
+        matches!(&self.matcher, Matcher::Filter(filter) if filter.matches(container))
+    }
+
+    /// Only images count (a directory holding labels before its target is none).
+    fn matches_image(&self, image: &Image) -> bool {
+        let Some(target) = &image.target else { return false };
+        match &self.matcher {
+            Matcher::Filter(filter) => filter.matches(image),
+            Matcher::Target(digest) => target.digest == *digest,
+        }
+    }
+
+    /// Whether it lists containers (else images).
+    fn of_containers(&self) -> bool {
+        self.root == QueryRoot::ContainersFilter
+    }
+}
+
+/// A query directory's parent inode.
+fn parent_ino(root: QueryRoot) -> u64 {
+    super::ino::Ino::Node(root.parent()).number()
+}
+
+impl FsCore {
+    /// `lookup` of `.filter` or `.by-target` in `images/` or `containers/`.
+    pub(super) fn query_root_attr(&self, reader: &impl StoreRead, root: QueryRoot) -> Result<Attr> {
+        let parent = super::load_node(reader, root.parent())?;
+        let (created, updated) = parent.dir_times();
+        Ok(Attr::query_dir(QueryIno::Root(root).number(), created, updated))
+    }
+
+    /// `lookup` of a query in `.filter/` or `.by-target/`: an invalid one is EINVAL.
+    fn query_dir_attr(&self, reader: &impl StoreRead, root: QueryRoot, name: &str) -> Result<Attr> {
+        let number = self.queries.number(root, name)?;
+        Ok(Attr { ino: number, ..self.query_root_attr(reader, root)? })
+    }
+
+    /// `lookup` below a query inode.
+    pub(super) fn query_lookup(&self, reader: &impl StoreRead, dir: QueryIno, name: &str) -> Result<Attr> {
+        match dir {
+            QueryIno::Root(root) => self.query_dir_attr(reader, root, name),
+            QueryIno::Dir(_) => {
+                let query = self.query(dir)?;
+                self.matching_link(reader, &query, name)?.ok_or(FsError::NotFound)
+            }
+            QueryIno::Link(_) => Err(FsError::NotDir),
+        }
+    }
+
+    /// `getattr` of a query inode.
+    pub(super) fn query_getattr(&self, reader: &impl StoreRead, ino: QueryIno) -> Result<Attr> {
+        match ino {
+            QueryIno::Root(root) => self.query_root_attr(reader, root),
+            QueryIno::Dir(_) => {
+                let query = self.query(ino)?;
+                Ok(Attr { ino: ino.number(), ..self.query_root_attr(reader, query.root)? })
+            }
+            QueryIno::Link(node) => link_attr(reader, node)?.ok_or(FsError::NotFound),
+        }
+    }
+
+    /// `readlink`: the path from a query directory to the object's directory.
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let Some(QueryIno::Link(node)) = QueryIno::decode(ino) else {
+            return Err(FsError::InvalidRequest("only the entries of query directories are symbolic links".into()));
+        };
+        let reader = self.store().read()?;
+        Ok(link_target(&reader, node)?.ok_or(FsError::NotFound)?.into_bytes())
+    }
+
+    /// `readdir` of a query inode: `.` and `..`, then (for a query) its matches in node
+    /// order, each cookie the node id past the base so that a listing resumes where it
+    /// stopped without state.
+    pub(super) fn query_readdir(
+        &self,
+        reader: &impl StoreRead,
+        dir: QueryIno,
+        offset: u64,
+        add: &mut dyn FnMut(u64, u64, Kind, &str) -> bool,
+    ) -> Result<()> {
+        let parent = match dir {
+            QueryIno::Root(root) => parent_ino(root),
+            QueryIno::Dir(_) => QueryIno::Root(self.query(dir)?.root).number(),
+            QueryIno::Link(_) => return Err(FsError::NotDir),
+        };
+        if offset < 1 && add(dir.number(), 1, Kind::Dir, ".") {
+            return Ok(());
+        }
+        if offset < 2 && add(parent, 2, Kind::Dir, "..") {
+            return Ok(());
+        }
+        // `.filter/` and `.by-target/` list nothing: their names are questions.
+        if let QueryIno::Root(_) = dir {
+            return Ok(());
+        }
+        let query = self.query(dir)?;
+        let after = offset.saturating_sub(CHILD_COOKIE_BASE);
+        let mut emit = |node: NodeId, name: &str| {
+            let cookie = node.0 + CHILD_COOKIE_BASE;
+            !add(QueryIno::Link(node).number(), cookie, Kind::Symlink, name)
+        };
+        if query.of_containers() {
+            reader.for_each_container(after, &mut |node, c| !query.matches_container(c) || emit(node, &c.id))?;
+        } else {
+            reader.for_each_image(after, &mut |node, image| {
+                if !query.matches_image(image) {
+                    return true;
+                }
+                let name = escape_component(&image.name);
+                // A name too long for one component cannot be listed (nor looked up).
+                name.len() > MAX_COMPONENT_BYTES || emit(node, &name)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The path of a query directory, for log lines.
+    pub(super) fn query_path(&self, ino: QueryIno) -> Option<String> {
+        let root_path = |root: QueryRoot| format!("{}/{}", self.path_of(parent_ino(root)), root.name());
+        match ino {
+            QueryIno::Root(root) => Some(root_path(root)),
+            QueryIno::Dir(_) => self.query(ino).ok().map(|q| format!("{}/{}", root_path(q.root), q.name)),
+            QueryIno::Link(_) => None,
+        }
+    }
+
+    fn query(&self, dir: QueryIno) -> Result<Arc<Query>> {
+        self.queries.get(dir.number()).ok_or(FsError::NotFound)
+    }
+
+    /// The link called `name` in a query directory, if that object matches now.
+    fn matching_link(&self, reader: &impl StoreRead, query: &Query, name: &str) -> Result<Option<Attr>> {
+        let node = if query.of_containers() {
+            match reader.lookup(schema::CONTAINERS, name)? {
+                Some(node) if reader.container(node.id)?.is_some_and(|c| query.matches_container(&c)) => node.id,
+                _ => return Ok(None),
+            }
+        } else {
+            let Ok(image_name) = crate::model::filter::unescape_component(name) else { return Ok(None) };
+            match resolve_image_dir(reader, &image_name)? {
+                Some(node) if reader.image(node.id)?.is_some_and(|i| query.matches_image(&i)) => node.id,
+                _ => return Ok(None),
+            }
+        };
+        link_attr(reader, node)
+    }
+
+    /// Whether `ino` is a query inode; the kernel forgetting one lets its number go.
+    pub(super) fn forget_query(&self, ino: u64) {
+        if let Some(QueryIno::Dir(_)) = QueryIno::decode(ino) {
+            if !self.inodes.is_known(ino) {
+                self.queries.forget(ino);
+            }
+        }
+    }
+}
+
+/// A link's attributes, from its object's record; `None` once the object is gone.
+fn link_attr(reader: &impl StoreRead, node: NodeId) -> Result<Option<Attr>> {
+    let Some(target) = link_target(reader, node)? else { return Ok(None) };
+    let Some(node) = reader.node(node)? else { return Ok(None) };
+    let loaded = super::content::Loaded::read(reader, node)?;
+    let (created, updated) = loaded.record_times();
+    let (created, updated) = (created.to_system_time(), updated.to_system_time());
+    Ok(Some(Attr::symlink(QueryIno::Link(loaded.node.id).number(), target.len(), created, updated)))
+}
+
+/// `../../<id>` for a container, `../../<name>` for an image: query directories are two
+/// levels below `containers/` or `images/`, so one path serves every query.
+fn link_target(reader: &impl StoreRead, id: NodeId) -> Result<Option<String>> {
+    let Some(node) = reader.node(id)? else { return Ok(None) };
+    let name = match node.kind {
+        NodeKind::Container => node.name,
+        NodeKind::ImageDir => match reader.image(id)? {
+            Some(image) => image.name,
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(format!("../../{name}")))
+}

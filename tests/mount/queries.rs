@@ -1,0 +1,121 @@
+//! Query directories: `images/.by-target/<digest>/` and the `.filter/<expr>/` views of
+//! `images/` and `containers/` (docs/interface.md, "Queries").
+
+use std::fs;
+use std::path::Path;
+
+use crate::common::*;
+
+/// A descriptor document pointing at `sha256:<seed repeated>`.
+fn target_doc(seed: u8) -> String {
+    descriptor(seed).to_string()
+}
+
+fn digest(seed: u8) -> String {
+    format!("sha256:{}", format!("{seed:02x}").repeat(32))
+}
+
+fn make_image(fx: &MountFixture, name: &str, seed: u8) {
+    fs::create_dir_all(fx.path(&format!("images/{name}"))).unwrap();
+    put(&fx.path(&format!("images/{name}/target")), target_doc(seed));
+}
+
+/// The entries of a query directory with where each link points.
+fn links(dir: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| {
+            let e = e.unwrap();
+            assert!(e.file_type().unwrap().is_symlink(), "{:?} is not a symlink", e.path());
+            let target = fs::read_link(e.path()).unwrap().to_string_lossy().into_owned();
+            (e.file_name().to_string_lossy().into_owned(), target)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn pair(name: &str, target: &str) -> (String, String) {
+    (name.to_owned(), target.to_owned())
+}
+
+#[test]
+fn names_by_target_follow_a_retarget_and_a_delete() {
+    let fx = MountFixture::new();
+    make_image(&fx, "docker.io/library/busybox:1.36", 1);
+    make_image(&fx, "docker.io/library/busybox:latest", 1);
+    make_image(&fx, "quay.io/other/tool:2", 2);
+    // A name prefix and a directory holding only labels are no images.
+    fs::create_dir_all(fx.path("images/pending")).unwrap();
+    put(&fx.path("images/pending/labels"), "a=b\n");
+
+    let one = fx.path(&format!("images/.by-target/{}", digest(1)));
+    assert_eq!(
+        links(&one),
+        [
+            pair("docker.io%2Flibrary%2Fbusybox:1.36", "../../docker.io/library/busybox:1.36"),
+            pair("docker.io%2Flibrary%2Fbusybox:latest", "../../docker.io/library/busybox:latest"),
+        ]
+    );
+    // Through the link, the image itself.
+    let through = read(&one.join("docker.io%2Flibrary%2Fbusybox:latest/target"));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&through).unwrap(), descriptor(1));
+
+    put(&fx.path("images/docker.io/library/busybox:latest/target"), target_doc(2));
+    assert_eq!(links(&one), [pair("docker.io%2Flibrary%2Fbusybox:1.36", "../../docker.io/library/busybox:1.36")]);
+    let two = fx.path(&format!("images/.by-target/{}", digest(2)));
+    assert_eq!(
+        links(&two),
+        [
+            pair("docker.io%2Flibrary%2Fbusybox:latest", "../../docker.io/library/busybox:latest"),
+            pair("quay.io%2Fother%2Ftool:2", "../../quay.io/other/tool:2"),
+        ]
+    );
+    // A name looked up directly answers as the listing does, now.
+    assert!(fs::symlink_metadata(two.join("docker.io%2Flibrary%2Fbusybox:latest")).unwrap().file_type().is_symlink());
+    assert_eq!(errno_of(fs::symlink_metadata(one.join("docker.io%2Flibrary%2Fbusybox:latest"))), libc::ENOENT);
+
+    fx.sh_ok("rm -r images/quay.io/other/tool:2");
+    assert_eq!(links(&two), [pair("docker.io%2Flibrary%2Fbusybox:latest", "../../docker.io/library/busybox:latest")]);
+    // A digest no image has is an empty query; one that is no digest is EINVAL.
+    assert_eq!(links(&fx.path(&format!("images/.by-target/{}", digest(9)))), []);
+    assert_eq!(errno_of(fs::read_dir(fx.path("images/.by-target/sha256:abc"))), libc::EINVAL);
+    fx.assert_logged("images/.by-target/sha256:abc", libc::EINVAL);
+}
+
+#[test]
+fn query_directories_are_not_listed_and_are_read_only() {
+    let fx = MountFixture::new();
+    make_image(&fx, "web", 1);
+    fs::create_dir(fx.path("containers/web")).unwrap();
+    let all = format!("images/.by-target/{}", digest(1));
+
+    // Never listed: globs, `ls -a`, find and tar never meet them.
+    assert_eq!(fx.sh_ok("ls -a images"), ".\n..\nweb\n");
+    assert_eq!(fx.sh_ok("ls -a containers"), ".\n..\nweb\n");
+    assert_eq!(fx.sh_ok("find . -name '.filter' -o -name '.by-target' | wc -l").trim(), "0");
+    for root in ["images/.by-target", "images/.filter", "containers/.filter"] {
+        assert_eq!(fx.sh_ok(&format!("ls -a {root}")), ".\n..\n", "{root} lists nothing");
+    }
+    assert!(fs::metadata(fx.path("images/.filter")).unwrap().is_dir());
+
+    for script in [
+        format!("rm {all}/web"),
+        format!("touch {all}/new"),
+        format!("mkdir {all}/new"),
+        format!("ln -s ../../web {all}/again"),
+        "rmdir images/.by-target".to_owned(),
+        "rm -rf containers/.filter".to_owned(),
+        format!("touch -h {all}/web"),
+        format!("setfattr -n user.a -v b {all}"),
+    ] {
+        let (code, _, err) = fx.sh(&script);
+        assert_ne!(code, 0, "{script} succeeded");
+        assert!(err.contains("not permitted") || err.contains("exists") || err.contains("not supported"), "{script}: {err}");
+    }
+    assert_eq!(fx.sh_ok("mkdir images/.filter containers/.filter 2>&1; echo $?").trim().lines().last(), Some("1"));
+    // The objects are untouched.
+    assert_eq!(ls(&fx.path("images/web")), ["target"]);
+    assert!(fx.path("containers/web").is_dir());
+    assert_eq!(links(&fx.path(&all)), [pair("web", "../../web")]);
+}
