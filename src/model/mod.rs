@@ -8,8 +8,6 @@ mod blob;
 mod container;
 mod descriptor;
 mod error;
-#[path = "filter_stub.rs"]
-pub mod filter;
 mod gc;
 mod image;
 mod json_scan;
