@@ -1,0 +1,43 @@
+//! The filter module's one error type: an expression that cannot be read, and where.
+
+use std::fmt;
+
+/// Why an expression (or an escaped path component) was refused, with the byte offset of
+/// the offending spot in the text as the user typed it, so a caret can point at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError {
+    /// The text as typed: the path component, `%2F` escapes and all.
+    pub input: String,
+    /// The expression after percent-decoding (equal to `input` when there was nothing to
+    /// decode, or when the decoding itself failed).
+    pub decoded: String,
+    /// Byte offset into `input`; `input.len()` when the expression ended too early.
+    pub position: usize,
+    /// What was wrong, in containerd's parser's words where it has them.
+    pub message: String,
+}
+
+impl FilterError {
+    /// Two lines, each ending in a newline: the expression as typed and a caret under the
+    /// offending position, for a tracefs-style error log. Control characters in the
+    /// expression are shown as `?` so that it stays one line; a tab is kept, with a tab at
+    /// the same place in the caret line, so the caret stays aligned in a terminal.
+    pub fn caret_lines(&self) -> String {
+        let shown: String = self.input.chars().map(|c| if c.is_control() && c != '\t' { '?' } else { c }).collect();
+        let before = &self.input[..self.position.min(self.input.len())];
+        let pad: String = before.chars().map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+        format!("{shown}\n{pad}^\n")
+    }
+}
+
+impl fmt::Display for FilterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "filter {:?}: {} at position {}", self.input, self.message, self.position)?;
+        if self.decoded != self.input {
+            write!(f, " (decoded: {:?})", self.decoded)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FilterError {}
