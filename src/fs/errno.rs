@@ -127,7 +127,7 @@ impl FsError {
 
     /// Where in the text written (or the path looked up) a syntax error sits, when the
     /// refusal is one.
-    pub fn syntax_spot(&self) -> Option<&crate::model::SyntaxSpot> {
+    pub fn syntax_spot(&self) -> Option<crate::model::SyntaxSpot> {
         let invalid = match self {
             FsError::Invalid(e) | FsError::Service(ServiceError::Invalid(e)) | FsError::Store(StoreError::Invalid(e)) => e,
             FsError::Service(ServiceError::Store(StoreError::Invalid(e))) => e,
@@ -135,7 +135,8 @@ impl FsError {
             _ => return None,
         };
         match invalid {
-            ValidationError::NotJson { spot, .. } => Some(spot),
+            ValidationError::NotJson { spot, .. } => Some(spot.clone()),
+            ValidationError::InvalidFilter(e) => Some(e.spot()),
             _ => None,
         }
     }
@@ -258,6 +259,7 @@ fn validation_errno(e: &ValidationError) -> i32 {
         | ValidationError::InvalidField { .. }
         | ValidationError::InvalidDigest { .. }
         | ValidationError::NotJson { .. }
+        | ValidationError::InvalidFilter(_)
         | ValidationError::InvalidImage { .. } => libc::EINVAL,
     }
 }

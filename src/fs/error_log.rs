@@ -95,7 +95,7 @@ fn render(refusal: &Refusal<'_>, at: Timestamp) -> String {
     let name = errno_name(*errno);
     let mut entry = format!("{at} uid={uid} pid={pid} {op} {name} ({reason}) {path}\n");
     if let Some(spot) = err.syntax_spot() {
-        entry.push_str(&caret(&entry, path, spot));
+        entry.push_str(&caret(&entry, path, &spot));
     }
     entry
 }

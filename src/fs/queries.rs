@@ -16,8 +16,8 @@ use super::attr::{Attr, Kind};
 use super::errno::FsError;
 use super::ino::{QueryIno, QueryRoot};
 use super::{FsCore, Result, CHILD_COOKIE_BASE};
-use crate::model::filter::{escape_component, Filter};
-use crate::model::{validate_digest, Container, Image, MAX_COMPONENT_BYTES};
+use crate::model::{escape_component, Filter};
+use crate::model::{validate_digest, Container, Image, ValidationError, MAX_COMPONENT_BYTES};
 use crate::store::{resolve_image_dir, schema, NodeId, NodeKind, StoreRead};
 
 /// Most query directories numbered at once; beyond it the oldest loses its number.
@@ -63,7 +63,7 @@ impl Queries {
             return Ok(*number);
         }
         let matcher = match root {
-            QueryRoot::ImagesFilter | QueryRoot::ContainersFilter => Matcher::Filter(Filter::from_component(name)?),
+            QueryRoot::ImagesFilter | QueryRoot::ContainersFilter => Matcher::Filter(Filter::from_component(name).map_err(ValidationError::from)?),
             QueryRoot::ImagesByTarget => {
                 validate_digest(name)?;
                 Matcher::Target(name.to_owned())
@@ -238,7 +238,7 @@ impl FsCore {
                 _ => return Ok(None),
             }
         } else {
-            let Ok(image_name) = crate::model::filter::unescape_component(name) else { return Ok(None) };
+            let Ok(image_name) = crate::model::unescape_component(name) else { return Ok(None) };
             match resolve_image_dir(reader, &image_name)? {
                 Some(node) if reader.image(node.id)?.is_some_and(|i| query.matches_image(&i)) => node.id,
                 _ => return Ok(None),

@@ -52,6 +52,9 @@ pub enum ValidationError {
         /// Where.
         spot: super::SyntaxSpot,
     },
+    /// A filter expression (the name of a `.filter/` query) that does not parse.
+    #[error(transparent)]
+    InvalidFilter(#[from] super::FilterError),
     /// An image document (index, manifest, config) that is not valid OCI.
     #[error("invalid image: {reason}")]
     InvalidImage {

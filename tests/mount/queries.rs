@@ -119,3 +119,114 @@ fn query_directories_are_not_listed_and_are_read_only() {
     assert!(fx.path("containers/web").is_dir());
     assert_eq!(links(&fx.path(&all)), [pair("web", "../../web")]);
 }
+
+/// Three containers and three images, each filter's expected answer derivable by hand.
+fn corpus(fx: &MountFixture) {
+    for (id, image, runtime, labels) in [
+        ("web", "docker.io/library/busybox:latest", "io.containerd.runc.v2", "foo=true\nenv=prod\nvery complex label=something\n"),
+        ("db", "docker.io/library/postgres:16", "", "env=dev\n"),
+        ("cache", "", "crun", "ctrfs.io/rm=true\n"),
+    ] {
+        fs::create_dir(fx.path(&format!("containers/{id}"))).unwrap();
+        if !image.is_empty() {
+            put(&fx.path(&format!("containers/{id}/image")), format!("{image}\n"));
+        }
+        if !runtime.is_empty() {
+            put(&fx.path(&format!("containers/{id}/runtime")), format!("{runtime}\n"));
+        }
+        put(&fx.path(&format!("containers/{id}/labels")), labels);
+    }
+    make_image(fx, "docker.io/library/busybox:latest", 1);
+    put(&fx.path("images/docker.io/library/busybox:latest/labels"), "bar=1\ncontainerd.io/gc.root=check-walk\n");
+    make_image(fx, "foo", 2);
+    put(&fx.path("images/foo/labels"), "bar=2\n");
+    fs::create_dir_all(fx.path("images/p")).unwrap();
+    let index = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": digest(3),
+        "size": 300,
+    });
+    put(&fx.path("images/p/target"), index.to_string());
+}
+
+/// The sorted entry names of a filter over `kind` (`containers` or `images`).
+fn matches(fx: &MountFixture, kind: &str, expr: &str) -> Vec<String> {
+    ls(&fx.path(&format!("{kind}/.filter/{expr}")))
+}
+
+#[test]
+fn containerd_s_filter_examples_select_what_they_say() {
+    let fx = MountFixture::new();
+    corpus(&fx);
+    let cases: &[(&str, &str, &[&str])] = &[
+        // containerd's documentation and filter package examples, in path form.
+        ("containers", "labels.foo", &["web"]),
+        ("images", "name==foo,labels.bar", &["foo"]),
+        ("containers", r#"labels."very complex label"==something"#, &["web"]),
+        ("images", r#"labels."containerd.io%2Fgc.root"==check-walk"#, &["docker.io%2Flibrary%2Fbusybox:latest"]),
+        ("containers", "id==web", &["web"]),
+        ("images", "name==docker.io%2Flibrary%2Fbusybox:latest|name==p", &["docker.io%2Flibrary%2Fbusybox:latest", "p"]),
+        ("images", "target.mediatype==application%2Fvnd.oci.image.index.v1+json", &["p"]),
+        // A `/…/` regular expression: its slashes are written %2F.
+        ("containers", "image~=%2Fbusy|post%2F,id!=db", &["web"]),
+        ("containers", r#"image~="busy|post""#, &["db", "web"]),
+        ("containers", "runtime.name==io.containerd.runc.v2", &["web"]),
+        ("containers", "runtime.name~=^(crun)?$", &["cache", "db"]),
+        ("containers", "labels.env!=prod", &["cache", "db"]),
+        ("containers", r#"labels."ctrfs.io%2Frm"==true"#, &["cache"]),
+        ("containers", "labels.env==prod|labels.env==dev", &["db", "web"]),
+        ("images", "labels.bar~=^[12]$", &["docker.io%2Flibrary%2Fbusybox:latest", "foo"]),
+        ("containers", "id==nothing", &[]),
+    ];
+    let by_digest = format!("target.digest=={}", digest(2));
+    let mut failures = Vec::new();
+    for (kind, expr, want) in cases.iter().copied().chain([("images", by_digest.as_str(), &["foo"][..])]) {
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        let got = matches(&fx, kind, expr);
+        if got != want {
+            failures.push(format!("{kind}/.filter/{expr}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // What shell users do with a view: loop over it, follow it, read through it.
+    let loop_out = fx.sh_ok("for c in 'containers/.filter/labels.env'/*; do cat \"$c/image\"; done");
+    assert_eq!(loop_out, "docker.io/library/postgres:16\ndocker.io/library/busybox:latest\n");
+    let found = fx.sh_ok("find -L 'containers/.filter/id==web' -name labels");
+    assert_eq!(found.trim(), "containers/.filter/id==web/web/labels");
+    let (code, out, _) = fx.sh("ls -l 'images/.filter/name==foo'");
+    assert_eq!(code, 0);
+    assert!(out.contains("foo -> ../../foo"), "{out}");
+
+    // Membership follows the records at once: nothing is cached.
+    append(&fx.path("containers/cache/labels"), "env=prod\n");
+    assert_eq!(matches(&fx, "containers", "labels.env==prod"), ["cache", "web"]);
+    fx.sh_ok("rm -r containers/web");
+    assert_eq!(matches(&fx, "containers", "labels.env==prod"), ["cache"]);
+    assert_eq!(errno_of(fs::symlink_metadata(fx.path("containers/.filter/labels.env==prod/web"))), libc::ENOENT);
+}
+
+#[test]
+fn an_invalid_filter_is_einval_at_lookup_with_its_reason_and_position() {
+    let fx = MountFixture::new();
+    corpus(&fx);
+    for (kind, expr, position) in [
+        ("containers", r#"labels."a"=="#, 12),
+        ("containers", "id==web,", 8),
+        ("images", "name==a%2Fb c", 11),
+        ("images", "name==100%", 9),
+        ("containers", "image~=%2F[%2F", 7),
+        ("containers", "id==a||id==b", 6),
+    ] {
+        let path = fx.path(&format!("{kind}/.filter/{expr}"));
+        assert_eq!(errno_of(fs::read_dir(&path)), libc::EINVAL, "{expr}");
+        assert_eq!(errno_of(fs::metadata(&path)), libc::EINVAL, "{expr}");
+        fx.wait_for_log_line(&format!("filter {expr:?}"), |line| {
+            line.contains("EINVAL") && line.contains(&format!("{kind}/.filter/{expr}")) && line.contains(&format!("at position {position}"))
+        });
+    }
+    // `ls` reports it as the shell user sees it.
+    let (code, _, err) = fx.sh("ls 'containers/.filter/id=web'");
+    assert_ne!(code, 0);
+    assert!(err.contains("Invalid argument"), "{err}");
+}

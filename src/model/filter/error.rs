@@ -18,15 +18,9 @@ pub struct FilterError {
 }
 
 impl FilterError {
-    /// Two lines, each ending in a newline: the expression as typed and a caret under the
-    /// offending position, for a tracefs-style error log. Control characters in the
-    /// expression are shown as `?` so that it stays one line; a tab is kept, with a tab at
-    /// the same place in the caret line, so the caret stays aligned in a terminal.
-    pub fn caret_lines(&self) -> String {
-        let shown: String = self.input.chars().map(|c| if c.is_control() && c != '\t' { '?' } else { c }).collect();
-        let before = &self.input[..self.position.min(self.input.len())];
-        let pad: String = before.chars().map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-        format!("{shown}\n{pad}^\n")
+    /// Where the fault is in the text as typed, for a caret under it (`error_log`).
+    pub fn spot(&self) -> crate::model::SyntaxSpot {
+        crate::model::SyntaxSpot::at_offset(self.input.as_bytes(), self.position)
     }
 }
 

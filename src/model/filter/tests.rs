@@ -210,19 +210,19 @@ fn positions_count_bytes_as_typed_through_escapes() {
 #[test]
 fn errors_render_as_one_line_and_as_a_caret_under_the_position() {
     let error = refusal(r#"labels."a"=="#);
-    assert_eq!(error.caret_lines(), "labels.\"a\"==\n            ^\n");
+    assert_eq!(error.spot().caret_lines(""), "labels.\"a\"==\n            ^\n");
     assert_eq!(error.to_string(), r#"filter "labels.\"a\"==": expected value or quoted at position 12"#);
     let error = refusal("name==a%2Fb c");
-    assert_eq!(error.caret_lines(), "name==a%2Fb c\n           ^\n");
+    assert_eq!(error.spot().caret_lines(""), "name==a%2Fb c\n           ^\n");
     assert_eq!(
         error.to_string(),
         r#"filter "name==a%2Fb c": unexpected input:   at position 11 (decoded: "name==a/b c")"#
     );
     let error = refusal("labels.\"é\"==x y");
     assert_eq!(error.position, 14, "a byte offset");
-    assert_eq!(error.caret_lines(), "labels.\"é\"==x y\n             ^\n", "the caret counts characters");
+    assert_eq!(error.spot().caret_lines(""), "labels.\"é\"==x y\n             ^\n", "the caret counts characters");
     let error = Filter::parse("a==b\tc\nd").unwrap_err();
-    assert_eq!(error.caret_lines(), "a==b\tc?d\n    ^\n", "a control character keeps to one line");
+    assert_eq!(error.spot().caret_lines(""), "a==b?c\n    ^\n", "control characters are shown as ?, and only the line of the fault");
 }
 
 #[test]
