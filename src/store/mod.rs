@@ -372,15 +372,12 @@ impl Access for Writer<'_> {
 }
 
 /// Streams the records of `db` keyed above `after` to `visit` until it returns `false`.
-fn records_after<T: 'static>(
+fn records_after<T: serde::de::DeserializeOwned + 'static>(
     db: &Database<U64<BigEndian>, SerdeJson<T>>,
     txn: &RoTxn,
     after: u64,
     visit: &mut dyn FnMut(NodeId, &T) -> bool,
-) -> Result<()>
-where
-    T: serde::de::DeserializeOwned,
-{
+) -> Result<()> {
     let Some(first) = after.checked_add(1) else { return Ok(()) };
     for item in db.range(txn, &(first..))? {
         let (id, record) = item?;
