@@ -700,28 +700,28 @@ impl FsCore {
     fn refuse_writer(&self, node: NodeId, kind: NodeKind, writer: &mut AttrWriter, e: FsError) -> FsError {
         // Only while the stored value is still what this handle committed: a value another
         // writer committed since is theirs, acknowledged, and stays.
-        let ours = match writer.buffer.last_committed() {
-            Some(last) => self.services.still_holds(node, kind, last).unwrap_or(false),
-            None => false,
-        };
-        if writer.buffer.needs_restore() && !ours {
-            log::info!("{}: changed by another writer since; not put back", writer.file().name());
-        }
-        if writer.buffer.needs_restore() && ours {
-            let edit = writer.buffer.restore_edit();
-            let cleared = matches!(edit, Ok(Edit::ClearTarget));
-            let restored = edit.map_err(FsError::from).and_then(|edit| self.apply_edit(edit, node, kind));
-            match restored {
+        if writer.buffer.needs_restore() {
+            let put_back = match (writer.buffer.last_committed(), writer.buffer.restore_edit()) {
+                (Some(ours), Ok(back)) => {
+                    let cleared = matches!(back, Edit::ClearTarget);
+                    self.services.put_back(node, kind, ours, back).map(|done| (done, cleared)).map_err(FsError::from)
+                }
+                (None, _) => Ok((false, false)),
+                (_, Err(e)) => Err(FsError::from(e)),
+            };
+            match put_back {
+                Ok((false, _)) => log::info!("{}: changed by another writer since; not put back", writer.file().name()),
                 // The image is a name prefix again: the kernel must forget its `target`
                 // before this write's refusal reaches the writer.
-                Ok(()) if cleared => {
+                Ok((true, true)) => {
+                    self.forget_vanished(node);
                     let parent = Ino::Node(node).number();
                     if self.inodes.is_known(parent) {
                         let name = AttrFile::Target.name().to_owned();
                         self.notices.send_and_wait(super::notify::Notice::Forget { parent, name });
                     }
                 }
-                Ok(()) => {}
+                Ok((true, false)) => self.forget_vanished(node),
                 Err(restore) => {
                     log::error!("{}: could not put back the value from before a refused write: {restore}", writer.file().name())
                 }

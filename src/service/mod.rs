@@ -172,25 +172,41 @@ impl Services {
         }
     }
 
-    /// Whether `node`'s field still holds the value `edit` set (a whole value: not a merge
-    /// of label lines, which always answers `false`).
-    pub fn still_holds(&self, node: NodeId, kind: NodeKind, edit: &Edit) -> Result<bool> {
-        let reader = self.store.read()?;
-        Ok(match (kind, edit) {
-            (NodeKind::ImageDir, Edit::Target(target, text)) => reader.image(node)?.is_some_and(|i| {
-                i.target.as_ref() == Some(target) && text.as_ref().is_none_or(|t| *t == i.target_file())
-            }),
-            (NodeKind::ImageDir, Edit::ClearTarget) => reader.image(node)?.is_none_or(|i| i.target.is_none()),
-            (NodeKind::Container, Edit::Spec(spec)) => reader.with_spec(node, |s| s.to_vec())? == *spec,
-            (NodeKind::Container, Edit::Field(field, value)) => {
-                reader.container(node)?.is_some_and(|c| c.field(*field) == value)
+    /// Puts `back` (the value from before a refused handle's open) on `node`, if its field
+    /// still holds `ours`, the value that handle committed. The check and the write are one
+    /// transaction, so a value another writer commits meanwhile is theirs, acknowledged,
+    /// and stays. A snapshot key, whose change may prepare a root filesystem outside any
+    /// transaction, is checked first and then set as any key is (the one window left: a
+    /// key written between the two is replaced). Answers whether it put the value back.
+    pub fn put_back(&self, node: NodeId, kind: NodeKind, ours: &Edit, back: Edit) -> Result<bool> {
+        if let Edit::Field(ContainerField::Snapshot, key) = &back {
+            if !holds(&self.store.read()?, node, kind, ours)? {
+                return Ok(false);
             }
-            // A name prefix in images/ whose labels went has no record at all: no labels.
-            (_, Edit::ReplaceLabels(labels)) => {
-                reader.node(node)?.is_some() && reader.labels_of(node)?.unwrap_or_default() == *labels
+            self.set_snapshot_key(node, key)?;
+            return Ok(true);
+        }
+        Ok(self.store.write(|w| -> Result<bool> {
+            if !holds(w, node, kind, ours)? {
+                return Ok(false);
             }
-            _ => false,
-        })
+            match (kind, back) {
+                (NodeKind::ImageDir, Edit::Target(descriptor, text)) => drop(w.put_image_target(node, descriptor, text)?),
+                (NodeKind::ImageDir, Edit::ClearTarget) => w.clear_image_target(node)?,
+                (NodeKind::Container, Edit::Spec(spec)) => drop(w.put_spec(node, spec.as_deref())?),
+                (NodeKind::Container, Edit::Field(field, value)) => {
+                    drop(w.update_container(node, |c| c.set_field(field, &value))?)
+                }
+                (_, Edit::ReplaceLabels(labels)) => drop(w.update_labels(node, |l| {
+                    *l = labels;
+                    Ok(())
+                })?),
+                (kind, edit) => {
+                    return Err(crate::store::StoreError::NotPermitted(format!("{edit:?} cannot be put back on a {kind:?}")).into())
+                }
+            }
+            Ok(true)
+        })?)
     }
 
     /// Keeps `refs` from collection until the guard drops (an open writer's file's
@@ -199,6 +215,22 @@ impl Services {
         let res = self.resources.as_ref()?;
         (!refs.is_empty()).then(|| res.hold_refs(refs))
     }
+}
+
+/// Whether `node`'s field holds the value `edit` set (a whole value: not a merge of label
+/// lines, which always answers `false`), as `reader` sees it.
+fn holds(reader: &impl StoreRead, node: NodeId, kind: NodeKind, edit: &Edit) -> Result<bool> {
+    Ok(match (kind, edit) {
+        (NodeKind::ImageDir, Edit::Target(target, text)) => reader.image(node)?.is_some_and(|i| {
+            i.target.as_ref() == Some(target) && text.as_ref().is_none_or(|t| *t == i.target_file())
+        }),
+        (NodeKind::ImageDir, Edit::ClearTarget) => reader.image(node)?.is_none_or(|i| i.target.is_none()),
+        (NodeKind::Container, Edit::Spec(spec)) => reader.with_spec(node, |s| s.to_vec())? == *spec,
+        (NodeKind::Container, Edit::Field(field, value)) => reader.container(node)?.is_some_and(|c| c.field(*field) == value),
+        // A name prefix in images/ whose labels went has no record at all: no labels.
+        (_, Edit::ReplaceLabels(labels)) => reader.node(node)?.is_some() && reader.labels_of(node)?.unwrap_or_default() == *labels,
+        _ => false,
+    })
 }
 
 /// Locks a mutex; a poisoned one (a request panicked while holding it) still holds

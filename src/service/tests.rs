@@ -310,3 +310,32 @@ fn times_set_on_a_file_hold_until_its_value_changes() {
     services.apply(Edit::Field(ContainerField::Image, "app".into()), web, kind).unwrap();
     assert!(container_state(&services, web).2.times.is_empty());
 }
+
+#[test]
+fn a_refused_handle_s_value_is_put_back_only_while_it_is_still_the_stored_one() {
+    let (_dir, _, services) = services();
+    let node = container(&services, "web");
+    let field = |v: &str| Edit::Field(ContainerField::Runtime, v.into());
+    let runtime = |s: &Services| s.store().read().unwrap().container(node).unwrap().unwrap().runtime;
+    // A handle committed "crun" over "runc", then was refused: "runc" comes back.
+    services.apply(field("runc"), node, NodeKind::Container).unwrap();
+    services.apply(field("crun"), node, NodeKind::Container).unwrap();
+    assert!(services.put_back(node, NodeKind::Container, &field("crun"), field("runc")).unwrap());
+    assert_eq!(runtime(&services), "runc");
+    // Another writer committed "youki" since: theirs stays.
+    services.apply(field("crun"), node, NodeKind::Container).unwrap();
+    services.apply(field("youki"), node, NodeKind::Container).unwrap();
+    assert!(!services.put_back(node, NodeKind::Container, &field("crun"), field("runc")).unwrap());
+    assert_eq!(runtime(&services), "youki");
+    // Labels, a whole value, the same way.
+    let labels = |pairs: &[(&str, &str)]| {
+        let mut l = Labels::new();
+        for (k, v) in pairs {
+            l.set(k, v);
+        }
+        Edit::ReplaceLabels(l)
+    };
+    services.apply(labels(&[("a", "1")]), node, NodeKind::Container).unwrap();
+    assert!(services.put_back(node, NodeKind::Container, &labels(&[("a", "1")]), labels(&[])).unwrap());
+    assert!(services.store().read().unwrap().container(node).unwrap().unwrap().labels.is_empty());
+}
