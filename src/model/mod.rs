@@ -8,6 +8,7 @@ mod blob;
 mod container;
 mod descriptor;
 mod error;
+pub mod event;
 mod gc;
 mod image;
 mod json_scan;

@@ -9,6 +9,7 @@ mod containers;
 mod crash;
 mod durability;
 mod errno;
+mod events;
 mod fuzz;
 mod fulldisk;
 mod hostile;
