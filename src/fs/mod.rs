@@ -805,6 +805,9 @@ mod tests;
 #[cfg(test)]
 mod blob_tests;
 
+#[cfg(test)]
+mod events_tests;
+
 /// The `content/<alg>/` directory of a digest, and its file name there.
 fn digest_dir(digest: &str) -> Option<(NodeId, &str)> {
     match digest.split_once(':')? {

@@ -143,15 +143,16 @@ fn a_blocked_reader_gets_the_next_event_and_nonblocking_readers_and_poll_see_the
     fs::create_dir(fx.path("containers/two")).unwrap();
     let second: Value = serde_json::from_str(&lines.recv_timeout(DEADLINE).expect("the new event")).unwrap();
     assert_eq!((second["topic"].as_str(), second["event"]["id"].as_str()), (Some("/containers/create"), Some("two")));
-    // Ctrl-C ends it (the parked read is answered EINTR), and the daemon goes on. Sent
-    // once cat waits in its next read: a signal while it writes its line would end it
-    // without any read to interrupt.
+    // A signal that kills it (as `timeout` or Ctrl-C would; SIGTERM, since SIGINT is
+    // ignored by background jobs of a script such as scripts/test.sh, and cat inherits
+    // that) ends it: the parked read is answered EINTR, and the daemon goes on. Sent once
+    // cat waits in its next read: a signal while it writes its line needs no answer.
     let wchan = format!("/proc/{}/wchan", cat.id());
     wait_until(DEADLINE, "cat to wait in a read of the mount", || {
         fs::read_to_string(&wchan).is_ok_and(|w| w.contains("request_wait_answer"))
     });
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(cat.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
-    wait_until(DEADLINE, "cat to end on SIGINT", || cat.try_wait().unwrap().is_some());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(cat.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    wait_until(DEADLINE, "cat to end on SIGTERM", || cat.try_wait().unwrap().is_some());
     fx.wait_for_log_line("the interrupted read at info", |l| l.contains("INFO") && l.contains("events stream by pid"));
     fs::create_dir(fx.path("containers/three")).unwrap();
 
