@@ -64,6 +64,21 @@ pub type DaemonError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Set in the environment of the background child: print this line on stdout once mounted.
 const READY_ENV: &str = "CTRFS_READY_LINE";
+
+/// A test knob: how many events the journal keeps (default 10,000), so that a test can
+/// make a reader fall behind the window without committing ten thousand changes.
+const EVENTS_KEPT_ENV: &str = "CTRFS_EVENTS_KEPT";
+
+/// The store's settings, from the environment's test knob.
+fn store_options() -> Result<crate::store::StoreOptions, String> {
+    let mut options = crate::store::StoreOptions::default();
+    if let Some(value) = std::env::var_os(EVENTS_KEPT_ENV) {
+        let kept = value.to_str().and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0);
+        options.events_kept = kept.ok_or_else(|| format!("{EVENTS_KEPT_ENV} must be a positive number, not {value:?}"))?;
+        log::info!("the event journal keeps the last {} events ({EVENTS_KEPT_ENV})", options.events_kept);
+    }
+    Ok(options)
+}
 const READY_LINE: &str = "ctrfs-ready";
 
 /// Runs the daemon in this process until the filesystem is unmounted.
@@ -84,7 +99,7 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     }
     let _lock = lock_state_dir(&args.root)?;
     refuse_live_mount(&args.mountpoint)?;
-    let store = Store::open(&args.root.join("db")).map_err(|e| format!("cannot open the store: {e}"))?;
+    let store = Store::open_with(&args.root.join("db"), store_options()?).map_err(|e| format!("cannot open the store: {e}"))?;
     // Supervisors are found again at the next start by the task directory in their
     // command line, so it is spelled the same whatever path `--root` was given as.
     let root = std::fs::canonicalize(&args.root).map_err(|e| format!("cannot resolve {}: {e}", args.root.display()))?;

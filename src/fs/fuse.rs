@@ -16,13 +16,14 @@ use std::time::SystemTime;
 
 use fuser::{
     BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags, PollNotifier, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
 
 use super::attr::{Attr, Kind};
 use super::errno::{errno_name, FsError};
-use super::wait::WaitRegistry;
+use super::wait::{spawn_parked_reads, Retry, StreamRegistry, WaitRegistry};
 use super::workers::Workers;
 use super::error_log::Refusal;
 use super::{FsCore, Ownership, ReadOutcome, Times};
@@ -38,13 +39,16 @@ const MAX_QUEUED: usize = 1024;
 pub struct FuseAdapter {
     core: Arc<FsCore>,
     waiters: Arc<WaitRegistry>,
+    /// Parked reads and polls of `events`.
+    streams: Arc<StreamRegistry>,
     workers: Workers,
     /// Whose filesystem `statfs` reports (the state directory).
     statfs_dir: Option<std::path::PathBuf>,
 }
 
 impl FuseAdapter {
-    /// Wraps a core; parked `wait/<id>` reads are answered when the core reports exits.
+    /// Wraps a core; parked `wait/<id>` reads are answered when the core reports exits,
+    /// parked `events` reads when the store publishes an event.
     pub fn new(core: Arc<FsCore>) -> std::io::Result<Self> {
         let waiters = Arc::new(WaitRegistry::default());
         let registry = Arc::clone(&waiters);
@@ -53,8 +57,14 @@ impl FuseAdapter {
                 registry.wake(node.0, wait_text);
             }
         });
-        waiters.spawn_reaper()?;
-        Ok(FuseAdapter { core, waiters, workers: Workers::new(MAX_WORKERS, MAX_QUEUED), statfs_dir: None })
+        let streams = Arc::new(StreamRegistry::default());
+        let news = Arc::clone(&streams);
+        core.services().store().on_publish(move |_| news.publish());
+        let reader = Arc::clone(&core);
+        spawn_parked_reads(Arc::clone(&waiters), Arc::clone(&streams), move |fh, size, uid, pid| {
+            retry_stream_read(&reader, fh, size, Caller { uid, pid })
+        })?;
+        Ok(FuseAdapter { core, waiters, streams, workers: Workers::new(MAX_WORKERS, MAX_QUEUED), statfs_dir: None })
     }
 
     /// `statfs` (`df`) reports the filesystem holding `dir`.
@@ -109,6 +119,16 @@ fn refuse(core: &FsCore, caller: Caller, op: &str, path: impl FnOnce() -> String
     }
     core.error_log().record(Refusal { uid: caller.uid, pid: caller.pid, op, path: &path, errno, err });
     Errno::from_i32(errno)
+}
+
+/// A parked read of `events` tried again.
+fn retry_stream_read(core: &FsCore, fh: u64, size: u32, caller: Caller) -> Retry {
+    match core.read(fh, 0, size) {
+        Ok(ReadOutcome::Data(bytes)) => Retry::Data(bytes),
+        Ok(ReadOutcome::WaitForEvent) => Retry::Wait,
+        Ok(ReadOutcome::WaitForExit(_)) => Retry::Failed(Errno::EBADF),
+        Err(e) => Retry::Failed(refuse(core, caller, "read", || "events".into(), &e)),
+    }
 }
 
 /// Answers that tools provoke all the time and that are not anyone's mistake: a shell
@@ -325,7 +345,7 @@ impl Filesystem for FuseAdapter {
         fh: FileHandle,
         offset: u64,
         size: u32,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
@@ -335,6 +355,7 @@ impl Filesystem for FuseAdapter {
             self.offload("read", move |core| match core.read(fh.0, offset, size) {
                 Ok(ReadOutcome::Data(bytes)) => reply.data(&bytes),
                 Ok(ReadOutcome::WaitForExit(_)) => reply.error(Errno::EBADF),
+                Ok(ReadOutcome::WaitForEvent) => reply.data(&[]),
                 Err(e) => reply.error(refuse(core, caller, "read", || core.path_of(ino.0), &e)),
             });
             return;
@@ -344,6 +365,17 @@ impl Filesystem for FuseAdapter {
             Ok(ReadOutcome::WaitForExit(node)) => {
                 let core = &self.core;
                 if let Err(reply) = self.waiters.park(node.0, reply, req.pid(), offset, size, || core.wait_text_of(node).ok().flatten()) {
+                    let full = FsError::TooManyWaiters(super::wait::MAX_PARKED_READS);
+                    reply.error(self.refuse(req, "read", || self.core.path_of(ino.0), &full));
+                }
+            }
+            // The flags are the file's now (fcntl may have changed them since the open).
+            Ok(ReadOutcome::WaitForEvent) if flags.0 & libc::O_NONBLOCK != 0 => reply.data(&[]),
+            Ok(ReadOutcome::WaitForEvent) => {
+                let core = &self.core;
+                let caller = Caller::of(req);
+                let retry = || retry_stream_read(core, fh.0, size, caller);
+                if let Err(reply) = self.streams.park(fh.0, size, (caller.uid, caller.pid), reply, retry) {
                     let full = FsError::TooManyWaiters(super::wait::MAX_PARKED_READS);
                     reply.error(self.refuse(req, "read", || self.core.path_of(ino.0), &full));
                 }
@@ -505,6 +537,32 @@ impl Filesystem for FuseAdapter {
         self.offload("removexattr", move |core| match core.removexattr(ino.0, &name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(refuse(core, caller, "removexattr", || core.path_of(ino.0), &e)),
+        });
+    }
+
+    fn poll(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        notifier: PollNotifier,
+        _events: PollEvents,
+        flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        // Ready for what the file allows; the kernel keeps only what the caller asked.
+        let readable = PollEvents::POLLIN | PollEvents::POLLRDNORM;
+        guarded("poll", || match self.core.stream_ready(fh.0) {
+            // Any other file never makes a read or write wait.
+            Ok(None) => reply.poll(readable | PollEvents::POLLOUT | PollEvents::POLLWRNORM),
+            Ok(Some(true)) => reply.poll(readable),
+            Ok(Some(false)) if !flags.contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY) => reply.poll(PollEvents::empty()),
+            Ok(Some(false)) => {
+                let ready = || matches!(self.core.stream_ready(fh.0), Ok(Some(true)));
+                let now = self.streams.watch(fh.0, notifier, ready);
+                reply.poll(if now { readable } else { PollEvents::empty() });
+            }
+            Err(e) => reply.error(self.refuse(req, "poll", || self.core.path_of(ino.0), &e)),
         });
     }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use super::attr::{Attr, FILE_MODE};
 
 use super::errno::FsError;
-use super::ino::{AttrFile, Ino};
+use super::ino::{AttrFile, Ino, RootFile};
 use super::content::{Loaded, Object};
 use crate::service::{BlobWriter, Edit, HeldRefs, Judge};
 use super::write::{empty_value, WriteBuffer, WriteMode};
@@ -49,6 +49,8 @@ enum HandleState {
     Log(std::fs::File),
     /// `wait/<id>`: reads block until the task stopped.
     Wait,
+    /// `events`: this handle's place in the stream.
+    Events(super::events::Cursor),
     /// A stored blob, read straight from its file.
     BlobRead(std::fs::File),
     /// A blob being written.
@@ -109,6 +111,9 @@ pub enum ReadOutcome {
     Data(Vec<u8>),
     /// Nothing yet: answer when the task node stops.
     WaitForExit(NodeId),
+    /// At the end of the `events` stream: answer when an event is published (or now, with
+    /// nothing, for a reader that does not wait).
+    WaitForEvent,
 }
 
 /// The open files, by handle number.
@@ -151,6 +156,7 @@ impl Handle {
             HandleState::Write(writer) => writer.buffer.visible().len() + super::write::size_limit(writer.file()),
             HandleState::Log(_)
             | HandleState::Wait
+            | HandleState::Events(_)
             | HandleState::BlobRead(_)
             | HandleState::BlobWrite(_)
             | HandleState::Pending(_) => 0,
@@ -202,6 +208,17 @@ impl HandleTable {
     fn mark_closed(&self, fh: u64) {
         if lock(&self.writers).contains_key(&fh) {
             lock(&self.closed).insert(fh);
+        }
+    }
+
+    /// Whether a read of `events` handle `fh` would return something now; `None` for a
+    /// handle of any other file (always ready).
+    pub(super) fn events_ready(&self, fh: u64, store: &crate::store::Store) -> Result<Option<bool>> {
+        let handle = self.get(fh)?;
+        let handle = lock(&handle);
+        match &handle.state {
+            HandleState::Events(cursor) => Ok(Some(cursor.has_unread(store)?)),
+            _ => Ok(None),
         }
     }
 
@@ -360,6 +377,10 @@ impl FsCore {
             Ino::Log(..) | Ino::Wait(_) if writing => return Err(FsError::ReadOnly("a task view")),
             Ino::Log(node, stream) => HandleState::Log(self.open_log(node, stream)?),
             Ino::Wait(_) => HandleState::Wait,
+            Ino::RootFile(file) if writing => return Err(FsError::ReadOnly(file.name())),
+            Ino::RootFile(RootFile::Events) => HandleState::Events(super::events::Cursor::at_oldest(self.store())?),
+            // The refusals as they are now: one consistent picture across reads.
+            Ino::RootFile(RootFile::ErrorLog) => HandleState::Snapshot(self.error_log().contents()),
         };
         self.handles.insert(Handle { node: loaded.node.id, kind: loaded.node.kind, state })
     }
@@ -487,7 +508,12 @@ impl FsCore {
     /// `read` through an open handle.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<ReadOutcome> {
         let handle = self.handles.get(fh)?;
-        let handle = lock(&handle);
+        let mut handle = lock(&handle);
+        if let HandleState::Events(cursor) = &mut handle.state {
+            // A stream: the handle's cursor, not the kernel's offset, says where it is.
+            let bytes = cursor.read(self.store(), size as usize)?;
+            return Ok(if bytes.is_empty() { ReadOutcome::WaitForEvent } else { ReadOutcome::Data(bytes) });
+        }
         // Borrowed where possible: a large document is read in many calls, and copying the
         // whole of it for each would make reading it quadratic.
         let bytes: std::borrow::Cow<'_, [u8]> = match &handle.state {
@@ -517,6 +543,8 @@ impl FsCore {
                 return Ok(ReadOutcome::Data(buf));
             }
             HandleState::BlobWrite(_) => return Err(FsError::BadHandle),
+            // Read from its cursor above.
+            HandleState::Events(_) => Vec::new().into(),
             HandleState::Wait => match self.services.wait_text(handle.node)? {
                 Some(text) => text.into_bytes().into(),
                 None => return Ok(ReadOutcome::WaitForExit(handle.node)),
@@ -589,7 +617,11 @@ impl FsCore {
             }
             HandleState::BlobWrite(writer) => Ok(self.services.write_blob(writer, offset, data)?),
             HandleState::Temp(ino) => self.write_temp(*ino, offset, data),
-            HandleState::Snapshot(_) | HandleState::Log(_) | HandleState::Wait | HandleState::BlobRead(_) => {
+            HandleState::Snapshot(_)
+            | HandleState::Log(_)
+            | HandleState::Wait
+            | HandleState::Events(_)
+            | HandleState::BlobRead(_) => {
                 Err(FsError::BadHandle)
             }
         }
@@ -828,6 +860,7 @@ impl FsCore {
             Ino::Node(node) if load_node(&self.store().read()?, node)?.task().is_some() => return self.getattr(ino),
             Ino::Node(_) | Ino::LogDir(_) => return Err(FsError::IsDir),
             Ino::Log(..) | Ino::Wait(_) => return Err(FsError::ReadOnly("a task view")),
+            Ino::RootFile(file) => return Err(FsError::ReadOnly(file.name())),
         };
         let kind = load_node(&self.store().read()?, node)?.node.kind;
         if is_read_only(kind, file) {
@@ -889,6 +922,12 @@ impl FsCore {
     /// commit may hold.)
     pub fn may_block(&self, fh: u64) -> bool {
         matches!(lock(&self.handles.writers).get(&fh), Some(Writes::File(..) | Writes::Task(_)))
+    }
+
+    /// `poll` of a stream: whether a read of `events` handle `fh` would return something
+    /// now; `None` for any other file, which never makes a read wait.
+    pub fn stream_ready(&self, fh: u64) -> Result<Option<bool>> {
+        self.handles.events_ready(fh, self.store())
     }
 
     /// Whether `fh` was opened for writing (its close may commit).

@@ -2,7 +2,8 @@
 //!
 //! `ino = node_id << 5 | slot`, where slot 0 is the node itself, slots 1..8 and 13..17 its
 //! attribute files and 9..12 a task's views (`logs/<id>/`, its two streams, `wait/<id>`);
-//! the root is the exception FUSE imposes (`ino 1`). Node ids are never reused, so an inode
+//! the root is the exception FUSE imposes (`ino 1`), so the root node's slots are free for
+//! the files at the mount's top that are no node (`events`): `1 << 5 | slot`. Node ids are never reused, so an inode
 //! number names one object for ever, across remounts, and the FUSE generation can stay 0.
 //! (Schema 1 used 4 slot bits; the snapshot files needed more, so inode numbers changed
 //! once, at the upgrade to schema 2, which needs a remount anyway.)
@@ -138,6 +139,38 @@ impl Stream {
     }
 }
 
+/// A file at the mount's top that is no node: a view the daemon generates. Reachable by
+/// name, never listed. The discriminant is its slot under the root node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RootFile {
+    /// `events`: the stream of published events.
+    Events = 1,
+    /// `error_log`: the last refusals of this mount.
+    ErrorLog = 2,
+}
+
+/// Every root file, by slot.
+pub const ROOT_FILES: [RootFile; 2] = [RootFile::Events, RootFile::ErrorLog];
+
+impl RootFile {
+    /// Its file name.
+    pub fn name(self) -> &'static str {
+        match self {
+            RootFile::Events => "events",
+            RootFile::ErrorLog => "error_log",
+        }
+    }
+
+    /// The root file called `name`.
+    pub fn named(name: &str) -> Option<Self> {
+        ROOT_FILES.into_iter().find(|f| f.name() == name)
+    }
+
+    fn from_slot(slot: u64) -> Option<Self> {
+        ROOT_FILES.into_iter().find(|f| *f as u64 == slot)
+    }
+}
+
 /// Slots of a task node's views (after the attribute files' slots).
 const SLOT_LOG_DIR: u64 = 9;
 const SLOT_STDOUT: u64 = 10;
@@ -157,6 +190,8 @@ pub enum Ino {
     Log(NodeId, Stream),
     /// `wait/<id>` of a task node.
     Wait(NodeId),
+    /// A file at the mount's top (under the root node).
+    RootFile(RootFile),
 }
 
 impl Ino {
@@ -170,6 +205,7 @@ impl Ino {
             Ino::Log(node, Stream::Stdout) => node.0 << SLOT_BITS | SLOT_STDOUT,
             Ino::Log(node, Stream::Stderr) => node.0 << SLOT_BITS | SLOT_STDERR,
             Ino::Wait(node) => node.0 << SLOT_BITS | SLOT_WAIT,
+            Ino::RootFile(file) => schema::ROOT.0 << SLOT_BITS | file as u64,
         }
     }
 
@@ -179,7 +215,10 @@ impl Ino {
             return Some(Ino::Node(schema::ROOT));
         }
         let node = NodeId(number >> SLOT_BITS);
-        if node.0 <= schema::ROOT.0 || QueryRoot::ALL.iter().any(|r| r.node() == node) || number & NOT_A_NODE_BITS != 0 {
+        if node == schema::ROOT {
+            return RootFile::from_slot(number & SLOT_MASK).map(Ino::RootFile);
+        }
+        if node.0 < schema::ROOT.0 || QueryRoot::ALL.iter().any(|r| r.node() == node) || number & NOT_A_NODE_BITS != 0 {
             return None;
         }
         match number & SLOT_MASK {
@@ -196,6 +235,7 @@ impl Ino {
     pub fn node(self) -> NodeId {
         match self {
             Ino::Node(n) | Ino::File(n, _) | Ino::LogDir(n) | Ino::Log(n, _) | Ino::Wait(n) => n,
+            Ino::RootFile(_) => schema::ROOT,
         }
     }
 }
@@ -300,7 +340,9 @@ mod tests {
         let nodes = [schema::ROOT, schema::IMAGES, schema::CONTAINERS, schema::TASKS, NodeId(16), NodeId(1 << 40)];
         for node in nodes {
             let mut inos = vec![Ino::Node(node)];
-            if node != schema::ROOT {
+            if node == schema::ROOT {
+                inos.extend(ROOT_FILES.map(Ino::RootFile));
+            } else {
                 inos.extend(CONTAINER_FILES.iter().chain(IMAGE_FILES.iter()).chain(SNAPSHOT_FILES.iter()).map(|f| Ino::File(node, *f)));
                 inos.extend([Ino::LogDir(node), Ino::Log(node, Stream::Stdout), Ino::Log(node, Stream::Stderr), Ino::Wait(node)]);
             }
@@ -315,6 +357,10 @@ mod tests {
         assert_eq!(Ino::decode(0), None);
         assert_eq!(Ino::decode(16), None);
         assert_eq!(Ino::decode(16 << 5 | 31), None);
+        // Under the root node only its files' slots decode; slot 0 is not the root.
+        assert_eq!(Ino::decode(1 << 5), None);
+        assert_eq!(Ino::decode(1 << 5 | 31), None);
+        assert_eq!(Ino::RootFile(RootFile::Events).number(), 33);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod attr;
 mod content;
 pub mod errno;
 pub mod error_log;
+mod events;
 pub mod fuse;
 mod handles;
 pub mod notify;
@@ -33,7 +34,7 @@ use attr::{Attr, Kind, FILE_MODE, READ_ONLY_FILE_MODE};
 use content::{Loaded, Object};
 use errno::FsError;
 use handles::HandleTable;
-use ino::{AttrFile, Ino, QueryIno, QueryRoot, Stream, CONTAINER_FILES, IMAGE_FILES, SNAPSHOT_FILES};
+use ino::{AttrFile, Ino, QueryIno, QueryRoot, RootFile, Stream, CONTAINER_FILES, IMAGE_FILES, SNAPSHOT_FILES};
 use inodes::InodeTable;
 
 use crate::model::MAX_COMPONENT_BYTES;
@@ -194,6 +195,9 @@ impl FsCore {
                 (_, Some(file)) if self.handles.is_writing(dir.node.id, file) => empty_file_attr(&dir, file),
                 (_, Some(_)) => return Err(FsError::NotFound),
                 (NodeKind::LogsDir, None) => log_dir_attr(&task_named(&reader, name)?),
+                (NodeKind::Root, None) if is_root_file(&dir, name) => {
+                    self.root_file_attr(&dir, RootFile::named(name).expect("checked"))
+                }
                 (NodeKind::WaitDir, None) => wait_attr(&task_named(&reader, name)?),
                 (kind, None) => match self.temps.lookup(dir.node.id, name) {
                     Some(temp) if rename::holds_temps(kind) => self.temp_attr(temp)?,
@@ -247,6 +251,7 @@ impl FsCore {
                     Ino::LogDir(_) => loaded.task().map(|_| log_dir_attr(&loaded)),
                     Ino::Log(_, stream) => self.log_attr(&loaded, stream).ok(),
                     Ino::Wait(_) => loaded.task().map(|_| wait_attr(&loaded)),
+                    Ino::RootFile(file) => Some(self.root_file_attr(&loaded, file)),
                 }
             }
         };
@@ -353,7 +358,7 @@ impl FsCore {
         let name = component(name)?;
         let reader = self.store().read()?;
         let dir = self.changeable_directory(&reader, parent)?;
-        if dir.file_named(name).is_some() {
+        if dir.file_named(name).is_some() || is_root_file(&dir, name) {
             return Err(FsError::NotDir);
         }
         if QueryRoot::named(dir.node.id, name).is_some() {
@@ -420,6 +425,9 @@ impl FsCore {
         }
         if let Some(file) = dir.file_named(name) {
             return self.remove_attribute_file(&reader, &dir, file);
+        }
+        if is_root_file(&dir, name) {
+            return Err(FsError::NotPermitted(format!("{name} is made by the daemon; it cannot be removed")));
         }
         if rename::holds_temps(dir.node.kind) && self.temps.remove(dir.node.id, name).is_some() {
             return Ok(());
@@ -545,6 +553,7 @@ impl FsCore {
             Ino::File(_, file) => parts.push(file.name().to_owned()),
             Ino::Log(_, stream) => parts.push(stream.name().to_owned()),
             Ino::LogDir(_) | Ino::Wait(_) => {}
+            Ino::RootFile(file) => return file.name().to_owned(),
         }
         if let Ino::LogDir(id) | Ino::Log(id, _) | Ino::Wait(id) = decoded {
             let Ok(Some(task)) = reader.node(id) else { return unknown() };
@@ -594,7 +603,7 @@ impl FsCore {
                 let loaded = Loaded::read(reader, reader.node(id)?.ok_or(FsError::NotFound)?)?;
                 Ok(Dir::Logs(loaded))
             }
-            Ino::File(..) | Ino::Log(..) | Ino::Wait(_) => Err(FsError::NotDir),
+            Ino::File(..) | Ino::Log(..) | Ino::Wait(_) | Ino::RootFile(_) => Err(FsError::NotDir),
         }
     }
 
@@ -754,6 +763,25 @@ fn wait_attr(task: &Loaded) -> Attr {
     Attr::file(Ino::Wait(task.node.id), size, READ_ONLY_FILE_MODE, created, updated)
 }
 
+/// Whether `name` in directory `dir` is one of the files at the mount's top.
+fn is_root_file(dir: &Loaded, name: &str) -> bool {
+    dir.node.kind == NodeKind::Root && RootFile::named(name).is_some()
+}
+
+impl FsCore {
+    /// A file at the mount's top, read-only. `events` is a stream, so its size is 0 (a
+    /// reader reads until the stream says it is at its end, as from a pipe); `error_log`
+    /// has the size of the refusals kept now.
+    fn root_file_attr(&self, root: &Loaded, file: RootFile) -> Attr {
+        let (created, updated) = root.dir_times();
+        let size = match file {
+            RootFile::Events => 0,
+            RootFile::ErrorLog => self.error_log.len(),
+        };
+        Attr::file(Ino::RootFile(file), size, READ_ONLY_FILE_MODE, created, updated)
+    }
+}
+
 /// The task called `name` under `tasks/`.
 fn task_named(reader: &impl StoreRead, name: &str) -> Result<Loaded> {
     let node = reader.lookup(schema::TASKS, name)?.ok_or(FsError::NotFound)?;
@@ -837,6 +865,9 @@ mod tests;
 
 #[cfg(test)]
 mod blob_tests;
+
+#[cfg(test)]
+mod events_tests;
 
 /// The `content/<alg>/` directory of a digest, and its file name there.
 fn digest_dir(digest: &str) -> Option<(NodeId, &str)> {

@@ -561,3 +561,28 @@ fn times_set_with_setattr_are_what_getattr_shows() {
     let info = ino_of(&core, "containers/web/info.json");
     assert_eq!(core.setattr(info, None, None, none, times).unwrap_err().errno(), libc::EACCES);
 }
+
+#[test]
+fn events_is_reachable_by_name_only_and_each_handle_reads_its_own_stream() {
+    let (_dir, core) = core();
+    let events = core.lookup(ROOT_INO, OsStr::new("events")).unwrap();
+    assert_eq!((events.ino, events.size, events.perm), (super::ino::Ino::RootFile(super::ino::RootFile::Events).number(), 0, 0o444));
+    assert_eq!(core.getattr(events.ino).unwrap().ino, events.ino);
+    assert!(listing(&core, ROOT_INO, 0).iter().all(|(_, name)| name != "events"), "not listed");
+    assert_eq!(core.path_of(events.ino), "events");
+    assert!(matches!(core.open(events.ino, libc::O_WRONLY), Err(FsError::ReadOnly("events"))));
+    let fh = core.open(events.ino, libc::O_RDONLY).unwrap();
+    assert_eq!(core.read(fh, 0, 4096).unwrap(), super::ReadOutcome::WaitForEvent, "nothing published yet");
+    assert_eq!(core.stream_ready(fh).unwrap(), Some(false));
+    core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
+    assert_eq!(core.stream_ready(fh).unwrap(), Some(true));
+    let super::ReadOutcome::Data(line) = core.read(fh, 12345, 4096).unwrap() else { panic!("a line") };
+    let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(value["topic"], "/containers/create");
+    // Another handle starts at the oldest kept event; the first is at the end.
+    let other = core.open(events.ino, libc::O_RDONLY).unwrap();
+    assert!(matches!(core.read(other, 0, 4096).unwrap(), super::ReadOutcome::Data(_)));
+    assert_eq!(core.read(fh, 0, 4096).unwrap(), super::ReadOutcome::WaitForEvent);
+    let target = core.open(ino_of(&core, "containers/web/info.json"), libc::O_RDONLY).unwrap();
+    assert_eq!(core.stream_ready(target).unwrap(), None, "other files never wait");
+}

@@ -51,6 +51,7 @@ impl FsCore {
             }
             Ino::Node(node) => (node, NODE_ITSELF),
             Ino::LogDir(_) | Ino::Log(..) | Ino::Wait(_) => return Err(FsError::ReadOnly("a task view")),
+            Ino::RootFile(file) => return Err(FsError::ReadOnly(file.name())),
         };
         let shown = self.getattr(ino)?;
         let atime = times.atime.unwrap_or(TimeSet::At(Timestamp::from(shown.atime)));

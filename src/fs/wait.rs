@@ -1,19 +1,24 @@
-//! Parked reads of `wait/<id>`: a read of a task that has not stopped is answered when it
-//! stops, without holding a worker thread. Lives on the adapter side because it keeps
-//! fuser reply objects.
+//! Parked reads: a read that has to wait is answered later, without holding a thread.
+//! A read of `wait/<id>` waits until its task stops ([`WaitRegistry`]); a read at the end
+//! of `events` until the next event is published ([`StreamRegistry`], which also keeps
+//! the `poll` notifiers of that file). Lives on the adapter side because it keeps fuser
+//! reply objects.
 //!
 //! fuser answers FUSE_INTERRUPT with ENOSYS, after which the kernel waits for our answer
-//! uninterruptibly even when the reader got Ctrl-C. So a reaper looks at each parked
-//! reader's signals in `/proc` and answers EINTR to a reader that is gone or has a fatal
-//! signal pending: Ctrl-C on `cat wait/web` ends the `cat`, and the daemon carries on.
+//! uninterruptibly even when the reader got Ctrl-C. So one thread (`spawn_parked_reads`)
+//! looks at each parked reader's signals in `/proc` and answers EINTR to a reader that is
+//! gone or has a fatal signal pending: Ctrl-C on `cat wait/web` or `cat events` ends the
+//! `cat`, and the daemon carries on. The same thread answers the stream's parked reads
+//! when an event is published: a commit only raises a flag, so no reader, however many,
+//! slows the writer that woke them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use fuser::{Errno, ReplyData};
+use fuser::{Errno, PollNotifier, ReplyData};
 
-/// The most reads of `wait/` files parked at once. Each open file can carry several
+/// The most reads parked at once, in each registry. Each open file can carry several
 /// reads at a time (threads sharing a descriptor), so the open-file bound alone does not
 /// bound this; every parked read keeps a kernel request and its reply object alive.
 pub const MAX_PARKED_READS: usize = 4096;
@@ -87,15 +92,156 @@ impl WaitRegistry {
         }
     }
 
-    /// Runs the reaper on its own thread for the life of the process.
-    pub fn spawn_reaper(self: &Arc<Self>) -> std::io::Result<()> {
-        let registry = Arc::clone(self);
-        std::thread::Builder::new().name("wait-reaper".into()).spawn(move || loop {
-            std::thread::sleep(REAP_INTERVAL);
-            registry.reap_interrupted();
-        })?;
+}
+
+/// What a parked read of the stream gets when it is tried again.
+pub enum Retry {
+    /// Bytes: the read is answered with them.
+    Data(Vec<u8>),
+    /// Still at the end: it stays parked.
+    Wait,
+    /// It failed: answered with this errno.
+    Failed(Errno),
+}
+
+struct StreamRead {
+    fh: u64,
+    size: u32,
+    /// Who asked (uid, pid), for `error_log` should a retry fail.
+    uid: u32,
+    pid: u32,
+    reply: ReplyData,
+}
+
+/// A parked read's retry: handle, size, and the requester's uid and pid.
+pub type RetryRead = dyn Fn(u64, u32, u32, u32) -> Retry;
+
+/// Parked reads at the end of `events`, and the handles a `poll` waits on.
+#[derive(Default)]
+pub struct StreamRegistry {
+    reads: Mutex<Vec<StreamRead>>,
+    /// Notifiers of polls that found nothing to read, by handle (the kernel polls again
+    /// after each notice, so one per handle is enough).
+    pollers: Mutex<HashMap<u64, PollNotifier>>,
+    /// Raised by a commit that published events; cleared by the thread that answers.
+    news: Mutex<bool>,
+    woken: Condvar,
+}
+
+impl StreamRegistry {
+    /// Parks a read of handle `fh` unless `retry()` (tried under the registry's lock,
+    /// so an event published between the caller's read and the parking is not missed)
+    /// has something by now. With [`MAX_PARKED_READS`] reads parked, the reply is
+    /// handed back for the caller to refuse.
+    pub fn park(&self, fh: u64, size: u32, (uid, pid): (u32, u32), reply: ReplyData, retry: impl FnOnce() -> Retry) -> Result<(), ReplyData> {
+        let mut reads = lock(&self.reads);
+        match retry() {
+            Retry::Data(bytes) => reply.data(&bytes),
+            Retry::Failed(errno) => reply.error(errno),
+            Retry::Wait if reads.len() >= MAX_PARKED_READS => return Err(reply),
+            Retry::Wait => reads.push(StreamRead { fh, size, uid, pid, reply }),
+        }
         Ok(())
     }
+
+    /// Keeps `notifier` for handle `fh` unless `ready()` (asked under the lock, for the
+    /// same reason as in `park`) says there is something to read now; returns whether
+    /// it is ready. Beyond the bound, the notifiers kept are told at once (a spurious
+    /// wake-up, which `poll` allows), so closed handles never pile up.
+    pub fn watch(&self, fh: u64, notifier: PollNotifier, ready: impl FnOnce() -> bool) -> bool {
+        let mut pollers = lock(&self.pollers);
+        if ready() {
+            return true;
+        }
+        if pollers.len() >= MAX_PARKED_READS {
+            for (_, old) in pollers.drain() {
+                notify(old);
+            }
+        }
+        pollers.insert(fh, notifier);
+        false
+    }
+
+    /// An event was published: the parked-reads thread answers. Only raises a flag.
+    pub fn publish(&self) {
+        *lock(&self.news) = true;
+        self.woken.notify_one();
+    }
+
+    /// Waits up to `timeout` for news; `true` if there was some (and clears it).
+    fn wait_for_news(&self, timeout: Duration) -> bool {
+        let news = lock(&self.news);
+        let (mut news, _) = self.woken.wait_timeout_while(news, timeout, |n| !*n).unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *news, false)
+    }
+
+    /// Tries every parked read again with `retry`; those still at the end stay. Tells
+    /// every poller.
+    fn serve(&self, retry: &RetryRead) {
+        let parked = std::mem::take(&mut *lock(&self.reads));
+        let mut still = Vec::new();
+        for read in parked {
+            match retry(read.fh, read.size, read.uid, read.pid) {
+                Retry::Data(bytes) => read.reply.data(&bytes),
+                Retry::Failed(errno) => read.reply.error(errno),
+                Retry::Wait => still.push(read),
+            }
+        }
+        lock(&self.reads).extend(still);
+        let pollers = std::mem::take(&mut *lock(&self.pollers));
+        for (_, notifier) in pollers {
+            notify(notifier);
+        }
+    }
+
+    /// Answers EINTR to parked reads whose reader is gone or dying.
+    fn reap_interrupted(&self) {
+        let interrupted: Vec<StreamRead> = {
+            let mut reads = lock(&self.reads);
+            let (gone, keep) = reads.drain(..).partition(|r| reader_is_dying(r.pid));
+            *reads = keep;
+            gone
+        };
+        for read in interrupted {
+            log::info!("read of the events stream by pid {} interrupted", read.pid);
+            read.reply.error(Errno::EINTR);
+        }
+    }
+}
+
+/// Tells the kernel a polled file is ready; a handle it no longer has is no error.
+fn notify(notifier: PollNotifier) {
+    if let Err(e) = notifier.notify() {
+        log::debug!("poll notice not delivered: {e}");
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs, for the life of the process, the one thread that answers parked reads: the
+/// stream's when an event is published (with `retry`), and EINTR to interrupted readers
+/// of both registries every [`REAP_INTERVAL`].
+pub fn spawn_parked_reads(
+    waits: Arc<WaitRegistry>,
+    streams: Arc<StreamRegistry>,
+    retry: impl Fn(u64, u32, u32, u32) -> Retry + Send + 'static,
+) -> std::io::Result<()> {
+    std::thread::Builder::new().name("parked-reads".into()).spawn(move || {
+        let mut last_reap = std::time::Instant::now();
+        loop {
+            if streams.wait_for_news(REAP_INTERVAL) {
+                streams.serve(&retry);
+            }
+            if last_reap.elapsed() >= REAP_INTERVAL {
+                waits.reap_interrupted();
+                streams.reap_interrupted();
+                last_reap = std::time::Instant::now();
+            }
+        }
+    })?;
+    Ok(())
 }
 
 fn answer(reply: ReplyData, text: &str, offset: u64, size: u32) {

@@ -38,6 +38,7 @@ impl FsCore {
                 load_node(&self.store().read()?, node)?;
                 Ok(None)
             }
+            Ino::RootFile(_) => Ok(None),
         }
     }
 

@@ -9,6 +9,7 @@ mod container;
 mod descriptor;
 mod error;
 pub mod filter;
+pub mod event;
 mod gc;
 mod image;
 mod json_scan;

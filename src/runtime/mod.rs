@@ -270,6 +270,11 @@ impl Runtime {
         exits::watch(&files::exits_dir(&self.config.state_dir))
     }
 
+    /// Task `id`'s OCI bundle directory (what containerd's task events call `bundle`).
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.files(id).bundle()
+    }
+
     fn files(&self, id: &str) -> files::TaskFiles {
         files::TaskFiles::new(&self.config.state_dir, id)
     }

@@ -19,6 +19,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use super::{parse_spec, Event, Result, ServiceError, Services};
+use crate::model::event::Published;
 use crate::model::{Task, TaskStatus, Timestamp};
 use crate::runtime::{self, Control, Exit, Observed, RuntimeError, Started};
 use crate::store::{schema, Node, NodeId, StoreRead};
@@ -62,6 +63,11 @@ pub trait TaskRuntime: Send + Sync {
     fn end_unacknowledged_runs(&self, _stopped: &[String]) -> Vec<String> {
         Vec::new()
     }
+    /// The task's OCI bundle directory, for its `/tasks/create` event; empty for a
+    /// runtime that writes none.
+    fn bundle_dir(&self, _id: &str) -> String {
+        String::new()
+    }
 }
 
 impl TaskRuntime for runtime::Runtime {
@@ -100,6 +106,9 @@ impl TaskRuntime for runtime::Runtime {
     }
     fn report_exit_again(&self, id: &str) {
         runtime::Runtime::report_exit_again(self, id)
+    }
+    fn bundle_dir(&self, id: &str) -> String {
+        runtime::Runtime::bundle_dir(self, id).to_string_lossy().into_owned()
     }
 }
 
@@ -183,7 +192,14 @@ impl Services {
         let started = self.start_run(&*runtime, id, spec, 1)?;
         crate::fault::point(crate::fault::points::TASK_STARTED);
         let task = new_task(id, &started);
-        let node = match self.store.write(|w| w.create_task(task.clone())) {
+        let bundle = runtime.bundle_dir(id);
+        let recorded = self.store.write(|w| {
+            let node = w.create_task(task.clone())?;
+            w.publish(Published::TaskCreate { container_id: id.to_owned(), bundle, pid: task.pid });
+            w.publish(Published::TaskStart { container_id: id.to_owned(), pid: task.pid });
+            Ok::<_, crate::store::StoreError>(node)
+        });
+        let node = match recorded {
             Ok(node) => node,
             Err(e) => {
                 // A first run has no earlier logs to keep: its runtime state goes too.
@@ -336,7 +352,14 @@ impl Services {
         let started = self.start_run(runtime, id, spec, next_generation(runtime, stopped))?;
         crate::fault::point(crate::fault::points::TASK_RESTARTED);
         let next = new_task(id, &started);
-        match self.store.write(|w| w.update_task(node, |t| t.begin_run(stopped.generation, next))) {
+        let begun = self.store.write(|w| {
+            let task = w.update_task(node, |t| t.begin_run(stopped.generation, next))?;
+            if let Some(task) = &task {
+                w.publish(Published::TaskStart { container_id: task.id.clone(), pid: task.pid });
+            }
+            Ok::<_, crate::store::StoreError>(task)
+        });
+        match begun {
             Ok(Some(_)) => {}
             // Under the gate nothing else replaces a run; should it ever, the new process
             // must not outlive the refusal.
@@ -358,7 +381,15 @@ impl Services {
     /// A status change made on run `generation`; not applied (and logged) when that run
     /// has ended meanwhile, or another run replaced it.
     fn set_status(&self, node: NodeId, generation: u64, status: TaskStatus) -> Result<()> {
-        if self.store.write(|w| w.update_task(node, |t| t.change_status(generation, status)))?.is_none() {
+        let changed = self.store.write(|w| {
+            let before = w.task(node)?.map(|t| t.status);
+            let task = w.update_task(node, |t| t.change_status(generation, status))?;
+            if let Some(event) = task.as_ref().and_then(|t| status_event(before, t)) {
+                w.publish(event);
+            }
+            Ok::<_, crate::store::StoreError>(task)
+        })?;
+        if changed.is_none() {
             log::info!("task node {}: run {generation} ended before it became {status:?}; it stays stopped", node.0);
         }
         Ok(())
@@ -380,7 +411,7 @@ impl Services {
         }
         runtime.delete(&id)?;
         self.release_rootfs(&id);
-        self.store.write(|w| w.delete_task(&id))?;
+        self.store.write(|w| delete_and_publish(w, &id))?;
         log::info!("task {id} deleted");
         Ok(())
     }
@@ -445,7 +476,7 @@ impl Services {
         self.emit(Event::TaskRemoving { node });
         runtime.delete(id)?;
         self.release_rootfs(id);
-        self.store.write(|w| w.delete_task(id))?;
+        self.store.write(|w| delete_and_publish(w, id))?;
         log::info!("task {id} deleted on exit ({}=true)", crate::model::LABEL_REMOVE_ON_EXIT);
         self.emit(Event::TaskRemoved { node, id: id.to_owned() });
         Ok(())
@@ -484,7 +515,11 @@ impl Services {
     /// is the task's current run and its exit is not recorded yet.
     fn apply_exit(&self, node: NodeId, generation: u64, exit: Option<Exit>) -> Result<()> {
         let applied = self.store.write(|w| {
-            w.update_task(node, |t| t.record_exit(generation, exit.map(|e| e.status), exit.map(|e| e.exited_at)))
+            let task = w.update_task(node, |t| t.record_exit(generation, exit.map(|e| e.status), exit.map(|e| e.exited_at)))?;
+            if let Some(task) = &task {
+                w.publish(Published::task_exit(task, Timestamp::now()));
+            }
+            Ok::<_, crate::store::StoreError>(task)
         })?;
         let Some(task) = applied else {
             log::debug!("task node {}: exit of run {generation} not applied (not the current run, or recorded)", node.0);
@@ -579,6 +614,24 @@ impl Services {
             Some(task) => Ok(task.wait_text()),
             None => Ok(Some("unknown\n".into())),
         }
+    }
+}
+
+/// Deletes task `id`'s record, publishing `/tasks/delete` with how its last run ended.
+fn delete_and_publish(w: &mut crate::store::Writer<'_>, id: &str) -> crate::store::Result<()> {
+    let task = w.delete_task(id)?;
+    w.publish(Published::task_delete(&task, Timestamp::now()));
+    Ok(())
+}
+
+/// The event of a status change that applied: pause and resume are published; a status
+/// learnt at reconciliation (`unknown`) is no event of containerd's.
+fn status_event(before: Option<TaskStatus>, after: &Task) -> Option<Published> {
+    let container_id = after.id.clone();
+    match (before, after.status) {
+        (Some(TaskStatus::Running), TaskStatus::Paused) => Some(Published::TaskPaused { container_id }),
+        (Some(TaskStatus::Paused), TaskStatus::Running) => Some(Published::TaskResumed { container_id }),
+        _ => None,
     }
 }
 

@@ -338,4 +338,67 @@ fn a_refused_handle_s_value_is_put_back_only_while_it_is_still_the_stored_one() 
     services.apply(labels(&[("a", "1")]), node, NodeKind::Container).unwrap();
     assert!(services.put_back(node, NodeKind::Container, &labels(&[("a", "1")]), labels(&[])).unwrap());
     assert!(services.store().read().unwrap().container(node).unwrap().unwrap().labels.is_empty());
+/// The topics and bodies published so far, oldest first.
+fn published(services: &Services) -> Vec<(String, serde_json::Value)> {
+    let reader = services.store().read().unwrap();
+    let mut seen = Vec::new();
+    reader
+        .for_each_event_from(0, &mut |_, record| {
+            let line: serde_json::Value = serde_json::from_slice(record).unwrap();
+            seen.push((line["topic"].as_str().unwrap().to_owned(), line["event"].clone()));
+            true
+        })
+        .unwrap();
+    seen
+}
+
+#[test]
+fn a_tasks_life_is_published_with_the_commit_of_each_step() {
+    let (_dir, runtime, services) = services();
+    container(&services, "web");
+    let task_node = services.start_task("web").unwrap().0.id;
+    services.control_task(task_node, b"pause\n").unwrap();
+    services.control_task(task_node, b"resume\n").unwrap();
+    runtime.exit("web", 3);
+    services.record_exit("web").unwrap();
+    services.record_exit("web").unwrap();
+    services.delete_task(task_node).unwrap();
+    services.delete_container("web").unwrap();
+    let topics: Vec<String> = published(&services).into_iter().map(|(t, _)| t).collect();
+    assert_eq!(
+        topics,
+        [
+            "/containers/create",
+            "/containers/update",
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/paused",
+            "/tasks/resumed",
+            "/tasks/exit",
+            "/tasks/delete",
+            "/containers/delete"
+        ],
+        "a repeated exit report publishes nothing"
+    );
+    let events = published(&services);
+    let (_, exit) = &events[6];
+    assert_eq!(exit["container_id"], "web");
+    assert_eq!(exit["id"], "web");
+    assert_eq!(exit["exit_status"], 3);
+    assert!(exit["exited_at"].is_string(), "{exit}");
+    assert_eq!(events[7].1["exit_status"], 3);
+}
+
+#[test]
+fn a_task_removed_on_exit_publishes_its_exit_then_its_delete() {
+    let (_dir, runtime, services) = services();
+    let node = container(&services, "web");
+    let mut labels = crate::model::Labels::default();
+    labels.set(crate::model::LABEL_REMOVE_ON_EXIT, "true").unwrap();
+    services.apply(Edit::ReplaceLabels(labels), node, NodeKind::Container).unwrap();
+    services.start_task("web").unwrap();
+    runtime.exit("web", 0);
+    services.record_exit("web").unwrap();
+    let topics: Vec<String> = published(&services).into_iter().map(|(t, _)| t).skip(3).collect();
+    assert_eq!(topics, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]);
 }

@@ -101,6 +101,9 @@ impl Writer<'_> {
 
     /// Removes a blob's node and record.
     pub(super) fn remove_blob(&mut self, node: &Node) -> Result<()> {
+        if let Some(blob) = self.blob(node.id)?.filter(|b| b.state == BlobState::Committed) {
+            self.publish(crate::model::event::Published::ContentDelete { digest: blob.digest });
+        }
         self.remove_node(node, Timestamp::now())?;
         self.dbs.blobs.delete(&mut self.txn, &node.id.0)?;
         Ok(())

@@ -3,6 +3,7 @@
 
 use super::nodes::{Node, NodeId, NodeKind};
 use super::{schema, Result, StoreError, StoreRead, Writer};
+use crate::model::event::Published;
 use crate::model::{validate_identifier, Container, ContainerField, Timestamp, ValidationError, MAX_SPEC_BYTES};
 
 impl Writer<'_> {
@@ -13,6 +14,7 @@ impl Writer<'_> {
         let node = self.insert_node(schema::CONTAINERS, id, NodeKind::Container, now)?;
         let container = Container::new(id.to_owned(), now);
         self.dbs.containers.put(&mut self.txn, &node.id.0, &container)?;
+        self.publish(Published::container_create(&container));
         Ok((node, container))
     }
 
@@ -42,6 +44,7 @@ impl Writer<'_> {
         container.updated_at = Timestamp::now();
         self.dbs.containers.put(&mut self.txn, &node.0, &container)?;
         self.clear_times(node, &changed)?;
+        self.publish(Published::container_update(&container));
         Ok(container)
     }
 
@@ -63,6 +66,8 @@ impl Writer<'_> {
         container.updated_at = Timestamp::now();
         self.dbs.containers.put(&mut self.txn, &node.0, &container)?;
         self.clear_times(node, &["spec"])?;
+        // containerd's update carries no spec, but a spec change is an update.
+        self.publish(Published::container_update(&container));
         Ok(container)
     }
 
@@ -79,6 +84,7 @@ impl Writer<'_> {
         self.remove_node(&node, Timestamp::now())?;
         self.dbs.containers.delete(&mut self.txn, &node.id.0)?;
         self.dbs.specs.delete(&mut self.txn, &node.id.0)?;
+        self.publish(Published::ContainerDelete { id: id.to_owned() });
         Ok(node)
     }
 }

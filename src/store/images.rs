@@ -3,6 +3,7 @@
 
 use super::nodes::{Node, NodeId, NodeKind};
 use super::{schema, Result, StoreError, StoreRead, Writer};
+use crate::model::event::Published;
 use crate::model::{validate_component, Descriptor, Image, Timestamp, ValidationError};
 
 impl Writer<'_> {
@@ -24,8 +25,9 @@ impl Writer<'_> {
         let node = self.image_dir(dir)?;
         let now = Timestamp::now();
         let text = text.filter(|t| *t != target.render());
-        let image = match self.image(dir)? {
-            Some(image) if image.target.as_ref() == Some(&target) && image.target_text == text => image,
+        let before = self.image(dir)?;
+        let image = match before.clone() {
+            Some(image) if image.target.as_ref() == Some(&target) && image.target_text == text => return Ok(image),
             Some(mut image) => {
                 image.target = Some(target.clone());
                 image.target_text = text;
@@ -41,6 +43,7 @@ impl Writer<'_> {
                 image
             }
         };
+        self.publish_image_change(before.as_ref(), Some(&image));
         // What the image reaches is referenced now; its blobs need no ingest lease.
         self.end_leases_from(&target.digest)?;
         Ok(image)
@@ -50,7 +53,9 @@ impl Writer<'_> {
     /// (until a target comes again), and without labels the directory is a name prefix.
     pub fn clear_image_target(&mut self, dir: NodeId) -> Result<()> {
         self.image_dir(dir)?;
-        match self.image(dir)? {
+        let before = self.image(dir)?;
+        self.publish_image_change(before.as_ref(), None);
+        match before {
             Some(mut image) if !image.labels.is_empty() => {
                 image.target = None;
                 image.target_text = None;
@@ -91,6 +96,7 @@ impl Writer<'_> {
             self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
         }
         self.clear_times(dir, &["labels"])?;
+        self.publish_image_change(Some(&image), Some(&image));
         Ok(image)
     }
 
@@ -119,6 +125,7 @@ impl Writer<'_> {
         image.updated_at = Timestamp::now();
         self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
         self.clear_times(dir, &changed)?;
+        self.publish_image_change(Some(&before), Some(&image));
         Ok(image)
     }
 
@@ -130,8 +137,26 @@ impl Writer<'_> {
             .filter(|n| n.kind == NodeKind::ImageDir)
             .ok_or_else(|| StoreError::NotFound { kind: "image", key: name.into() })?;
         self.remove_node(&node, Timestamp::now())?;
+        let before = self.image(node.id)?;
+        self.publish_image_change(before.as_ref(), None);
         self.dbs.images.delete(&mut self.txn, &node.id.0)?;
         Ok(node)
+    }
+
+    /// Publishes what a committed change of an image record means to containerd: a name
+    /// becomes an image with its first target (`create`), an image changes (`update`), or
+    /// stops being one (`delete`). A record without a target (labels written first) is
+    /// no image, and its changes publish nothing.
+    fn publish_image_change(&mut self, before: Option<&Image>, after: Option<&Image>) {
+        let was = before.filter(|i| i.is_image());
+        let is = after.filter(|i| i.is_image());
+        let event = match (was, is) {
+            (None, Some(i)) => Published::ImageCreate { name: i.name.clone(), labels: i.labels.clone() },
+            (Some(_), Some(i)) => Published::ImageUpdate { name: i.name.clone(), labels: i.labels.clone() },
+            (Some(i), None) => Published::ImageDelete { name: i.name.clone() },
+            (None, None) => return,
+        };
+        self.publish(event);
     }
 
     fn image_dir(&self, dir: NodeId) -> Result<Node> {

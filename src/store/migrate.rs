@@ -21,6 +21,9 @@ pub(super) fn migrate(dbs: &Dbs, wtxn: &mut RwTxn, found: u32) -> Result<()> {
     // 3 → 4 moves nothing: records written since may have no target (labels before the
     // target), a target's text as written, and set times. The version says so, so that a
     // binary that cannot read them refuses the store instead of misreading it.
+    if found < 5 {
+        v4_to_v5();
+    }
     dbs.meta.put(wtxn, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
     Ok(())
 }
@@ -30,6 +33,13 @@ pub(super) fn migrate(dbs: &Dbs, wtxn: &mut RwTxn, found: u32) -> Result<()> {
 fn v1_to_v2(dbs: &Dbs, wtxn: &mut RwTxn) -> Result<()> {
     log::info!("migrating the store from schema 1 to 2: adding content/ and snapshots/");
     nodes::link_v2_fixed_nodes(dbs, wtxn, Timestamp::now())
+}
+
+/// Version 5 adds the event journal. Its database is created (empty) at every open, so
+/// nothing moves; the version keeps an older binary, which would commit changes without
+/// their events, from opening the store. The journal starts with the next change.
+fn v4_to_v5() {
+    log::info!("migrating the store to schema 5: an empty event journal");
 }
 
 /// Version 3 keeps each container's spec apart from its record, as bytes: the spec of a

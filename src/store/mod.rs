@@ -4,12 +4,12 @@
 //! records. Every change is one write transaction, validated before it writes and committed
 //! (and synced: no `NO_SYNC`) before the caller acknowledges anything.
 //!
-//! # Schema (version 4)
+//! # Schema (version 5)
 //!
 //! ```text
 //! env (STATE_DIR/db/)
 //! ├── meta        Str                      → bytes
-//! │   ├── "schema_version"                 → u32 BE          layout version (4)
+//! │   ├── "schema_version"                 → u32 BE          layout version (5)
 //! │   └── "next_node_id"                   → u64 BE          never reused; starts at 16
 //! ├── nodes       u64 BE node id           → JSON Node       {parent, name, kind, created_at, updated_at,
 //! │                                                          times: {field or "." → {atime, mtime, ctime}}}
@@ -28,8 +28,11 @@
 //! ├── tasks       u64 BE node id           → JSON Task       node under tasks/, named by its container id
 //! ├── blobs       u64 BE node id           → JSON Blob       node under content/<alg>/, named by the hex digest;
 //! │                                                          {digest, size, state, children, labels, lease_until}
-//! └── snapshots   u64 BE node id           → JSON Snapshot   node under snapshots/, named by the key;
-//!                                                            {key, kind, parent key, snapshotter, labels, usage}
+//! ├── snapshots   u64 BE node id           → JSON Snapshot   node under snapshots/, named by the key;
+//! │                                                          {key, kind, parent key, snapshotter, labels, usage}
+//! └── events      u64 BE sequence number   → JSON line       the journal: {timestamp, namespace, topic, event};
+//!                                                            the last N kept (10,000 by default), from 1 up,
+//!                                                            written by the transaction of the change it tells
 //! ```
 //!
 //! An image name `a/b/c` is the chain of `ImageDir` nodes `images/ → a → b → c`; prefix
@@ -47,11 +50,14 @@
 //! Migrations: 1 → 2 adds `blobs`, `snapshots` and the fixed nodes 7–10; 2 → 3 moves each
 //! container's spec out of its record into `specs`, as the pretty JSON it was shown as;
 //! 3 → 4 changes no data: it marks records that may have no image target, a target's
-//! text as written, and times set with utimensat, which older binaries cannot read.
+//! text as written, and times set with utimensat, which older binaries cannot read;
+//! 4 → 5 adds the `events` journal, created empty (an older binary would commit changes
+//! without their events).
 
 mod blobs;
 mod containers;
 mod error;
+mod events;
 mod gc;
 #[cfg(test)]
 mod gc_tests;
@@ -70,9 +76,11 @@ use std::path::Path;
 use heed::types::{Bytes, SerdeJson, Str, U64};
 use heed::{byteorder::BigEndian, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 
-use crate::model::{Blob, Container, Image, Snapshot, Task};
+use crate::model::event::Published;
+use crate::model::{Blob, Container, Image, Snapshot, Task, Timestamp};
 
 pub use error::{Result, StoreError};
+pub use events::{JournalBounds, DEFAULT_KEPT as DEFAULT_EVENTS_KEPT};
 pub use gc::{label_references, Collected, Reference, Referrer, Target};
 pub use images::resolve_image_dir;
 pub use nodes::{Node, NodeId, NodeKind};
@@ -104,7 +112,24 @@ pub struct Dbs {
     snapshots: Database<U64<BigEndian>, SerdeJson<Snapshot>>,
     /// Container node id → spec bytes.
     specs: Database<U64<BigEndian>, Bytes>,
+    /// Event sequence number → published event (schema 5).
+    events: Database<U64<BigEndian>, Bytes>,
 }
+
+/// Settings of an open store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// How many published events the journal keeps (at least 1).
+    pub events_kept: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { events_kept: events::DEFAULT_KEPT }
+    }
+}
+
+type PublishListener = Box<dyn Fn(u64) + Send + Sync>;
 
 /// An open store.
 pub struct Store {
@@ -112,6 +137,10 @@ pub struct Store {
     dbs: Dbs,
     /// The environment's directory, to tell a full filesystem from a failing one.
     dir: std::path::PathBuf,
+    /// The journal's window.
+    events_kept: u64,
+    /// Told the last sequence number after each commit that published events.
+    published: std::sync::Mutex<Vec<PublishListener>>,
 }
 
 /// Free space below which a commit's `EIO` is taken for a full filesystem: LMDB reports
@@ -128,6 +157,12 @@ impl Store {
     /// Opens (creating when absent) the environment in `dir`, checks the schema version and
     /// migrates an older layout. A newer layout is refused with `SchemaTooNew`.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    /// `open` with settings; a journal longer than the window is trimmed to it.
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self> {
+        let events_kept = options.events_kept.max(1);
         std::fs::create_dir_all(dir)?;
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(MAP_SIZE).max_readers(MAX_READERS).max_dbs(MAX_DBS);
@@ -148,13 +183,15 @@ impl Store {
             blobs: env.create_database(&mut wtxn, Some(schema::DB_BLOBS))?,
             snapshots: env.create_database(&mut wtxn, Some(schema::DB_SNAPSHOTS))?,
             specs: env.create_database(&mut wtxn, Some(schema::DB_SPECS))?,
+            events: env.create_database(&mut wtxn, Some(schema::DB_EVENTS))?,
         };
         match read_u32(&dbs, &wtxn, schema::META_SCHEMA_VERSION)? {
             None => nodes::initialize(&dbs, &mut wtxn)?,
             Some(found) => migrate::migrate(&dbs, &mut wtxn, found)?,
         }
+        events::trim(&dbs, &mut wtxn, events_kept)?;
         wtxn.commit()?;
-        Ok(Store { env, dbs, dir: dir.to_path_buf() })
+        Ok(Store { env, dbs, dir: dir.to_path_buf(), events_kept, published: Default::default() })
     }
 
     /// A consistent read view; keep it for one request only.
@@ -165,15 +202,34 @@ impl Store {
     /// Runs `change` in one write transaction and commits it (durably) when it returns
     /// `Ok`; on `Err` nothing is written. This is the only write path, so batching
     /// concurrent writers into shared commits can later replace this body alone.
+    ///
+    /// The events the change published go into the journal in the same transaction, just
+    /// before the commit; the listeners of [`Store::on_publish`] hear of them after it.
     pub fn write<T, E: From<StoreError>>(
         &self,
         change: impl FnOnce(&mut Writer<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let txn = self.env.write_txn().map_err(StoreError::from)?;
-        let mut writer = Writer { dbs: &self.dbs, txn };
+        let mut writer = Writer { dbs: &self.dbs, txn, pending: Vec::new() };
         let value = change(&mut writer)?;
-        writer.txn.commit().map_err(|e| self.commit_error(e))?;
+        let Writer { mut txn, pending, .. } = writer;
+        let last = match pending.is_empty() {
+            true => None,
+            false => Some(events::append(&self.dbs, &mut txn, &pending, Timestamp::now(), self.events_kept)?),
+        };
+        txn.commit().map_err(|e| self.commit_error(e))?;
+        if let Some(seq) = last {
+            for listener in self.published.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                listener(seq);
+            }
+        }
         Ok(value)
+    }
+
+    /// Registers `listener`, called with the last sequence number after every commit that
+    /// published events, on the committing thread: it must only hand the news on.
+    pub fn on_publish(&self, listener: impl Fn(u64) + Send + Sync + 'static) {
+        self.published.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(listener));
     }
 
     /// A failed commit's error. LMDB gives `EIO` for a short write, which on a full
@@ -323,6 +379,17 @@ pub trait StoreRead: Access {
         gc::referrers(self, target)
     }
 
+    /// The journal's oldest kept event and the next sequence number.
+    fn journal_bounds(&self) -> Result<JournalBounds> {
+        events::bounds(self)
+    }
+
+    /// Calls `visit(seq, record)` for the kept events from sequence number `from` on, in
+    /// order, until it returns `false`; each record is one JSON object.
+    fn for_each_event_from(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
+        events::for_each_from(self, from, visit)
+    }
+
     /// Every task, in creation order (for reconciliation at start-up).
     fn tasks(&self) -> Result<Vec<(NodeId, Task)>> {
         let mut ids = Vec::new();
@@ -359,6 +426,15 @@ impl Access for Reader<'_> {
 pub struct Writer<'s> {
     dbs: &'s Dbs,
     txn: RwTxn<'s>,
+    /// Events this transaction publishes, journalled with it at commit.
+    pending: Vec<Published>,
+}
+
+impl Writer<'_> {
+    /// Publishes `event` with this transaction: journalled if, and only if, it commits.
+    pub fn publish(&mut self, event: Published) {
+        self.pending.push(event);
+    }
 }
 
 impl StoreRead for Writer<'_> {}
@@ -488,6 +564,28 @@ mod tests {
         let record: serde_json::Value = serde_json::from_slice(raw.get(reader.ro(), &web.id.0).unwrap().unwrap()).unwrap();
         assert!(record.get("spec").is_none(), "{record}");
         assert_eq!(reader.container(web.id).unwrap().unwrap().id, "web");
+    }
+
+    #[test]
+    fn a_schema_4_database_gets_an_empty_journal_that_the_next_change_starts() {
+        let (dir, store) = temp_store();
+        store.write(|w| w.create_container("web").map(|_| ())).unwrap();
+        let expected = dump(&store);
+        // What schema 4 wrote: no journal, version 4.
+        store
+            .write(|w| -> Result<()> {
+                w.dbs.events.clear(&mut w.txn)?;
+                w.dbs.meta.put(&mut w.txn, schema::META_SCHEMA_VERSION, &4u32.to_be_bytes())?;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        assert_eq!(store.schema_version().unwrap(), schema::SCHEMA_VERSION);
+        assert_eq!(dump(&store), expected);
+        assert_eq!(store.read().unwrap().journal_bounds().unwrap(), JournalBounds { oldest: 1, next: 1 });
+        store.write(|w| w.delete_container("web").map(drop)).unwrap();
+        assert_eq!(store.read().unwrap().journal_bounds().unwrap(), JournalBounds { oldest: 1, next: 2 });
     }
 
     #[test]

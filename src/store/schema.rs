@@ -4,7 +4,7 @@ use super::NodeId;
 
 /// The layout version written in `meta`. Bump it, redraw the tree in `store/mod.rs` and add
 /// a step to `migrate.rs` whenever the layout changes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// `meta` key holding the schema version (u32, big-endian).
 pub const META_SCHEMA_VERSION: &str = "schema_version";
@@ -31,6 +31,8 @@ pub const DB_BLOBS: &str = "blobs";
 pub const DB_SNAPSHOTS: &str = "snapshots";
 /// Container runtime specs, the bytes as written (schema 3).
 pub const DB_SPECS: &str = "specs";
+/// Published events by sequence number (schema 5).
+pub const DB_EVENTS: &str = "events";
 
 /// The root directory.
 pub const ROOT: NodeId = NodeId(1);

@@ -3,6 +3,7 @@
 
 use super::nodes::{Node, NodeId, NodeKind};
 use super::{gc, schema, Result, StoreError, StoreRead, Writer};
+use crate::model::event::Published;
 use crate::model::{validate_snapshot_key, Snapshot, SnapshotKind, Timestamp, ValidationError};
 
 impl Writer<'_> {
@@ -19,6 +20,13 @@ impl Writer<'_> {
         }
         let node = self.insert_node_with_id(id, schema::SNAPSHOTS, &snapshot.key, NodeKind::Snapshot, snapshot.created_at)?;
         self.dbs.snapshots.put(&mut self.txn, &node.id.0, snapshot)?;
+        // A layer is unpacked into its directory, then recorded committed: containerd's
+        // prepare and commit happen in the one step, told as its commit.
+        let (key, snapshotter) = (snapshot.key.clone(), snapshot.snapshotter.clone());
+        self.publish(match snapshot.kind {
+            SnapshotKind::Active => Published::SnapshotPrepare { key, parent: snapshot.parent.clone().unwrap_or_default(), snapshotter },
+            SnapshotKind::Committed => Published::SnapshotCommit { name: key.clone(), key, snapshotter },
+        });
         Ok(node)
     }
 
@@ -58,6 +66,9 @@ impl Writer<'_> {
 
     /// Removes a snapshot's node and record.
     pub(super) fn remove_snapshot(&mut self, node: &Node) -> Result<()> {
+        if let Some(snapshot) = self.snapshot(node.id)? {
+            self.publish(Published::SnapshotRemove { key: snapshot.key, snapshotter: snapshot.snapshotter });
+        }
         self.remove_node(node, Timestamp::now())?;
         self.dbs.snapshots.delete(&mut self.txn, &node.id.0)?;
         Ok(())

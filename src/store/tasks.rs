@@ -36,12 +36,13 @@ impl Writer<'_> {
         Ok(Some(task))
     }
 
-    /// Removes a task record.
-    pub fn delete_task(&mut self, id: &str) -> Result<Node> {
+    /// Removes a task record; returns it as it was.
+    pub fn delete_task(&mut self, id: &str) -> Result<Task> {
         let node = self.lookup(schema::TASKS, id)?.ok_or_else(|| StoreError::NotFound { kind: "task", key: id.into() })?;
+        let task = self.task(node.id)?.ok_or_else(|| StoreError::Corrupt(format!("task node {} has no record", node.id.0)))?;
         self.remove_node(&node, Timestamp::now())?;
         self.dbs.tasks.delete(&mut self.txn, &node.id.0)?;
-        Ok(node)
+        Ok(task)
     }
 }
 

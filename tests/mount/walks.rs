@@ -48,8 +48,10 @@ fn recursive_walks_finish_while_a_task_runs_and_wait_still_blocks() {
     }
     assert!(copy.path().join("tasks/walk").exists(), "rsync copied the tree");
     assert!(waiter.try_wait().unwrap().is_none(), "cat wait/walk still blocks");
-    // Reachable by name, not listed.
+    // Reachable by name, not listed: wait/<id>, and events at the top.
     assert_eq!(ls(&t.path("wait")), Vec::<String>::new());
+    assert!(!ls(&t.mnt()).contains(&"events".to_owned()), "{:?}", ls(&t.mnt()));
+    assert!(t.path("events").is_file());
     assert_eq!(fs::metadata(t.path("wait/walk")).unwrap().len(), 0);
     assert_eq!(t.sh_ok("ls tasks logs | tr '\\n' ' '"), "logs: walk  tasks: walk ");
     t.control("walk", "KILL").unwrap();
