@@ -186,7 +186,7 @@ impl Services {
             self.set_snapshot_key(node, key)?;
             return Ok(true);
         }
-        Ok(self.store.write(|w| -> Result<bool> {
+        self.store.write(|w| -> Result<bool> {
             if !holds(w, node, kind, ours)? {
                 return Ok(false);
             }
@@ -206,7 +206,7 @@ impl Services {
                 }
             }
             Ok(true)
-        })?)
+        })
     }
 
     /// Keeps `refs` from collection until the guard drops (an open writer's file's

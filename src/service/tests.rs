@@ -331,13 +331,15 @@ fn a_refused_handle_s_value_is_put_back_only_while_it_is_still_the_stored_one() 
     let labels = |pairs: &[(&str, &str)]| {
         let mut l = Labels::new();
         for (k, v) in pairs {
-            l.set(k, v);
+            l.set(k, v).unwrap();
         }
         Edit::ReplaceLabels(l)
     };
     services.apply(labels(&[("a", "1")]), node, NodeKind::Container).unwrap();
     assert!(services.put_back(node, NodeKind::Container, &labels(&[("a", "1")]), labels(&[])).unwrap());
     assert!(services.store().read().unwrap().container(node).unwrap().unwrap().labels.is_empty());
+}
+
 /// The topics and bodies published so far, oldest first.
 fn published(services: &Services) -> Vec<(String, serde_json::Value)> {
     let reader = services.store().read().unwrap();
