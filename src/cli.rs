@@ -25,6 +25,8 @@ pub enum Command {
     /// Print what a mount holds (counts per kind) and what serves it (state directory,
     /// store size, runtime and its version).
     Status(crate::status::StatusArgs),
+    /// List the namespaces of a state directory, or remove an empty one.
+    Namespace(crate::namespaces::NamespaceArgs),
     /// Print a shell completion script (e.g. `ctrfs completions bash >
     /// /etc/bash_completion.d/ctrfs`).
     Completions {
@@ -65,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Supervise(args) => return crate::runtime::supervise_main(args),
         Command::Import(args) => return crate::import::run_cli(&args),
         Command::Status(args) => crate::status::run(&args),
+        Command::Namespace(args) => crate::namespaces::run(&args),
         Command::Completions { shell } => print_completions(shell),
         Command::Man => print_man_page(),
     };

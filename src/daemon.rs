@@ -46,6 +46,10 @@ pub struct MountArgs {
     /// Stay in the foreground and log to stderr.
     #[arg(long)]
     pub foreground: bool,
+    /// The namespace the mount shows (containerd's): its objects live in a store of their
+    /// own; the same id in two namespaces is two objects. Made at its first mount.
+    #[arg(long, value_name = "NAME", default_value = crate::model::DEFAULT_NAMESPACE, value_parser = parse_namespace)]
+    pub namespace: String,
     /// The OCI runtime binary that runs tasks (runc, or a compatible one such as crun).
     #[arg(long, value_name = "PATH", default_value = "runc")]
     pub runtime: PathBuf,
@@ -59,6 +63,11 @@ pub struct MountArgs {
     pub content_lease: std::time::Duration,
 }
 
+fn parse_namespace(name: &str) -> Result<String, String> {
+    crate::model::validate_namespace(name).map_err(|e| e.to_string())?;
+    Ok(name.to_owned())
+}
+
 /// Startup failures, with the context a user needs.
 pub type DaemonError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -70,8 +79,8 @@ const READY_ENV: &str = "CTRFS_READY_LINE";
 const EVENTS_KEPT_ENV: &str = "CTRFS_EVENTS_KEPT";
 
 /// The store's settings, from the environment's test knob.
-fn store_options() -> Result<crate::store::StoreOptions, String> {
-    let mut options = crate::store::StoreOptions::default();
+fn store_options(namespace: &str) -> Result<crate::store::StoreOptions, String> {
+    let mut options = crate::store::StoreOptions { namespace: namespace.to_owned(), ..Default::default() };
     if let Some(value) = std::env::var_os(EVENTS_KEPT_ENV) {
         let kept = value.to_str().and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0);
         options.events_kept = kept.ok_or_else(|| format!("{EVENTS_KEPT_ENV} must be a positive number, not {value:?}"))?;
@@ -88,7 +97,7 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     let stop_signals = stop_signal_set();
     stop_signals.thread_block()?;
     state_dir::restrict_umask();
-    match state_dir::make_private(&args.root) {
+    match state_dir::make_namespace_private(&args.root, &args.namespace) {
         Ok(None) => {}
         Ok(Some(old)) => log::warn!(
             "state directory {} was mode {old:04o}, open to other users; tightened to {:04o}",
@@ -97,12 +106,16 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
         ),
         Err(e) => return Err(format!("cannot make {} private: {e}", args.root.display()).into()),
     }
-    let _lock = lock_state_dir(&args.root)?;
+    // Each namespace has its own store, content, snapshots, tasks and lock: a daemon
+    // serves one, and several share a state directory (see docs/design.md, Namespaces).
+    let home = state_dir::namespace_dir(&args.root, &args.namespace);
+    let _lock = lock_state_dir(&home)?;
     refuse_live_mount(&args.mountpoint)?;
-    let store = Store::open_with(&args.root.join("db"), store_options()?).map_err(|e| format!("cannot open the store: {e}"))?;
+    let store = Store::open_with(&home.join("db"), store_options(&args.namespace)?)
+        .map_err(|e| format!("cannot open the store of namespace {}: {e}", args.namespace))?;
     // Supervisors are found again at the next start by the task directory in their
     // command line, so it is spelled the same whatever path `--root` was given as.
-    let root = std::fs::canonicalize(&args.root).map_err(|e| format!("cannot resolve {}: {e}", args.root.display()))?;
+    let root = std::fs::canonicalize(&home).map_err(|e| format!("cannot resolve {}: {e}", home.display()))?;
     let runtime = Arc::new(
         Runtime::new(RuntimeConfig {
             runc: args.runtime.clone(),
@@ -115,7 +128,7 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     // Watch before reconciling, so an exit between the two is not missed.
     let exits = runtime.watch_exits().map_err(|e| format!("cannot watch task exits: {e}"))?;
     let driver = args.snapshotter.as_deref().and_then(Driver::from_name);
-    let resources = Resources::open(&ResourceConfig::under(&args.root, driver, args.content_lease))
+    let resources = Resources::open(&ResourceConfig::under(&home, driver, args.content_lease).sharing_content_of(&args.root))
         .map_err(|e| format!("cannot open the content store and snapshots: {e}"))?;
     log::info!("snapshotter {}", resources.snapshotter_name());
     let services = Arc::new(Services::new(Arc::new(store)).with_runtime(runtime).with_resources(resources));
@@ -136,7 +149,13 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     let adapter = FuseAdapter::new(Arc::clone(&core))?.with_statfs_of(&args.root);
     let session = Session::new(adapter, &args.mountpoint, &mount_config(args))
         .map_err(|e| format!("cannot mount {}: {e}", args.mountpoint.display()))?;
-    log::info!("mounted {} (state {}, {} threads)", args.mountpoint.display(), args.root.display(), args.threads);
+    log::info!(
+        "mounted {} (namespace {}, state {}, {} threads)",
+        args.mountpoint.display(),
+        args.namespace,
+        home.display(),
+        args.threads
+    );
     announce_ready();
     notify_systemd(&format!("READY=1\nSTATUS=serving {}\nMAINPID={}", args.mountpoint.display(), std::process::id()));
 
@@ -215,8 +234,9 @@ fn spawn_exit_recorder(services: Arc<Services>, exits: Receiver<String>) -> std:
 /// Starts the daemon as a child in its own session and waits until it has mounted.
 pub fn spawn_background(args: &MountArgs) -> Result<(), DaemonError> {
     // The child makes an existing directory private, and logs it.
-    state_dir::create(&args.root).map_err(|e| format!("cannot create {}: {e}", args.root.display()))?;
-    let log_path = args.root.join("ctrfs.log");
+    let home = state_dir::create_namespace(&args.root, &args.namespace)
+        .map_err(|e| format!("cannot create {}: {e}", args.root.display()))?;
+    let log_path = home.join("ctrfs.log");
     let log = OpenOptions::new().create(true).append(true).mode(state_dir::FILE_MODE).open(&log_path)?;
     // A refusal shows only what this attempt wrote, not a running daemon's lines.
     let log_start = log.metadata().map_or(0, |m| m.len());
@@ -230,6 +250,8 @@ pub fn spawn_background(args: &MountArgs) -> Result<(), DaemonError> {
         .arg(args.threads.to_string())
         .arg("--runtime")
         .arg(&args.runtime)
+        .arg("--namespace")
+        .arg(&args.namespace)
         .arg("--content-lease")
         .arg(humantime::format_duration(args.content_lease).to_string())
         .arg("--foreground")
@@ -287,7 +309,7 @@ fn stop_signal_set() -> SigSet {
 /// How long a start waits for the state directory's lock before it says "in use".
 const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn lock_state_dir(root: &Path) -> Result<File, DaemonError> {
+pub(crate) fn lock_state_dir(root: &Path) -> Result<File, DaemonError> {
     let file =
         OpenOptions::new().create(true).truncate(false).write(true).mode(state_dir::FILE_MODE).open(root.join("lock"))?;
     // A daemon killed a moment ago can hold the lock for some milliseconds after it was

@@ -29,6 +29,7 @@ pub mod fs;
 pub mod import;
 pub mod model;
 pub mod mount_helper;
+pub mod namespaces;
 pub mod runtime;
 pub mod service;
 pub mod snapshot;

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! ctrfs options: `root=`, `threads=`, `runtime=`, `snapshotter=`, `content_lease=`,
-//! `allow_other`, and `namespace=default` (the only namespace for now). The generic
+//! `allow_other` and `namespace=`. The generic
 //! options mount(8) and systemd pass along (`rw`, `defaults`, `nofail`, `_netdev`,
 //! `noauto`, `x-systemd.*`...) are accepted and have no effect here; anything else is
 //! refused with its name.
@@ -51,11 +51,9 @@ pub fn mount_argv(args: &[String]) -> Result<Vec<String>, String> {
         match (name, value) {
             ("allow_other", None) => flags.push("--allow-other".to_owned()),
             // One argument, `--name=value`: a value starting with `-` is still a value.
-            ("root" | "threads" | "runtime" | "snapshotter" | "content_lease", Some(value)) => {
+            ("root" | "threads" | "runtime" | "snapshotter" | "content_lease" | "namespace", Some(value)) => {
                 flags.push(format!("--{}={value}", name.replace('_', "-")))
             }
-            ("namespace", Some("default")) => {}
-            ("namespace", Some(other)) => return Err(format!("namespace {other:?}: only \"default\" is served for now")),
             ("ro", None) => return Err("ro: the tree is changed by writing it; mount it rw".into()),
             ("comment", _) => {}
             (name, _) if GENERIC.contains(&name) || name.starts_with("x-") || name.starts_with("X-") => {}
@@ -82,7 +80,10 @@ mod tests {
             argv("mount.fuse.ctrfs ctrfs /mnt/c -o rw,root=/var/lib/x,allow_other,nofail,x-systemd.automount,noatime,content_lease=1h").unwrap(),
             ["ctrfs", "mount", "--root=/var/lib/x", "--allow-other", "--content-lease=1h", "--", "/mnt/c"]
         );
-        assert_eq!(argv("mount.fuse.ctrfs ctrfs /m -n -o namespace=default,comment=x").unwrap(), ["ctrfs", "mount", "--", "/m"]);
+        assert_eq!(
+            argv("mount.fuse.ctrfs ctrfs /m -n -o namespace=default,comment=x").unwrap(),
+            ["ctrfs", "mount", "--namespace=default", "--", "/m"]
+        );
         assert_eq!(argv("mount.fuse.ctrfs -weird /m -t fuse.ctrfs").unwrap(), ["ctrfs", "mount", "--", "/m"], "the source is not read");
         assert_eq!(argv("mount.fuse.ctrfs ctrfs /m -o root=-odd").unwrap(), ["ctrfs", "mount", "--root=-odd", "--", "/m"]);
     }
@@ -90,7 +91,7 @@ mod tests {
     #[test]
     fn what_cannot_be_served_is_refused_with_its_name() {
         assert!(argv("mount.fuse.ctrfs ctrfs /m -o bogus").unwrap_err().contains("bogus"));
-        assert!(argv("mount.fuse.ctrfs ctrfs /m -o namespace=other").unwrap_err().contains("other"));
+        assert_eq!(argv("mount.fuse.ctrfs ctrfs /m -o namespace=build").unwrap(), ["ctrfs", "mount", "--namespace=build", "--", "/m"]);
         assert!(argv("mount.fuse.ctrfs ctrfs /m -o ro").unwrap_err().contains("ro"));
         assert!(argv("mount.fuse.ctrfs ctrfs").is_err());
         assert!(argv("mount.fuse.ctrfs ctrfs /m -o").is_err());

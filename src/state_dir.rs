@@ -47,6 +47,70 @@ pub fn make_private(root: &Path) -> io::Result<Option<u32>> {
     Ok(Some(mode))
 }
 
+/// The directory under the state directory that holds the namespaces other than
+/// `default`, one directory each.
+pub const NAMESPACES_DIR: &str = "namespaces";
+
+/// Where a namespace's state lives: `default`'s is the state directory itself (where all
+/// state lived before namespaces), any other's is `ROOT/namespaces/<name>/`, laid out the
+/// same way (its own store, content, snapshots, tasks and lock).
+pub fn namespace_dir(root: &Path, namespace: &str) -> std::path::PathBuf {
+    if namespace == crate::model::DEFAULT_NAMESPACE {
+        root.to_path_buf()
+    } else {
+        root.join(NAMESPACES_DIR).join(namespace)
+    }
+}
+
+/// The namespaces with state under `root`, sorted: `default` (when its store exists) and
+/// every valid name under `namespaces/`.
+pub fn namespaces(root: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    if root.join("db").is_dir() {
+        names.push(crate::model::DEFAULT_NAMESPACE.to_owned());
+    }
+    match fs::read_dir(root.join(NAMESPACES_DIR)) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+                if crate::model::validate_namespace(&name).is_ok() && entry.file_type()?.is_dir() {
+                    names.push(name);
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Creates the state directory of `namespace` under `root` where missing (mode 0700), as
+/// `create` does: existing directories keep their modes (the daemon tightens and logs).
+pub fn create_namespace(root: &Path, namespace: &str) -> io::Result<std::path::PathBuf> {
+    create(root)?;
+    let dir = namespace_dir(root, namespace);
+    if dir != root {
+        create(&root.join(NAMESPACES_DIR))?;
+        create(&dir)?;
+    }
+    Ok(dir)
+}
+
+/// Makes the state directory of `namespace` under `root`, private (and `root` itself, and
+/// `namespaces/`, private too). Returns the old mode of `root` when it had to tighten it.
+pub fn make_namespace_private(root: &Path, namespace: &str) -> io::Result<Option<u32>> {
+    let tightened = make_private(root)?;
+    let dir = namespace_dir(root, namespace);
+    if dir != root {
+        make_private(&root.join(NAMESPACES_DIR))?;
+        make_private(&dir)?;
+    }
+    Ok(tightened)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +125,21 @@ mod tests {
         assert_eq!(make_private(&root).unwrap(), Some(0o755));
         assert_eq!(fs::metadata(&root).unwrap().permissions().mode() & 0o7777, DIR_MODE);
         assert_eq!(make_private(&root).unwrap(), None, "already private");
+    }
+
+    #[test]
+    fn default_lives_in_the_state_directory_and_others_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        assert_eq!(namespace_dir(&root, "default"), root);
+        assert_eq!(namespace_dir(&root, "build"), root.join("namespaces/build"));
+        assert_eq!(namespaces(&root).unwrap(), Vec::<String>::new());
+        make_namespace_private(&root, "build").unwrap();
+        for private in [root.clone(), root.join("namespaces"), root.join("namespaces/build")] {
+            assert_eq!(fs::metadata(&private).unwrap().permissions().mode() & 0o7777, DIR_MODE, "{}", private.display());
+        }
+        fs::create_dir(root.join("db")).unwrap();
+        fs::create_dir(root.join("namespaces/-not-a-name")).unwrap();
+        assert_eq!(namespaces(&root).unwrap(), ["build", "default"]);
     }
 }

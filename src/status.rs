@@ -35,8 +35,16 @@ pub struct Counts {
     pub snapshots: usize,
 }
 
-/// Prints the status of the mount at `args.mountpoint`.
+/// Prints the status of the mount at `args.mountpoint`. A reader that stopped reading
+/// (`| head`) ends it quietly, as it ends any other tool.
 pub fn run(args: &StatusArgs) -> Result<(), DaemonError> {
+    match print(args) {
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => Ok(()),
+        other => other,
+    }
+}
+
+fn print(args: &StatusArgs) -> Result<(), DaemonError> {
     let mnt = std::fs::canonicalize(&args.mountpoint).map_err(|e| format!("{}: {e}", args.mountpoint.display()))?;
     if !crate::daemon::is_ctrfs_mount(&mnt) {
         return Err(format!("{} is not a ctrfs mount", mnt.display()).into());
@@ -45,12 +53,16 @@ pub fn run(args: &StatusArgs) -> Result<(), DaemonError> {
     // A closed pipe (`| head`) ends the command with its error, not a panic.
     let mut out = std::io::stdout().lock();
     writeln!(out, "mount       {}", mnt.display())?;
-    writeln!(out, "namespace   default")?;
-    match serving_daemon(&mnt) {
+    let daemon = serving_daemon(&mnt);
+    // Without the daemon's command line the namespace is unknown; events say it too.
+    let namespace = daemon.as_ref().map_or("unknown", |(_, d)| d.namespace.as_str());
+    writeln!(out, "namespace   {namespace}")?;
+    match daemon {
         Some((pid, daemon)) => {
-            let store = std::fs::metadata(daemon.root.join("db").join("data.mdb")).map_or(0, |m| m.len());
+            let home = crate::state_dir::namespace_dir(&daemon.root, &daemon.namespace);
+            let store = std::fs::metadata(home.join("db").join("data.mdb")).map_or(0, |m| m.len());
             writeln!(out, "daemon      pid {pid}")?;
-            writeln!(out, "state       {} (store {})", daemon.root.display(), human_bytes(store))?;
+            writeln!(out, "state       {} (store {})", home.display(), human_bytes(store))?;
             writeln!(out, "runtime     {} ({})", daemon.runtime.display(), runtime_version(&daemon.runtime))?;
         }
         None => writeln!(out, "daemon      not found in /proc (another pid namespace?)")?,

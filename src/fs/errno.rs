@@ -207,7 +207,7 @@ fn store_errno(e: &StoreError) -> i32 {
         StoreError::Invalid(v) => validation_errno(v),
         StoreError::Full | StoreError::NoSpace(_) => libc::ENOSPC,
         StoreError::Io(e) => io_errno(e),
-        StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. } | StoreError::Lmdb(_) => libc::EIO,
+        StoreError::Corrupt(_) | StoreError::SchemaTooNew { .. } | StoreError::OtherNamespace { .. } | StoreError::Lmdb(_) => libc::EIO,
     }
 }
 

@@ -44,7 +44,7 @@ impl Cursor {
         let reader = store.read()?;
         let JournalBounds { oldest, .. } = reader.journal_bounds()?;
         if self.next < oldest {
-            let notice = lagged_line(oldest - self.next, Timestamp::now());
+            let notice = lagged_line(oldest - self.next, Timestamp::now(), store.namespace());
             if !out.is_empty() && out.len() + notice.len() + 1 > size {
                 return Ok(out);
             }

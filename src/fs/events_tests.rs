@@ -48,7 +48,7 @@ fn reads_take_whole_lines_and_a_short_read_cuts_one_and_resumes() {
 #[test]
 fn a_reader_behind_the_window_is_told_and_moved_to_the_oldest() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(&dir.path().join("db"), StoreOptions { events_kept: 2 }).unwrap();
+    let store = Store::open_with(&dir.path().join("db"), StoreOptions { events_kept: 2, ..Default::default() }).unwrap();
     create(&store, "a");
     let mut cursor = Cursor::at_oldest(&store).unwrap();
     for id in ["b", "c", "d"] {

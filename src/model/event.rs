@@ -10,8 +10,6 @@ use serde::Serialize;
 
 use super::{Container, Labels, Task, Timestamp, DEFAULT_RUNTIME};
 
-/// The one namespace ctrfs has (namespaces come later).
-pub const NAMESPACE: &str = "default";
 
 /// containerd's exit status for an exit that is not known (the process was never reaped).
 pub const UNKNOWN_EXIT_STATUS: u32 = 255;
@@ -236,18 +234,18 @@ struct Envelope<'a, E: Serialize> {
 }
 
 /// The stored record of `event` published at `at`: one JSON object, no newline.
-pub fn envelope(event: &Published, at: Timestamp) -> Vec<u8> {
-    let line = Envelope { timestamp: at, namespace: NAMESPACE, topic: event.topic(), event };
+pub fn envelope(event: &Published, at: Timestamp, namespace: &str) -> Vec<u8> {
+    let line = Envelope { timestamp: at, namespace, topic: event.topic(), event };
     serde_json::to_vec(&line).expect("an event always serializes")
 }
 
 /// The line told to a reader moved past `skipped` events it was too slow to read.
-pub fn lagged_line(skipped: u64, at: Timestamp) -> Vec<u8> {
+pub fn lagged_line(skipped: u64, at: Timestamp, namespace: &str) -> Vec<u8> {
     #[derive(Serialize)]
     struct Lagged {
         skipped: u64,
     }
-    let line = Envelope { timestamp: at, namespace: NAMESPACE, topic: LAGGED_TOPIC, event: Lagged { skipped } };
+    let line = Envelope { timestamp: at, namespace, topic: LAGGED_TOPIC, event: Lagged { skipped } };
     serde_json::to_vec(&line).expect("a lag notice always serializes")
 }
 
@@ -260,7 +258,7 @@ mod tests {
         let mut labels = Labels::new();
         labels.set("env", "prod").unwrap();
         let at = Timestamp::from_nanos(1_796_135_400_123_456_789);
-        let line = envelope(&Published::ImageUpdate { name: "docker.io/library/busybox:latest".into(), labels }, at);
+        let line = envelope(&Published::ImageUpdate { name: "docker.io/library/busybox:latest".into(), labels }, at, "default");
         let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(
             value,
@@ -271,7 +269,7 @@ mod tests {
                 "event": {"name": "docker.io/library/busybox:latest", "labels": {"env": "prod"}}
             })
         );
-        let lag: serde_json::Value = serde_json::from_slice(&lagged_line(7, at)).unwrap();
+        let lag: serde_json::Value = serde_json::from_slice(&lagged_line(7, at, "default")).unwrap();
         assert_eq!(lag["topic"], "/ctrfs/lagged");
         assert_eq!(lag["event"], serde_json::json!({"skipped": 7}));
     }

@@ -30,7 +30,7 @@ pub use gc::{is_root as is_gc_root, label_refs, LabelRef, LABEL_REF_CONTENT, LAB
 pub use image::Image;
 pub use json_scan::{JsonScan, JsonSyntaxError, MAX_JSON_DEPTH};
 pub use labels::{parse_document as parse_labels, parse_line as parse_label_line, validate_label, LabelEdit, Labels, MAX_LABELS, MAX_LABELS_BYTES, MAX_LABEL_BYTES};
-pub use name::{validate_component, validate_identifier, validate_image_name, MAX_COMPONENT_BYTES, MAX_IDENTIFIER_BYTES};
+pub use name::{validate_component, validate_identifier, validate_image_name, validate_namespace, DEFAULT_NAMESPACE, MAX_COMPONENT_BYTES, MAX_IDENTIFIER_BYTES};
 pub use syntax::SyntaxSpot;
 pub use snapshot::{validate_snapshot_key, Mount, Snapshot, SnapshotKind, Usage};
 pub use task::{removes_on_exit, Task, TaskStatus, LABEL_REMOVE_ON_EXIT};

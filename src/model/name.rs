@@ -40,6 +40,19 @@ pub fn validate_identifier(id: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// The namespace every object lives in unless a mount names another (containerd's).
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// The longest namespace name (containerd's limit).
+pub const MAX_NAMESPACE_BYTES: usize = 76;
+
+/// Checks a namespace name: containerd's identifier rule, at most 76 bytes.
+pub fn validate_namespace(name: &str) -> Result<(), ValidationError> {
+    if name.len() > MAX_NAMESPACE_BYTES {
+        return Err(ValidationError::InvalidIdentifier { id: name.to_owned(), reason: "a namespace name is at most 76 bytes" });
+    }
+    validate_identifier(name)
+}
+
 /// Checks one component of an image name (one directory level under `images/`).
 pub fn validate_component(component: &str) -> Result<(), ValidationError> {
     let refuse = |reason| Err(ValidationError::InvalidImageName { name: component.to_owned(), reason });

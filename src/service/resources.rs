@@ -26,6 +26,8 @@ pub struct ResourceConfig {
     pub driver: Option<Driver>,
     /// How long a blob nothing references is kept (containerd's ingest lease).
     pub lease: Duration,
+    /// The state directory whose other namespaces' blobs are shared by digest, if any.
+    pub shared_content: Option<PathBuf>,
 }
 
 impl ResourceConfig {
@@ -37,7 +39,14 @@ impl ResourceConfig {
             rootfs_dir: state_dir.join("rootfs"),
             driver,
             lease,
+            shared_content: None,
         }
+    }
+
+    /// Shares blobs by digest with the other namespaces of `state_root`.
+    pub fn sharing_content_of(mut self, state_root: &Path) -> ResourceConfig {
+        self.shared_content = Some(state_root.to_path_buf());
+        self
     }
 }
 
@@ -65,7 +74,10 @@ pub struct Resources {
 impl Resources {
     /// Opens the content store and the snapshotter.
     pub fn open(config: &ResourceConfig) -> Result<Resources> {
-        let content = ContentStore::open(&config.content_dir)?;
+        let mut content = ContentStore::open(&config.content_dir)?;
+        if let Some(state_root) = &config.shared_content {
+            content = content.sharing_with(crate::content::Peers { state_root: state_root.clone() });
+        }
         let snapshots = Snapshotter::open(&config.snapshots_dir, config.driver)?;
         // Private like the rest of the state directory: a mounted root filesystem holds
         // the image's setuid binaries.

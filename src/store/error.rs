@@ -40,6 +40,14 @@ pub enum StoreError {
     /// The operation does not apply to this object.
     #[error("{0}")]
     NotPermitted(String),
+    /// The store holds another namespace than the one asked for.
+    #[error("the store holds namespace {holds:?}, not {asked:?}")]
+    OtherNamespace {
+        /// The namespace recorded in the store.
+        holds: String,
+        /// The namespace asked for.
+        asked: String,
+    },
     /// A value the model refuses.
     #[error(transparent)]
     Invalid(#[from] ValidationError),

@@ -18,10 +18,10 @@ pub const DEFAULT_KEPT: u64 = 10_000;
 
 /// Appends `events` with consecutive sequence numbers, all stamped `at`, and drops what
 /// falls out of a window of `kept`. Returns the last sequence number written.
-pub(super) fn append(dbs: &Dbs, txn: &mut RwTxn, events: &[Published], at: Timestamp, kept: u64) -> Result<u64> {
+pub(super) fn append(dbs: &Dbs, txn: &mut RwTxn, events: &[Published], at: Timestamp, kept: u64, namespace: &str) -> Result<u64> {
     let mut seq = next_seq(dbs, txn)?;
     for event in events {
-        dbs.events.put(txn, &seq, &envelope(event, at))?;
+        dbs.events.put(txn, &seq, &envelope(event, at, namespace))?;
         if let Some(gone) = seq.checked_sub(kept) {
             dbs.events.delete(txn, &gone)?;
         }
@@ -120,8 +120,8 @@ mod tests {
     fn the_window_keeps_the_last_events_and_the_sequence_continues_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let options = StoreOptions { events_kept: 3 };
-        let store = Store::open_with(&path, options).unwrap();
+        let options = StoreOptions { events_kept: 3, ..Default::default() };
+        let store = Store::open_with(&path, options.clone()).unwrap();
         for i in 0..5 {
             store.write(|w| w.create_container(&format!("c{i}")).map(drop)).unwrap();
         }
@@ -133,7 +133,7 @@ mod tests {
         assert_eq!(topics_from(&store, 5), vec![(5, "c4".into()), (6, "c0".into())]);
         drop(store);
         // A smaller window at the next open drops the excess; the numbers go on.
-        let store = Store::open_with(&path, StoreOptions { events_kept: 1 }).unwrap();
+        let store = Store::open_with(&path, StoreOptions { events_kept: 1, ..Default::default() }).unwrap();
         assert_eq!(store.read().unwrap().journal_bounds().unwrap(), JournalBounds { oldest: 6, next: 7 });
         store.write(|w| w.delete_container("c1").map(drop)).unwrap();
         assert_eq!(topics_from(&store, 0), vec![(7, "c1".into())]);

@@ -4,7 +4,8 @@
 
 use heed::RwTxn;
 
-use super::{nodes, schema::SCHEMA_VERSION, schema::META_SCHEMA_VERSION, Dbs, Result, StoreError};
+use super::{nodes, schema::META_NAMESPACE, schema::SCHEMA_VERSION, schema::META_SCHEMA_VERSION, Dbs, Result, StoreError};
+use crate::model::DEFAULT_NAMESPACE;
 use crate::model::Timestamp;
 
 /// Brings a database at `found` up to `SCHEMA_VERSION`, or refuses one that is newer.
@@ -24,7 +25,19 @@ pub(super) fn migrate(dbs: &Dbs, wtxn: &mut RwTxn, found: u32) -> Result<()> {
     if found < 5 {
         v4_to_v5();
     }
+    if found < 6 {
+        v5_to_v6(dbs, wtxn)?;
+    }
     dbs.meta.put(wtxn, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
+    Ok(())
+}
+
+/// Version 6 names the namespace a store holds. Before it there was one namespace, and
+/// the state directory's own store was it: its objects are `default`'s, where they are
+/// (each namespace has a store of its own, so nothing moves).
+fn v5_to_v6(dbs: &Dbs, wtxn: &mut RwTxn) -> Result<()> {
+    log::info!("migrating the store from schema 5 to 6: its objects are namespace {DEFAULT_NAMESPACE}'s");
+    dbs.meta.put(wtxn, META_NAMESPACE, DEFAULT_NAMESPACE.as_bytes())?;
     Ok(())
 }
 

@@ -117,15 +117,17 @@ pub struct Dbs {
 }
 
 /// Settings of an open store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
     /// How many published events the journal keeps (at least 1).
     pub events_kept: u64,
+    /// The namespace the store holds: recorded by a new store, checked by an existing one.
+    pub namespace: String,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { events_kept: events::DEFAULT_KEPT }
+        StoreOptions { events_kept: events::DEFAULT_KEPT, namespace: crate::model::DEFAULT_NAMESPACE.to_owned() }
     }
 }
 
@@ -139,6 +141,8 @@ pub struct Store {
     dir: std::path::PathBuf,
     /// The journal's window.
     events_kept: u64,
+    /// The namespace its objects live in.
+    namespace: String,
     /// Told the last sequence number after each commit that published events.
     published: std::sync::Mutex<Vec<PublishListener>>,
 }
@@ -164,13 +168,13 @@ impl Store {
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self> {
         let events_kept = options.events_kept.max(1);
         std::fs::create_dir_all(dir)?;
-        let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(MAP_SIZE).max_readers(MAX_READERS).max_dbs(MAX_DBS);
+        let mut env_options = EnvOpenOptions::new().read_txn_without_tls();
+        env_options.map_size(MAP_SIZE).max_readers(MAX_READERS).max_dbs(MAX_DBS);
         // SAFETY: heed's conditions for `open`: the environment is opened once per process
         // (the daemon holds an exclusive lock on its state directory, and tests use one
         // temporary directory per store), it lives on a local filesystem, and no transaction
         // outlives a request, so the map is never remapped under a live reader.
-        let env = unsafe { options.open(dir) }.map_err(StoreError::from)?;
+        let env = unsafe { env_options.open(dir) }.map_err(StoreError::from)?;
         let mut wtxn = env.write_txn()?;
         let dbs = Dbs {
             meta: env.create_database(&mut wtxn, Some(schema::DB_META))?,
@@ -186,12 +190,25 @@ impl Store {
             events: env.create_database(&mut wtxn, Some(schema::DB_EVENTS))?,
         };
         match read_u32(&dbs, &wtxn, schema::META_SCHEMA_VERSION)? {
-            None => nodes::initialize(&dbs, &mut wtxn)?,
+            None => {
+                nodes::initialize(&dbs, &mut wtxn)?;
+                dbs.meta.put(&mut wtxn, schema::META_NAMESPACE, options.namespace.as_bytes())?;
+            }
             Some(found) => migrate::migrate(&dbs, &mut wtxn, found)?,
+        }
+        let held = dbs.meta.get(&wtxn, schema::META_NAMESPACE)?.map(|b| String::from_utf8_lossy(b).into_owned());
+        if held.as_deref() != Some(options.namespace.as_str()) {
+            return Err(StoreError::OtherNamespace { holds: held.unwrap_or_default(), asked: options.namespace });
         }
         events::trim(&dbs, &mut wtxn, events_kept)?;
         wtxn.commit()?;
-        Ok(Store { env, dbs, dir: dir.to_path_buf(), events_kept, published: Default::default() })
+        let namespace = options.namespace;
+        Ok(Store { env, dbs, dir: dir.to_path_buf(), events_kept, namespace, published: Default::default() })
+    }
+
+    /// The namespace its objects live in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// A consistent read view; keep it for one request only.
@@ -215,7 +232,7 @@ impl Store {
         let Writer { mut txn, pending, .. } = writer;
         let last = match pending.is_empty() {
             true => None,
-            false => Some(events::append(&self.dbs, &mut txn, &pending, Timestamp::now(), self.events_kept)?),
+            false => Some(events::append(&self.dbs, &mut txn, &pending, Timestamp::now(), self.events_kept, &self.namespace)?),
         };
         txn.commit().map_err(|e| self.commit_error(e))?;
         if let Some(seq) = last {
@@ -586,6 +603,35 @@ mod tests {
         assert_eq!(store.read().unwrap().journal_bounds().unwrap(), JournalBounds { oldest: 1, next: 1 });
         store.write(|w| w.delete_container("web").map(drop)).unwrap();
         assert_eq!(store.read().unwrap().journal_bounds().unwrap(), JournalBounds { oldest: 1, next: 2 });
+    }
+
+    #[test]
+    fn a_schema_5_store_holds_the_default_namespace_and_refuses_to_be_another() {
+        let (dir, store) = temp_store();
+        store.write(|w| w.create_container("web").map(|_| ())).unwrap();
+        let expected = dump(&store);
+        // What schema 5 wrote: no namespace.
+        store
+            .write(|w| -> Result<()> {
+                w.dbs.meta.delete(&mut w.txn, schema::META_NAMESPACE)?;
+                w.dbs.meta.put(&mut w.txn, schema::META_SCHEMA_VERSION, &5u32.to_be_bytes())?;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let db = dir.path().join("db");
+        let other = StoreOptions { namespace: "build".into(), ..Default::default() };
+        let refused = Store::open_with(&db, other.clone()).err().expect("a schema 5 store is default's");
+        assert!(matches!(&refused, StoreError::OtherNamespace { holds, asked } if holds == "default" && asked == "build"), "{refused}");
+        let store = Store::open(&db).unwrap();
+        assert_eq!((store.schema_version().unwrap(), store.namespace()), (schema::SCHEMA_VERSION, "default"));
+        assert_eq!(dump(&store), expected, "the objects stay where they are, default's");
+        drop(store);
+        // A new store records the namespace it was made for.
+        let fresh = dir.path().join("build-db");
+        drop(Store::open_with(&fresh, other.clone()).unwrap());
+        assert_eq!(Store::open_with(&fresh, other).unwrap().namespace(), "build");
+        assert!(matches!(Store::open(&fresh).err(), Some(StoreError::OtherNamespace { .. })));
     }
 
     #[test]

@@ -4,10 +4,12 @@ use super::NodeId;
 
 /// The layout version written in `meta`. Bump it, redraw the tree in `store/mod.rs` and add
 /// a step to `migrate.rs` whenever the layout changes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// `meta` key holding the schema version (u32, big-endian).
 pub const META_SCHEMA_VERSION: &str = "schema_version";
+/// `meta` key holding the namespace the store's objects live in (UTF-8; schema 6).
+pub const META_NAMESPACE: &str = "namespace";
 /// `meta` key holding the next node id to hand out (u64, big-endian).
 pub const META_NEXT_NODE_ID: &str = "next_node_id";
 

@@ -244,6 +244,8 @@ pub struct MountFixture {
     state_tmpfs: bool,
     /// Extra environment of the daemon from its next start on (the fault tests' `CTRFS_FAULT`).
     env: Vec<(String, String)>,
+    /// Another fixture's state directory, shared (a second namespace's mount).
+    shared_state: Option<PathBuf>,
 }
 
 impl MountFixture {
@@ -263,7 +265,17 @@ impl MountFixture {
         Self::build(&[], Some(size))
     }
 
+    /// A second mount of `other`'s state directory with `args` (e.g. `--namespace b`):
+    /// its own mount point and log. Drop it before `other`.
+    pub fn sharing_state_of(other: &MountFixture, args: &[&str]) -> Self {
+        Self::build_with(args, None, Some(other.state()))
+    }
+
     fn build(args: &[&str], tmpfs: Option<&str>) -> Self {
+        Self::build_with(args, tmpfs, None)
+    }
+
+    fn build_with(args: &[&str], tmpfs: Option<&str>, shared_state: Option<PathBuf>) -> Self {
         require_root();
         let dir = tempfile::Builder::new()
             .prefix("ctrfs-mount-")
@@ -282,6 +294,7 @@ impl MountFixture {
             args: args.iter().map(|s| s.to_string()).collect(),
             state_tmpfs: false,
             env: Vec::new(),
+            shared_state,
         };
         if let Some(size) = tmpfs {
             let out = Command::new("mount")
@@ -304,7 +317,7 @@ impl MountFixture {
 
     /// The state directory (`--root`).
     pub fn state(&self) -> PathBuf {
-        self.root.join("state")
+        self.shared_state.clone().unwrap_or_else(|| self.root.join("state"))
     }
 
     /// The temp dir holding state, mount point and log.

@@ -17,6 +17,7 @@ mod hosts;
 mod images;
 mod labels;
 mod load;
+mod namespaces;
 mod oci;
 mod oci_fixture;
 mod privacy;
