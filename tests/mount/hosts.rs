@@ -116,10 +116,18 @@ fn mount_t_fuse_ctrfs_and_an_fstab_line_mount_the_tree_and_umount_ends_the_daemo
     let (code, _, err) = host.mount(&["-t", "fuse.ctrfs", "ctrfs", mnt.to_str().unwrap(), "-o", "root=/tmp/x,bogus"]);
     assert_ne!(code, 0);
     assert!(err.contains("unknown option \"bogus\""), "{err}");
-    let (code, _, err) = host.mount(&["-t", "fuse.ctrfs", "ctrfs", mnt.to_str().unwrap(), "-o", "namespace=other"]);
+    let (code, _, err) = host.mount(&["-t", "fuse.ctrfs", "ctrfs", mnt.to_str().unwrap(), "-o", &format!("root={},namespace=../x", state.display())]);
     assert_ne!(code, 0);
-    assert!(err.contains("namespace \"other\""), "{err}");
+    assert!(err.contains("invalid identifier"), "{err}");
     assert!(!is_mounted(&mnt));
+
+    // Another namespace of the same state directory: its own, empty, tree.
+    let other = format!("root={},namespace=build", state.display());
+    let (code, out, err) = host.mount(&["-t", "fuse.ctrfs", "ctrfs", mnt.to_str().unwrap(), "-o", &other]);
+    assert_eq!(code, 0, "mount -o namespace=build: {out} {err}");
+    assert_eq!(ls(&mnt.join("containers")), Vec::<String>::new());
+    host.unmount_and_wait();
+    assert!(state.join("namespaces/build/db").is_dir());
 }
 
 #[test]
