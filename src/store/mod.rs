@@ -4,12 +4,13 @@
 //! records. Every change is one write transaction, validated before it writes and committed
 //! (and synced: no `NO_SYNC`) before the caller acknowledges anything.
 //!
-//! # Schema (version 5)
+//! # Schema (version 6)
 //!
 //! ```text
-//! env (STATE_DIR/db/)
+//! env (STATE_DIR/db/, or STATE_DIR/namespaces/<name>/db/: one environment per namespace)
 //! ├── meta        Str                      → bytes
-//! │   ├── "schema_version"                 → u32 BE          layout version (5)
+//! │   ├── "schema_version"                 → u32 BE          layout version (6)
+//! │   ├── "namespace"                      → UTF-8           the namespace its objects live in
 //! │   └── "next_node_id"                   → u64 BE          never reused; starts at 16
 //! ├── nodes       u64 BE node id           → JSON Node       {parent, name, kind, created_at, updated_at,
 //! │                                                          times: {field or "." → {atime, mtime, ctime}}}
@@ -52,7 +53,8 @@
 //! 3 → 4 changes no data: it marks records that may have no image target, a target's
 //! text as written, and times set with utimensat, which older binaries cannot read;
 //! 4 → 5 adds the `events` journal, created empty (an older binary would commit changes
-//! without their events).
+//! without their events); 5 → 6 records the namespace, `default` (the state directory's
+//! own store was the only one; its objects are that namespace's where they are).
 
 mod blobs;
 mod containers;
