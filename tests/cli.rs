@@ -29,8 +29,8 @@ fn completions_name_every_user_subcommand_and_bash_parses_them() {
 fn the_manual_page_has_a_page_per_user_subcommand_with_its_options() {
     let man = ctrfs(&["man"]);
     let titles: Vec<&str> = man.lines().filter(|l| l.starts_with(".TH ")).map(|l| l.split(' ').nth(1).unwrap()).collect();
-    assert_eq!(titles, ["ctrfs", "ctrfs-mount", "ctrfs-import", "ctrfs-status", "ctrfs-completions", "ctrfs-man"]);
-    for option in ["root", "allow\\-other", "foreground", "content\\-lease"] {
+    assert_eq!(titles, ["ctrfs", "ctrfs-mount", "ctrfs-import", "ctrfs-status", "ctrfs-namespace", "ctrfs-completions", "ctrfs-man"]);
+    for option in ["root", "namespace", "allow\\-other", "foreground", "content\\-lease"] {
         assert!(man.contains(option), "the page documents --{option}");
     }
     assert!(!man.contains("supervise"), "the daemon's own subcommand is not documented as a user's");
