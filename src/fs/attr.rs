@@ -24,6 +24,8 @@ pub const OBJECT_ATTR_TTL: Duration = Duration::ZERO;
 pub const FILE_MODE: u16 = 0o644;
 /// Permission bits of a read-only file.
 pub const READ_ONLY_FILE_MODE: u16 = 0o444;
+/// Permission bits of a file only its owner (root) may read.
+pub const OWNER_READ_ONLY_MODE: u16 = 0o400;
 /// Permission bits of a directory.
 pub const DIR_MODE: u16 = 0o755;
 /// Permission bits of a symbolic link (never checked; what `ls -l` shows).

@@ -78,6 +78,9 @@ pub enum FsError {
     /// As many reads of `wait/` files are blocked as may be.
     #[error("{0} reads of wait files are already blocked on this mount")]
     TooManyWaiters(usize),
+    /// As many query directories are held as may be.
+    #[error("{0} query directories (.filter, .by-target) are held already; leave some")]
+    TooManyQueries(usize),
     /// The open files together hold as many document bytes as they may.
     #[error("open files hold {0} MiB of documents, all they may; close some")]
     TooMuchHeld(usize),
@@ -117,7 +120,9 @@ impl FsError {
             FsError::Range => libc::ERANGE,
             FsError::BadHandle => libc::EBADF,
             FsError::InvalidRequest(_) => libc::EINVAL,
-            FsError::TooManyOpenFiles(_) | FsError::TooMuchHeld(_) | FsError::TooManyWaiters(_) => libc::ENFILE,
+            FsError::TooManyOpenFiles(_) | FsError::TooMuchHeld(_) | FsError::TooManyWaiters(_) | FsError::TooManyQueries(_) => {
+                libc::ENFILE
+            }
             FsError::Temp(refusal) => temp_errno(*refusal),
             FsError::CrossDirectory => libc::EXDEV,
             FsError::Refused { errno, .. } => *errno,

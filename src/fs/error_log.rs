@@ -81,9 +81,21 @@ impl ErrorLog {
     }
 }
 
+/// `text` with every control character shown as `?`: names and reasons come from
+/// callers, and a newline or a terminal escape in them must not make a line of its own
+/// (a forged refusal) or reach the terminal of whoever reads the log.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>().into()
+    } else {
+        text.into()
+    }
+}
+
 fn render(refusal: &Refusal<'_>, at: Timestamp) -> String {
     let Refusal { uid, pid, op, path, errno, err } = refusal;
-    let mut reason = err.to_string().replace('\n', " ");
+    let path = printable(path);
+    let mut reason = printable(&err.to_string()).into_owned();
     if reason.len() > MAX_REASON_BYTES {
         let mut cut = MAX_REASON_BYTES;
         while !reason.is_char_boundary(cut) {
@@ -95,7 +107,7 @@ fn render(refusal: &Refusal<'_>, at: Timestamp) -> String {
     let name = errno_name(*errno);
     let mut entry = format!("{at} uid={uid} pid={pid} {op} {name} ({reason}) {path}\n");
     if let Some(spot) = err.syntax_spot() {
-        entry.push_str(&caret(&entry, path, &spot));
+        entry.push_str(&caret(&entry, &path, &spot));
     }
     entry
 }
@@ -145,6 +157,14 @@ mod tests {
         let first = "T uid=0 pid=1 lookup EINVAL (r) containers/.filter/id==\n";
         let caret = caret(first, "containers/.filter/id==", &spot);
         assert_eq!(caret.find('^'), Some(first.len() - 1));
+    }
+
+    #[test]
+    fn control_characters_in_a_path_or_reason_cannot_make_a_line_of_their_own() {
+        let err = FsError::NotPermitted("bad\nreason\x1b[31m".into());
+        let line = render(&refusal("containers/x\n2026 uid=0 pid=1 write EPERM (forged) y", &err), Timestamp::now());
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.contains("(bad?reason?[31m)") && line.ends_with("containers/x?2026 uid=0 pid=1 write EPERM (forged) y\n"), "{line}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use super::attr::{Attr, Kind};
 use super::errno::{errno_name, FsError};
 use super::wait::{spawn_parked_reads, Retry, StreamRegistry, WaitRegistry};
 use super::workers::Workers;
-use super::error_log::Refusal;
+use super::error_log::{printable, Refusal};
 use super::{FsCore, Ownership, ReadOutcome, Times};
 use crate::service::TimeSet;
 use crate::service::Event;
@@ -107,15 +107,16 @@ fn refuse(core: &FsCore, caller: Caller, op: &str, path: impl FnOnce() -> String
     if quiet {
         // A shell probing for names refuses itself all the time: no path walk for that.
         if log::log_enabled!(log::Level::Debug) {
-            log::debug!("{op} {}: {} ({err})", path(), errno_name(errno));
+            log::debug!("{op} {}: {} ({err})", printable(&path()), errno_name(errno));
         }
         return Errno::from_i32(errno);
     }
     let path = path();
+    let (shown, reason) = (printable(&path), printable(&err.to_string()).into_owned());
     if err.is_internal() {
-        log::error!("{op} {path}: {} ({err})", errno_name(errno));
+        log::error!("{op} {shown}: {} ({reason})", errno_name(errno));
     } else {
-        log::info!("{op} {path}: {} ({err})", errno_name(errno));
+        log::info!("{op} {shown}: {} ({reason})", errno_name(errno));
     }
     core.error_log().record(Refusal { uid: caller.uid, pid: caller.pid, op, path: &path, errno, err });
     Errno::from_i32(errno)

@@ -214,6 +214,11 @@ impl HandleTable {
     /// Whether a read of `events` handle `fh` would return something now; `None` for a
     /// handle of any other file (always ready).
     pub(super) fn events_ready(&self, fh: u64, store: &crate::store::Store) -> Result<Option<bool>> {
+        // A writer's handle is locked through its commit (an unpack, a wait behind a
+        // collection): asked of the table of writers, never of the handle.
+        if lock(&self.writers).contains_key(&fh) {
+            return Ok(None);
+        }
         let handle = self.get(fh)?;
         let handle = lock(&handle);
         match &handle.state {

@@ -181,7 +181,9 @@ impl FsCore {
         let name = component(name)?;
         let reader = self.store().read()?;
         let attr = match self.directory(&reader, parent)? {
-            Dir::Query(query) => self.query_lookup(&reader, query, name)?,
+            // Counted by the query table itself, under its lock.
+            Dir::Query(QueryIno::Root(root)) => return self.query_dir_lookup(&reader, root, name),
+            Dir::Query(query) => self.link_lookup(&reader, query, name)?,
             Dir::Node(dir) if QueryRoot::named(dir.node.id, name).is_some() => {
                 self.query_root_attr(&reader, QueryRoot::named(dir.node.id, name).ok_or(FsError::NotFound)?)?
             }
@@ -774,11 +776,14 @@ impl FsCore {
     /// has the size of the refusals kept now.
     fn root_file_attr(&self, root: &Loaded, file: RootFile) -> Attr {
         let (created, updated) = root.dir_times();
-        let size = match file {
-            RootFile::Events => 0,
-            RootFile::ErrorLog => self.error_log.len(),
+        // error_log shows who was refused what, and documents never stored: root's only,
+        // as tracefs keeps its own (other users' requests are refused by the kernel, so
+        // none of theirs is in it).
+        let (size, mode) = match file {
+            RootFile::Events => (0, READ_ONLY_FILE_MODE),
+            RootFile::ErrorLog => (self.error_log.len(), attr::OWNER_READ_ONLY_MODE),
         };
-        Attr::file(Ino::RootFile(file), size, READ_ONLY_FILE_MODE, created, updated)
+        Attr::file(Ino::RootFile(file), size, mode, created, updated)
     }
 }
 

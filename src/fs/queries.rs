@@ -3,8 +3,10 @@
 //! their directories (`../../<id or name>`), so `ls`, shell globs and `find -L` work.
 //!
 //! A query is not stored: its directory gets an inode number when looked up, kept while
-//! the kernel holds it (the table is bounded; an evicted one is looked up again on the
-//! next path walk, since names here are never cached). A listing is one pass over the
+//! the kernel holds it. The table is bounded by count and by what its matchers may cost:
+//! past a soft bound the kernel is asked to forget the oldest names (it drops those no
+//! process uses), past twice that a new query is `ENFILE`; a query still held is never
+//! dropped, so a shell whose working directory it is keeps working. A listing is one pass over the
 //! kind's records from a cursor, resumed after the last node id it returned, and a lookup
 //! in a query is a point read and one match. Nothing here is listed by its parent, so a
 //! loop over `containers/*` or a backup never meets it.
@@ -15,13 +17,21 @@ use std::sync::{Arc, Mutex};
 use super::attr::{Attr, Kind};
 use super::errno::FsError;
 use super::ino::{QueryIno, QueryRoot};
+use super::inodes::InodeTable;
 use super::{FsCore, Result, CHILD_COOKIE_BASE};
 use crate::model::{escape_component, Filter};
 use crate::model::{validate_digest, Container, Image, ValidationError, MAX_COMPONENT_BYTES};
 use crate::store::{resolve_image_dir, schema, NodeId, NodeKind, StoreRead};
 
-/// Most query directories numbered at once; beyond it the oldest loses its number.
-const MAX_QUERIES: usize = 4096;
+/// Query directories numbered at once, and the memory their matchers may hold, past
+/// which the oldest are asked to be forgotten (the kernel drops those no process uses).
+const SOFT_QUERIES: usize = 1024;
+const SOFT_QUERY_BYTES: usize = 64 << 20;
+/// Past twice as much, a new query is refused (`ENFILE`): every held one stays valid, for
+/// a shell whose working directory it is.
+const HARD_FACTOR: usize = 2;
+/// Threads assumed to match one query at once, for its cost (each has its own DFA cache).
+const MATCHING_THREADS: usize = 8;
 
 /// What a query directory selects.
 pub(super) enum Matcher {
@@ -31,18 +41,37 @@ pub(super) enum Matcher {
     Target(String),
 }
 
+impl Matcher {
+    /// An upper bound of the memory it holds.
+    fn cost(&self) -> usize {
+        match self {
+            Matcher::Filter(filter) => filter.cost(MATCHING_THREADS),
+            Matcher::Target(digest) => digest.len(),
+        }
+    }
+}
+
 /// One query directory.
 pub(super) struct Query {
     root: QueryRoot,
     /// Its name, as looked up.
     name: String,
     matcher: Matcher,
+    /// What `matcher.cost()` said, plus the names.
+    cost: usize,
+}
+
+struct Entry {
+    query: Arc<Query>,
+    /// The kernel was asked to forget its name (it does unless a process uses it).
+    dropping: bool,
 }
 
 #[derive(Default)]
 struct Table {
-    by_number: BTreeMap<u64, Arc<Query>>,
+    by_number: BTreeMap<u64, Entry>,
     by_name: HashMap<(QueryRoot, String), u64>,
+    cost: usize,
     next: u64,
 }
 
@@ -57,44 +86,82 @@ impl Queries {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The number of the query `name` under `root`, parsing it on first sight.
-    fn number(&self, root: QueryRoot, name: &str) -> Result<u64> {
-        if let Some(number) = self.lock().by_name.get(&(root, name.to_owned())) {
-            return Ok(*number);
+    /// The number of the query `name` under `root`, parsing it on first sight, counted
+    /// as one more kernel reference in `inodes` under the table's lock (so a `forget`
+    /// racing this lookup cannot drop it in between); with the names of queries the kernel
+    /// should now be asked to forget, oldest first.
+    fn number(&self, root: QueryRoot, name: &str, inodes: &InodeTable) -> Result<(u64, Vec<(QueryRoot, String)>)> {
+        {
+            let table = self.lock();
+            if let Some(number) = table.by_name.get(&(root, name.to_owned())) {
+                inodes.remember(*number);
+                return Ok((*number, Vec::new()));
+            }
         }
         let matcher = match root {
-            QueryRoot::ImagesFilter | QueryRoot::ContainersFilter => Matcher::Filter(Filter::from_component(name).map_err(ValidationError::from)?),
+            QueryRoot::ImagesFilter | QueryRoot::ContainersFilter => {
+                Matcher::Filter(Filter::from_component(name).map_err(ValidationError::from)?)
+            }
             QueryRoot::ImagesByTarget => {
                 validate_digest(name)?;
                 Matcher::Target(name.to_owned())
             }
         };
+        let cost = matcher.cost() + 2 * name.len() + 128;
         let mut table = self.lock();
         if let Some(number) = table.by_name.get(&(root, name.to_owned())) {
-            return Ok(*number);
+            inodes.remember(*number);
+            return Ok((*number, Vec::new()));
+        }
+        if table.by_number.len() >= HARD_FACTOR * SOFT_QUERIES || table.cost + cost > HARD_FACTOR * SOFT_QUERY_BYTES {
+            return Err(FsError::TooManyQueries(table.by_number.len()));
         }
         table.next += 1;
         let number = QueryIno::Dir(table.next).number();
         table.by_name.insert((root, name.to_owned()), number);
-        table.by_number.insert(number, Arc::new(Query { root, name: name.to_owned(), matcher }));
-        while table.by_number.len() > MAX_QUERIES {
-            if let Some((_, oldest)) = table.by_number.pop_first() {
-                table.by_name.remove(&(oldest.root, oldest.name.clone()));
-            }
-        }
-        Ok(number)
+        let query = Arc::new(Query { root, name: name.to_owned(), matcher, cost });
+        table.by_number.insert(number, Entry { query, dropping: false });
+        table.cost += cost;
+        inodes.remember(number);
+        Ok((number, table.mark_oldest_to_drop()))
     }
 
     fn get(&self, number: u64) -> Option<Arc<Query>> {
-        self.lock().by_number.get(&number).cloned()
+        self.lock().by_number.get(&number).map(|e| Arc::clone(&e.query))
     }
 
-    /// The kernel forgot a query directory.
-    pub(super) fn forget(&self, number: u64) {
+    /// The kernel may have forgotten a query directory: it goes once `inodes` no longer
+    /// counts it (checked under the table's lock, as lookups count it).
+    fn forget_if_unknown(&self, number: u64, inodes: &InodeTable) {
         let mut table = self.lock();
-        if let Some(query) = table.by_number.remove(&number) {
-            table.by_name.remove(&(query.root, query.name.clone()));
+        if inodes.is_known(number) {
+            return;
         }
+        if let Some(entry) = table.by_number.remove(&number) {
+            table.by_name.remove(&(entry.query.root, entry.query.name.clone()));
+            table.cost -= entry.query.cost;
+        }
+    }
+}
+
+impl Table {
+    /// Past the soft bounds: the oldest queries not asked about yet, as many as bring the
+    /// table back under them once forgotten. They stay valid until the kernel forgets them.
+    fn mark_oldest_to_drop(&mut self) -> Vec<(QueryRoot, String)> {
+        let (mut count, mut cost) = (self.by_number.len(), self.cost);
+        let mut names = Vec::new();
+        for entry in self.by_number.values_mut() {
+            if count <= SOFT_QUERIES && cost <= SOFT_QUERY_BYTES {
+                break;
+            }
+            if !entry.dropping {
+                entry.dropping = true;
+                names.push((entry.query.root, entry.query.name.clone()));
+            }
+            count -= 1;
+            cost -= entry.query.cost;
+        }
+        names
     }
 }
 
@@ -131,21 +198,26 @@ impl FsCore {
         Ok(Attr::query_dir(QueryIno::Root(root).number(), created, updated))
     }
 
-    /// `lookup` of a query in `.filter/` or `.by-target/`: an invalid one is EINVAL.
-    fn query_dir_attr(&self, reader: &impl StoreRead, root: QueryRoot, name: &str) -> Result<Attr> {
-        let number = self.queries.number(root, name)?;
+    /// `lookup` of a query in `.filter/` or `.by-target/`: an invalid one is EINVAL. The
+    /// kernel's reference is counted here (see `Queries::number`).
+    pub(super) fn query_dir_lookup(&self, reader: &impl StoreRead, root: QueryRoot, name: &str) -> Result<Attr> {
+        let (number, to_drop) = self.queries.number(root, name, &self.inodes)?;
+        // Not waited for: the kernel holds `root` locked for this very lookup.
+        for (root, name) in to_drop {
+            self.notices.send(super::notify::Notice::Forget { parent: QueryIno::Root(root).number(), name });
+        }
         Ok(Attr { ino: number, ..self.query_root_attr(reader, root)? })
     }
 
-    /// `lookup` below a query inode.
-    pub(super) fn query_lookup(&self, reader: &impl StoreRead, dir: QueryIno, name: &str) -> Result<Attr> {
+    /// `lookup` of a link in query directory `dir` (a query's own name, in a query
+    /// root, is `query_dir_lookup`'s).
+    pub(super) fn link_lookup(&self, reader: &impl StoreRead, dir: QueryIno, name: &str) -> Result<Attr> {
         match dir {
-            QueryIno::Root(root) => self.query_dir_attr(reader, root, name),
             QueryIno::Dir(_) => {
                 let query = self.query(dir)?;
                 self.matching_link(reader, &query, name)?.ok_or(FsError::NotFound)
             }
-            QueryIno::Link(_) => Err(FsError::NotDir),
+            QueryIno::Root(_) | QueryIno::Link(_) => Err(FsError::NotDir),
         }
     }
 
@@ -222,7 +294,8 @@ impl FsCore {
         match ino {
             QueryIno::Root(root) => Some(root_path(root)),
             QueryIno::Dir(_) => self.query(ino).ok().map(|q| format!("{}/{}", root_path(q.root), q.name)),
-            QueryIno::Link(_) => None,
+            // A link is the same inode in every query that lists it: name its object.
+            QueryIno::Link(node) => Some(format!("{} (as a query's link)", self.path_of(super::ino::Ino::Node(node).number()))),
         }
     }
 
@@ -250,9 +323,7 @@ impl FsCore {
     /// Whether `ino` is a query inode; the kernel forgetting one lets its number go.
     pub(super) fn forget_query(&self, ino: u64) {
         if let Some(QueryIno::Dir(_)) = QueryIno::decode(ino) {
-            if !self.inodes.is_known(ino) {
-                self.queries.forget(ino);
-            }
+            self.queries.forget_if_unknown(ino, &self.inodes);
         }
     }
 }

@@ -14,8 +14,27 @@ use super::{Container, Labels, Task, Timestamp, DEFAULT_RUNTIME};
 /// containerd's exit status for an exit that is not known (the process was never reaped).
 pub const UNKNOWN_EXIT_STATUS: u32 = 255;
 
+/// The most bytes of labels (keys and values) one event carries: a label set may hold a
+/// MiB, and the journal keeps 10,000 events. Past it the event carries the labels that
+/// fit, in key order, and says `labels_truncated`; the record has them all.
+pub const MAX_EVENT_LABEL_BYTES: usize = 4096;
+
 /// The topic of the line a reader that fell behind the kept window gets first.
 pub const LAGGED_TOPIC: &str = "/ctrfs/lagged";
+
+/// The labels that fit [`MAX_EVENT_LABEL_BYTES`], in key order, and whether any were left out.
+fn bounded(labels: &Labels) -> (Labels, bool) {
+    let mut kept = Labels::new();
+    let mut room = MAX_EVENT_LABEL_BYTES;
+    for (key, value) in labels.iter() {
+        let size = key.len() + value.len();
+        if size > room || kept.set(key, value).is_err() {
+            return (kept, true);
+        }
+        room -= size;
+    }
+    (kept, false)
+}
 
 /// The body of one published event; each variant is the containerd message of its topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,15 +44,21 @@ pub enum Published {
     ImageCreate {
         /// The image name.
         name: String,
-        /// Its labels.
+        /// Its labels (those that fit [`MAX_EVENT_LABEL_BYTES`]).
         labels: Labels,
+        /// Some labels were left out.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        labels_truncated: bool,
     },
     /// `/images/update`: an image's target or labels changed.
     ImageUpdate {
         /// The image name.
         name: String,
-        /// Its labels.
+        /// Its labels (those that fit [`MAX_EVENT_LABEL_BYTES`]).
         labels: Labels,
+        /// Some labels were left out.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        labels_truncated: bool,
     },
     /// `/images/delete`: an image was removed (or lost its target).
     ImageDelete {
@@ -55,8 +80,11 @@ pub enum Published {
         id: String,
         /// Its image name.
         image: String,
-        /// Its labels.
+        /// Its labels (those that fit [`MAX_EVENT_LABEL_BYTES`]).
         labels: Labels,
+        /// Some labels were left out.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        labels_truncated: bool,
         /// Its root-filesystem snapshot key.
         snapshot_key: String,
     },
@@ -187,11 +215,18 @@ impl Published {
 
     /// `/containers/update` showing the record as committed.
     pub fn container_update(c: &Container) -> Self {
-        Published::ContainerUpdate {
-            id: c.id.clone(),
-            image: c.image.clone(),
-            labels: c.labels.clone(),
-            snapshot_key: c.snapshot.clone(),
+        let (labels, labels_truncated) = bounded(&c.labels);
+        Published::ContainerUpdate { id: c.id.clone(), image: c.image.clone(), labels, labels_truncated, snapshot_key: c.snapshot.clone() }
+    }
+
+    /// `/images/create` (`created`) or `/images/update` of an image record.
+    pub fn image_put(name: &str, labels: &Labels, created: bool) -> Self {
+        let (labels, labels_truncated) = bounded(labels);
+        let name = name.to_owned();
+        if created {
+            Published::ImageCreate { name, labels, labels_truncated }
+        } else {
+            Published::ImageUpdate { name, labels, labels_truncated }
         }
     }
 
@@ -254,11 +289,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_event_carries_at_most_4_kib_of_labels_and_says_when_it_left_some_out() {
+        let mut labels = Labels::new();
+        for i in 0..10 {
+            labels.set(&format!("k{i}"), &"v".repeat(1000)).unwrap();
+        }
+        let line: serde_json::Value = serde_json::from_slice(&envelope(&Published::image_put("a", &labels, true), Timestamp::now(), "default")).unwrap();
+        let kept = line["event"]["labels"].as_object().unwrap();
+        assert_eq!(kept.len(), 4, "4 labels of 1002 bytes fit in 4096");
+        assert!(kept.contains_key("k0") && kept.contains_key("k3"));
+        assert_eq!(line["event"]["labels_truncated"], true);
+        let small = envelope(&Published::image_put("a", &Labels::new(), true), Timestamp::now(), "default");
+        assert!(!String::from_utf8(small).unwrap().contains("truncated"));
+    }
+
+    #[test]
     fn an_envelope_carries_containerds_topic_and_field_names() {
         let mut labels = Labels::new();
         labels.set("env", "prod").unwrap();
         let at = Timestamp::from_nanos(1_796_135_400_123_456_789);
-        let line = envelope(&Published::ImageUpdate { name: "docker.io/library/busybox:latest".into(), labels }, at, "default");
+        let line = envelope(&Published::image_put("docker.io/library/busybox:latest", &labels, false), at, "default");
         let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(
             value,

@@ -151,8 +151,8 @@ impl Writer<'_> {
         let was = before.filter(|i| i.is_image());
         let is = after.filter(|i| i.is_image());
         let event = match (was, is) {
-            (None, Some(i)) => Published::ImageCreate { name: i.name.clone(), labels: i.labels.clone() },
-            (Some(_), Some(i)) => Published::ImageUpdate { name: i.name.clone(), labels: i.labels.clone() },
+            (None, Some(i)) => Published::image_put(&i.name, &i.labels, true),
+            (Some(_), Some(i)) => Published::image_put(&i.name, &i.labels, false),
             (Some(i), None) => Published::ImageDelete { name: i.name.clone() },
             (None, None) => return,
         };

@@ -230,3 +230,20 @@ fn an_invalid_filter_is_einval_at_lookup_with_its_reason_and_position() {
     assert_ne!(code, 0);
     assert!(err.contains("Invalid argument"), "{err}");
 }
+
+#[test]
+fn a_query_directory_in_use_stays_valid_however_many_queries_follow() {
+    use std::os::fd::AsRawFd;
+    let fx = MountFixture::new();
+    fs::create_dir(fx.path("containers/web")).unwrap();
+    // Held open, as a shell's working directory is: no path walk reaches it again.
+    let held = fs::File::open(fx.path("containers/.filter/id==web")).unwrap();
+    let through_fd = std::path::PathBuf::from(format!("/proc/self/fd/{}", held.as_raw_fd()));
+    // More queries than the table keeps: the kernel is asked to forget the unused ones.
+    for i in 0..4200 {
+        let query = fx.path(&format!("containers/.filter/id==q{i}"));
+        fs::metadata(&query).unwrap_or_else(|e| panic!("query {i}: {e}"));
+    }
+    assert_eq!(ls(&through_fd), ["web"], "the held query still answers");
+    assert_eq!(ls(&fx.path("containers/.filter/id==web")), ["web"]);
+}

@@ -71,6 +71,8 @@ fn a_bad_label_a_bad_filter_and_a_bad_spec_are_explained_in_error_log() {
     assert_eq!(fs::metadata(fx.path("error_log")).unwrap().size() as usize, text.len());
     assert_eq!(errno_of(fs::OpenOptions::new().write(true).open(fx.path("error_log"))), libc::EACCES);
     assert!(!ls(&fx.mnt()).contains(&"error_log".to_owned()));
+    // Root's only: it tells who was refused what.
+    assert_eq!(fs::metadata(fx.path("error_log")).unwrap().mode() & 0o777, 0o400);
     // The refusal of that open is itself explained.
     assert!(entries_for(&fx, "error_log").iter().any(|e| e[0].contains(" open EACCES ")), "{text}");
 }

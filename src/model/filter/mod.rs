@@ -20,7 +20,7 @@ use regex::Regex;
 
 pub use component::{escape_component, unescape_component};
 pub use error::FilterError;
-pub use parser::REGEX_SIZE_LIMIT;
+pub use parser::{MAX_REGEXES, REGEX_DFA_LIMIT, REGEX_SIZE_LIMIT};
 
 use component::Decoded;
 
@@ -81,6 +81,15 @@ impl Filter {
         // One alternative without selectors: containerd's `Always`.
         let alternatives = if expression.is_empty() { vec![Vec::new()] } else { parser::parse(expression)? };
         Ok(Filter { expression: expression.to_owned(), alternatives })
+    }
+
+    /// An upper bound of the memory it holds, in bytes, when matched from up to `threads`
+    /// threads: its text, and for each regular expression the most its program and each
+    /// thread's lazy DFA cache may take.
+    pub fn cost(&self, threads: usize) -> usize {
+        let regexes = self.alternatives.iter().flatten().filter(|s| matches!(s.test, Test::Matches(_))).count();
+        let selectors: usize = self.alternatives.iter().map(Vec::len).sum();
+        self.expression.len() + 256 * selectors + regexes * (REGEX_SIZE_LIMIT + threads * REGEX_DFA_LIMIT)
     }
 
     /// The expression after percent-decoding.

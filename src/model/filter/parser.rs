@@ -21,10 +21,15 @@ use regex::{Regex, RegexBuilder};
 
 use super::{quoted::read_quoted, Selector, Test};
 
-/// The most memory a compiled regular expression may take (its program and its lazy DFA
-/// cache each), so that a short hostile pattern such as `(a{999}){999}` is an error
-/// rather than an allocation.
+/// The most memory a compiled regular expression's program may take, so that a short
+/// hostile pattern such as `(a{999}){999}` is an error rather than an allocation.
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// The most each thread's lazy DFA cache of one regular expression may take (past it the
+/// matcher falls back to slower engines, never to more memory).
+pub const REGEX_DFA_LIMIT: usize = 256 << 10;
+/// The most regular expressions one expression may hold: with [`REGEX_SIZE_LIMIT`], what
+/// one kept query can cost is bounded (see `Filter::cost`).
+pub const MAX_REGEXES: usize = 4;
 
 const EXPECTED_OPERATOR: &str = r#"expected an operator ("=="|"!="|"~=")"#;
 
@@ -40,7 +45,7 @@ pub(super) fn parse(input: &str) -> Result<Vec<Vec<Selector>>, ParseError> {
     if let Some(at) = input.find('\0') {
         return Err(ParseError { position: at, message: "unexpected null".into() });
     }
-    let mut parser = Parser { input, at: 0 };
+    let mut parser = Parser { input, at: 0, regexes: 0 };
     let mut alternatives = vec![parser.alternative()?];
     while parser.eat('|') {
         alternatives.push(parser.alternative()?);
@@ -58,6 +63,8 @@ enum Operator {
 struct Parser<'a> {
     input: &'a str,
     at: usize,
+    /// Regular expressions compiled so far.
+    regexes: usize,
 }
 
 impl Parser<'_> {
@@ -86,7 +93,13 @@ impl Parser<'_> {
         let test = match operator {
             Operator::Equal => Test::Equal(value),
             Operator::NotEqual => Test::NotEqual(value),
-            Operator::Matches => Test::Matches(compile(&value).map_err(|message| refusal(value_at, message))?),
+            Operator::Matches => {
+                self.regexes += 1;
+                if self.regexes > MAX_REGEXES {
+                    return Err(refusal(value_at, format!("at most {MAX_REGEXES} regular expressions in one filter")));
+                }
+                Test::Matches(compile(&value).map_err(|message| refusal(value_at, message))?)
+            }
         };
         Ok(Selector { path, test })
     }
@@ -207,7 +220,7 @@ fn is_value_char(c: char) -> bool {
 /// Compiles a `~=` value now, so that a bad pattern is refused with a reason (containerd
 /// compiles at match time and lets a bad pattern match nothing).
 fn compile(pattern: &str) -> Result<Regex, String> {
-    let built = RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(REGEX_SIZE_LIMIT).build();
+    let built = RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(REGEX_DFA_LIMIT).build();
     built.map_err(|error| match error {
         regex::Error::CompiledTooBig(limit) => format!("regular expression too big (limit {limit} bytes)"),
         // The syntax error's own text is several lines with a caret of its own; its last

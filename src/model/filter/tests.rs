@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Fields, Filter, FilterError};
+use super::{Fields, Filter, FilterError, REGEX_SIZE_LIMIT};
 use crate::model::{Container, Descriptor, Image, Timestamp};
 
 /// A record shaped like the one containerd's own filter tests use: `name`, `other` and
@@ -189,6 +189,17 @@ fn a_regex_too_big_to_compile_within_the_limit_is_refused() {
     let unicode_heavy = format!("other~={}", r"\w{60}".repeat(4));
     assert!(refusal(&unicode_heavy).message.contains("too big"));
     assert!(Filter::parse(r"other~=\w{8}").is_ok(), "an ordinary pattern compiles");
+}
+
+#[test]
+fn one_expression_holds_at_most_four_regexes_so_a_kept_query_s_cost_is_bounded() {
+    let four = "id~=a|id~=b|id~=c|id~=d";
+    let filter = Filter::parse(four).unwrap();
+    assert!(filter.cost(4) <= 4 * (REGEX_SIZE_LIMIT + 4 * super::REGEX_DFA_LIMIT) + 4096);
+    let error = refusal(&format!("{four}|id~=e"));
+    assert_eq!(error.position, four.len() + 5);
+    assert!(error.message.contains("at most 4 regular expressions"), "{}", error.message);
+    assert!(Filter::parse("id==a").unwrap().cost(4) < 1024, "no regex: only the text and selectors");
 }
 
 #[test]
