@@ -169,6 +169,13 @@ fn the_systemd_unit_in_the_repository_is_valid_for_systemd() {
     fs::write(&copy, unit.replace("/usr/local/bin/ctrfs", env!("CARGO_BIN_EXE_ctrfs"))).unwrap();
     let out = Command::new(analyze).args(["verify", "--man=no"]).arg(&copy).output().unwrap();
     assert!(out.status.success() && out.stderr.is_empty(), "systemd-analyze verify: {}", String::from_utf8_lossy(&out.stderr));
+    // The template, one namespace per instance, as the instance `build`.
+    let template = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/systemd/ctrfs@.service")).unwrap();
+    assert!(template.contains("--namespace %i"), "the instance name is the namespace");
+    let instance = dir.path().join("ctrfs@build.service");
+    fs::write(&instance, template.replace("/usr/local/bin/ctrfs", env!("CARGO_BIN_EXE_ctrfs"))).unwrap();
+    let out = Command::new(analyze).args(["verify", "--man=no"]).arg(&instance).output().unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "systemd-analyze verify ctrfs@build: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
