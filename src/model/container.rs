@@ -85,6 +85,13 @@ impl ContainerField {
 }
 
 impl Container {
+    /// Whether it references anything collection could free once it is gone: a snapshot
+    /// key or a `containerd.io/gc.ref.*` label. (Deleting one that does not can free
+    /// nothing, and needs no collection.)
+    pub fn references_anything(&self) -> bool {
+        !self.snapshot.is_empty() || super::label_refs(&self.labels).next().is_some()
+    }
+
     /// A new container with containerd's defaults, created now.
     pub fn new(id: String, now: Timestamp) -> Self {
         Self {

@@ -38,6 +38,12 @@ impl Image {
         Self { name, target: None, target_text: None, labels: Labels::new(), created_at: now, updated_at: now }
     }
 
+    /// Whether it references anything collection could free once it is gone: a target or
+    /// a `containerd.io/gc.ref.*` label.
+    pub fn references_anything(&self) -> bool {
+        self.target.is_some() || super::label_refs(&self.labels).next().is_some()
+    }
+
     /// Whether it has a target (only then is it an image).
     pub fn is_image(&self) -> bool {
         self.target.is_some()

@@ -4,7 +4,7 @@
 
 use super::{Result, Services};
 use crate::model::{Container, ContainerField};
-use crate::store::{Node, NodeId};
+use crate::store::{Node, NodeId, StoreRead};
 
 impl Services {
     /// A container `id` with containerd's defaults.
@@ -13,14 +13,23 @@ impl Services {
     }
 
     /// Deletes container `id` (refused while its task exists), then collects what it
-    /// alone pinned: its snapshot.
+    /// alone pinned: its snapshot. A container that referenced nothing frees nothing, and
+    /// its delete costs no collection (whose mark phase reads the whole store).
     pub fn delete_container(&self, id: &str) -> Result<Node> {
         // Not while its task is being started: the start would outlive its container.
-        let node = {
+        let (node, referenced) = {
             let _gate = self.gate.enter(id)?;
-            self.store.write(|w| w.delete_container(id))?
+            self.store.write(|w| -> Result<_, crate::store::StoreError> {
+                let record = match w.lookup(crate::store::schema::CONTAINERS, id)? {
+                    Some(node) => w.container(node.id)?,
+                    None => None,
+                };
+                Ok((w.delete_container(id)?, record.is_some_and(|c| c.references_anything())))
+            })?
         };
-        self.collect_after_delete();
+        if referenced {
+            self.collect_after_delete();
+        }
         Ok(node)
     }
 

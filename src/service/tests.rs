@@ -404,3 +404,23 @@ fn a_task_removed_on_exit_publishes_its_exit_then_its_delete() {
     let topics: Vec<String> = published(&services).into_iter().map(|(t, _)| t).skip(3).collect();
     assert_eq!(topics, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]);
 }
+
+#[test]
+fn deleting_what_referenced_nothing_runs_no_collection_and_deleting_a_referrer_does() {
+    let (_dir, _, services) = services();
+    // Unreferenced, its lease (0 s here) over: the next collection takes it.
+    let digest = blob(&services, b"collected by the next collection\n");
+    container(&services, "plain");
+    services.delete_container("plain").unwrap();
+    assert!(has_blob(&services, &digest), "a container that referenced nothing frees nothing: no collection ran");
+    let prefix = services.create_image_dir(schema::IMAGES, "prefix").unwrap();
+    services.delete_image_dir(schema::IMAGES, "prefix").unwrap();
+    assert!(has_blob(&services, &digest), "nor a name prefix ({prefix:?})");
+    // A container that referenced something (here the blob, by a gc.ref label): collected.
+    let node = container(&services, "referrer");
+    let mut labels = Labels::new();
+    labels.set("containerd.io/gc.ref.content.keep", &digest).unwrap();
+    services.apply(Edit::ReplaceLabels(labels), node, NodeKind::Container).unwrap();
+    services.delete_container("referrer").unwrap();
+    assert!(!has_blob(&services, &digest), "the referrer's delete collected what only it kept");
+}
