@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
-# Benchmarks of ctrfs against a baseline measured in the same run: the same shell loop on a
-# plain directory of the host (the fork/exec cost of the shell tools is in both, so the
-# ratio shows what ctrfs adds). Figures are printed, never asserted.
-#   scripts/bench.sh [N]     N iterations per loop (default 1000)
+# Benchmarks of ctrfs against baselines measured in the same run. Figures are printed,
+# never asserted.
+#
+# 1. The metadata workload from a compiled client (benches/client.rs: mkdir, writes,
+#    reads, stat, readdir, unlink through system calls, no process per operation) at
+#    N = 1,000 and 10,000 containers (100,000 with CTRFS_BENCH_BIG=1), on: ctrfs; the
+#    floor, a do-nothing FUSE filesystem on the same fuser (benches/nullfs.rs); tmpfs; and
+#    the state directory's own disk. Plus one durable LMDB commit (benches/lmdb_commit.rs),
+#    `ls -f` and `ls -l` of the N containers, and the daemon's RssAnon and store size.
+#    Medians of CTRFS_BENCH_REPS (default 3) runs at N = 1,000, one run above.
+# 2. Shell loops against the same loops on a plain directory (fork/exec in both).
+# 3. Content: a blob copied in and read, and a layer unpacked, against cp/sha256sum/sync
+#    and tar -xzf/sync.
+# Not measured yet (issue 12): containerd through ctr and its gRPC API.
+#   scripts/bench.sh [N]     N iterations per shell loop (default 1000)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 n="${1:-1000}"
@@ -10,12 +21,21 @@ n="${1:-1000}"
 bash scripts/deps.sh >/dev/null
 cargo build --release --quiet
 bin="$PWD/target/release/ctrfs"
+bench_bin() {  # bench_bin NAME: builds benches/NAME.rs (release) and prints its path
+    cargo bench --quiet --bench "$1" --no-run --message-format=json 2>/dev/null |
+        jq -r 'select(.executable != null) | .executable' | tail -1
+}
+client="$(bench_bin client)"; nullfs="$(bench_bin nullfs)"; lmdb_commit="$(bench_bin lmdb_commit)"
 
 work="$(mktemp -d /tmp/ctrfs-bench.XXXXXX)"
 mnt="$work/mnt"; state="$work/state"; plain="$work/plain"
 mkdir -p "$mnt" "$state" "$plain"
 daemon_pid=""
+extra_mounts=()
 cleanup() {
+    for m in "${extra_mounts[@]}"; do
+        if grep -qs " $m " /proc/mounts; then umount "$m" || umount -l "$m"; fi
+    done
     if grep -qs " $mnt " /proc/mounts; then umount "$mnt" || umount -l "$mnt"; fi
     if [ -n "$daemon_pid" ]; then
         # umount ends the daemon; wait for its own pid with a deadline.
@@ -26,8 +46,37 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" mount "$mnt" --root "$state" >"$work/mount.out"
-daemon_pid="$(sed -n 's/.*daemon pid \([0-9]*\).*/\1/p' "$work/mount.out")"
+wait_mounted() {  # wait_mounted DIR: until DIR is a mount point (10 s at most)
+    for _ in $(seq 1 1000); do grep -qs " $1 " /proc/mounts && return 0; sleep 0.01; done
+    echo "bench.sh: $1 did not mount" >&2; return 1
+}
+wait_gone() {  # wait_gone PID: until the process ended (10 s at most)
+    for _ in $(seq 1 1000); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.01; done
+    kill "$1" 2>/dev/null || true
+}
+# fresh KIND DIR: a new empty target of KIND (ctrfs, nullfs, tmpfs, disk) at DIR; for the
+# two FUSE kinds, sets served_pid to the pid serving it.
+served_pid=""
+fresh() {
+    mkdir -p "$2"
+    served_pid=""
+    case "$1" in
+        ctrfs) served_pid="$("$bin" mount "$2" --root "$2.state" | sed -n 's/.*daemon pid \([0-9]*\).*/\1/p')" ;;
+        nullfs) "$nullfs" "$2" >/dev/null & served_pid=$!; wait_mounted "$2" ;;
+        tmpfs) mount -t tmpfs -o size=2g tmpfs "$2" ;;
+        disk) ;;
+    esac
+    case "$1" in ctrfs|nullfs|tmpfs) extra_mounts+=("$2") ;; esac
+}
+# done_with KIND DIR PID: unmounts and removes what `fresh` made.
+done_with() {
+    case "$1" in ctrfs|nullfs|tmpfs) umount "$2" ;; esac
+    if [ -n "${3:-}" ]; then wait_gone "$3"; fi
+    rm -rf "$2" "$2.state"
+}
+median() {  # median FILE: the middle of the numbers in FILE
+    sort -n "$1" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
 
 seconds() {  # seconds DIR SCRIPT: wall time of SCRIPT run by sh in DIR
     local start end
@@ -36,6 +85,52 @@ seconds() {  # seconds DIR SCRIPT: wall time of SCRIPT run by sh in DIR
     end=$(date +%s.%N)
     echo "$end - $start" | bc -l
 }
+
+big="${CTRFS_BENCH_BIG:-}"
+sizes="1000 10000"; [ -n "$big" ] && sizes="$sizes 100000"
+phases="create read reread stat readdir relabel delete"
+commit_us="$("$lmdb_commit" "$work/lmdb" 1000 | awk '{ print $4 }')"; rm -rf "$work/lmdb"
+echo "ctrfs benchmark, $(date -u +%F), $(nproc) cores, $(uname -r), release build"
+echo "one durable LMDB commit of a 200-byte record on the state disk: ${commit_us} us"
+for size in $sizes; do
+    reps=1; [ "$size" -le 1000 ] && reps="${CTRFS_BENCH_REPS:-3}"
+    for kind in ctrfs nullfs tmpfs disk; do
+        for r in $(seq 1 "$reps"); do
+            dir="$work/$kind.$size.$r"
+            fresh "$kind" "$dir"; pid="$served_pid"
+            mode=plain; [ "$kind" = ctrfs ] || [ "$kind" = nullfs ] && mode=ctrfs
+            "$client" "$dir" "$size" "$mode" create,read,reread,stat,readdir,relabel >"$work/out"
+            if [ "$kind" = ctrfs ] && [ "$r" = "$reps" ]; then
+                ls_f="$(seconds "$dir" 'ls -f containers | wc -l >/dev/null')"
+                ls_l="$(seconds "$dir" 'ls -l containers >/dev/null')"
+                rss="$(awk '/RssAnon/{ print $2 " " $3 }' /proc/"$pid"/status)"
+                store="$(du -k "$dir.state/db/data.mdb" | cut -f1) KiB"
+            fi
+            "$client" "$dir" "$size" "$mode" delete >>"$work/out"
+            while read -r phase _ _ us; do echo "$us" >>"$work/$kind.$size.$phase"; done <"$work/out"
+            done_with "$kind" "$dir" "$pid"
+        done
+    done
+    echo
+    printf 'N = %s containers (median of %s)   us per operation
+' "$size" "$reps"
+    printf '%-10s %10s %10s %10s %10s %12s
+' phase ctrfs floor tmpfs disk ctrfs/floor
+    for phase in $phases; do
+        c="$(median "$work/ctrfs.$size.$phase")"; f="$(median "$work/nullfs.$size.$phase")"
+        t="$(median "$work/tmpfs.$size.$phase")"; d="$(median "$work/disk.$size.$phase")"
+        printf '%-10s %10.1f %10.1f %10.1f %10.1f %11.2fx\n' "$phase" "$c" "$f" "$t" "$d" "$(echo "$c / $f" | bc -l)"
+    done
+    relabel="$(median "$work/ctrfs.$size.relabel")"; floor="$(median "$work/nullfs.$size.relabel")"
+    printf 'relabel against its floor (FUSE round trips + one commit): %.2fx\n' "$(echo "$relabel / ($floor + $commit_us)" | bc -l)"
+    printf 'ls -f containers: %.3f s   ls -l containers: %.3f s   daemon RssAnon after create: %s   store: %s\n' \
+        "$ls_f" "$ls_l" "$rss" "$store"
+done
+echo
+
+"$bin" mount "$mnt" --root "$state" >"$work/mount.out"
+daemon_pid="$(sed -n 's/.*daemon pid \([0-9]*\).*/\1/p' "$work/mount.out")"
+
 report() {  # report NAME CTRFS_SECONDS BASELINE_SECONDS
     printf '%-38s ctrfs %8.0f ops/s   baseline %8.0f ops/s   ratio %5.2fx\n' \
         "$1" "$(echo "$n / $2" | bc -l)" "$(echo "$n / $3" | bc -l)" "$(echo "$2 / $3" | bc -l)"

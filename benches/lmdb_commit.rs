@@ -1,0 +1,33 @@
+//! The benchmark's floor for a durable change: one small put per LMDB write transaction,
+//! committed with the same settings as ctrfs's store (synced, no `NO_SYNC`), in a
+//! directory on the disk the state directory is on.
+//!
+//! `lmdb_commit DIR N`: prints `commit N seconds us_per_op`. Run by scripts/bench.sh.
+
+use std::time::Instant;
+
+use heed::types::{Bytes, U64};
+use heed::{byteorder::BigEndian, Database, EnvOpenOptions};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (dir, n) = match &args[1..] {
+        [dir, n, ..] => (std::path::PathBuf::from(dir), n.parse::<u64>().expect("N")),
+        _ => panic!("usage: lmdb_commit DIR N"),
+    };
+    std::fs::create_dir_all(&dir).expect("dir");
+    // SAFETY: a fresh environment opened once by this process, on a local filesystem.
+    let env = unsafe { EnvOpenOptions::new().map_size(1 << 30).max_dbs(4).open(&dir) }.expect("open");
+    let mut wtxn = env.write_txn().expect("txn");
+    let db: Database<U64<BigEndian>, Bytes> = env.create_database(&mut wtxn, Some("bench")).expect("db");
+    wtxn.commit().expect("commit");
+    let record = [b'x'; 200];
+    let start = Instant::now();
+    for i in 0..n {
+        let mut wtxn = env.write_txn().expect("txn");
+        db.put(&mut wtxn, &i, &record).expect("put");
+        wtxn.commit().expect("commit");
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!("commit {n} {seconds:.6} {:.2}", seconds * 1e6 / n as f64);
+}
