@@ -119,3 +119,20 @@ fn a_namespace_that_holds_objects_is_not_removed_and_an_empty_one_is() {
     assert_ne!(code, 0);
     assert!(err.contains("invalid identifier"), "{err}");
 }
+
+#[test]
+fn a_namespace_s_task_outlives_its_daemon_s_kill_9_and_is_found_again() {
+    let a = Tasks::new();
+    let mut b = Tasks::with(MountFixture::sharing_state_of(&a, &["--namespace", "build"]));
+    b.container("web", "exec sleep 1000");
+    b.start("web");
+    b.wait_status("web", "running");
+    let pid = b.status("web")["pid"].as_u64().unwrap();
+    b.fixture().kill9_and_remount();
+    assert_eq!(b.status("web")["status"], "running", "found again by its namespace's daemon");
+    assert_eq!(b.status("web")["pid"].as_u64(), Some(pid));
+    // The default namespace knows nothing of it.
+    assert_eq!(errno_of(fs::metadata(a.path("tasks/web"))), libc::ENOENT);
+    b.control("web", "KILL").unwrap();
+    assert_eq!(b.wait("web"), "137\n");
+}
