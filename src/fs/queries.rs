@@ -6,9 +6,9 @@
 //! the kernel holds it. The table is bounded by count and by what its matchers may cost:
 //! past a soft bound the kernel is asked to forget the oldest names (it drops those no
 //! process uses), past twice that a new query is `ENFILE`; a query still held is never
-//! dropped, so a shell whose working directory it is keeps working. A listing is one pass over the
-//! kind's records from a cursor, resumed after the last node id it returned, and a lookup
-//! in a query is a point read and one match. Nothing here is listed by its parent, so a
+//! dropped, so a shell whose working directory it is keeps working. A listing is one
+//! pass over the kind's records from a cursor, resumed after the last node id it
+//! returned, and a lookup in a query is a point read and one match. Nothing here is listed by its parent, so a
 //! loop over `containers/*` or a backup never meets it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,8 +19,7 @@ use super::errno::FsError;
 use super::ino::{QueryIno, QueryRoot};
 use super::inodes::InodeTable;
 use super::{FsCore, Result, CHILD_COOKIE_BASE};
-use crate::model::{escape_component, Filter};
-use crate::model::{validate_digest, Container, Image, ValidationError, MAX_COMPONENT_BYTES};
+use crate::model::{escape_component, validate_digest, Container, Filter, Image, ValidationError, MAX_COMPONENT_BYTES};
 use crate::store::{resolve_image_dir, schema, NodeId, NodeKind, StoreRead};
 
 /// Query directories numbered at once, and the memory their matchers may hold, past

@@ -1,7 +1,8 @@
 //! Collection: the store decides what goes in one transaction, then the files of what
-//! went are removed. Runs right after every delete
-//! that can free something (what referenced nothing frees nothing), and at start-up, where it also finishes what a crash left:
-//! ingests never closed, files whose records are gone, rootfs mounts of deleted tasks.
+//! went are removed. Runs right after every delete that can free something (what
+//! referenced nothing frees nothing), and at start-up, where it also finishes what a
+//! crash left: ingests never closed, files whose records are gone, rootfs mounts of
+//! deleted tasks.
 
 use std::collections::HashSet;
 
