@@ -301,11 +301,34 @@ impl Writer<'_> {
     }
 
     /// Ends the ingest lease of every blob `digest` reaches (its image was just written).
+    /// Walks only what `digest` reaches, by point reads: a target write costs the size of
+    /// its image, not of the store.
     pub fn end_leases_from(&mut self, digest: &str) -> Result<()> {
-        let graph = Graph::load(self)?;
-        let mut marks = Marks::default();
-        graph.mark([Reference::Blob(digest.to_owned())], &mut marks);
-        self.end_leases(&graph, &marks)
+        let mut seen: HashSet<Reference> = HashSet::new();
+        let mut work = vec![Reference::Blob(digest.to_owned())];
+        while let Some(reference) = work.pop() {
+            if !seen.insert(reference.clone()) {
+                continue;
+            }
+            match &reference {
+                Reference::Blob(digest) => {
+                    let Some((id, blob)) = self.blob_by_digest(digest)? else { continue };
+                    work.extend(blob.children.iter().map(|c| Reference::Blob(c.clone())));
+                    work.extend(label_references(&blob.labels));
+                    if blob.lease_until.is_some() {
+                        let mut blob = blob;
+                        blob.lease_until = None;
+                        self.dbs.blobs.put(&mut self.txn, &id.0, &blob)?;
+                    }
+                }
+                Reference::Snapshot(key) => {
+                    let Some((_, snapshot)) = self.snapshot_by_key(key)? else { continue };
+                    work.extend(snapshot.parent.iter().map(|p| Reference::Snapshot(p.clone())));
+                    work.extend(label_references(&snapshot.labels));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Clears the lease of every marked blob that has one.

@@ -156,3 +156,22 @@ fn removals_that_break_a_reference_are_refused_and_writers_and_in_flight_keys_ar
     let (_, snapshots) = names(&collect(&store));
     assert_eq!(snapshots, vec!["l1".to_owned()]);
 }
+
+#[test]
+fn an_image_ends_the_leases_of_what_its_target_reaches_and_only_those() {
+    let (_dir, store) = temp_store();
+    let later = Timestamp::from_nanos(Timestamp::now().as_nanos() + 3_600_000_000_000);
+    // e lists c as a child; d is another blob nothing reaches; all three leased.
+    for (fill, children) in [('c', vec![]), ('e', vec![digest('c')]), ('d', vec![])] {
+        store
+            .write(|w| {
+                let (node, _) = w.begin_blob(schema::CONTENT_SHA256, &hex(fill))?;
+                w.commit_blob(node.id, 1, children, Some(later))
+            })
+            .unwrap();
+    }
+    image(&store, "app", 'e');
+    let lease = |fill| store.read().unwrap().blob_by_digest(&digest(fill)).unwrap().unwrap().1.lease_until;
+    assert_eq!((lease('e'), lease('c')), (None, None), "the target and its child are reached");
+    assert_eq!(lease('d'), Some(later), "what the image does not reach keeps its lease");
+}
