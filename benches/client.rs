@@ -3,7 +3,7 @@
 //!
 //! `client DIR N MODE [PHASES]` where MODE is `ctrfs` (a mount: read `info.json`) or
 //! `plain` (a directory of the host: read the spec file), and PHASES a comma-separated
-//! subset of create,read,reread,stat,readdir,relabel,delete (default: all, in that
+//! subset of create,read,reread,stat,readdir,relabel,relabel8,delete (default: all, in that
 //! order). Prints one line per phase: `phase N seconds us_per_op`. Run by
 //! scripts/bench.sh; not a test.
 
@@ -38,7 +38,7 @@ fn main() {
         [dir, n, mode, ..] => (Path::new(dir).join("containers"), n.parse::<usize>().expect("N"), mode.as_str()),
         _ => panic!("usage: client DIR N ctrfs|plain [PHASES]"),
     };
-    let wanted = args.get(4).cloned().unwrap_or_else(|| "create,read,reread,stat,readdir,relabel,delete".into());
+    let wanted = args.get(4).cloned().unwrap_or_else(|| "create,read,reread,stat,readdir,relabel,relabel8,delete".into());
     let wanted: Vec<&str> = wanted.split(',').collect();
     let phase = |name: &str, n: usize, body: &mut dyn FnMut()| {
         if wanted.contains(&name) {
@@ -82,6 +82,20 @@ fn main() {
         for i in 0..n {
             write_file(&id(i).join("labels"), b"rev=2\n", true);
         }
+    });
+    // The same relabels from 8 threads, each on its own containers: what group commit
+    // would multiply (the kernel does not serialize writes to distinct files).
+    phase("relabel8", n, &mut || {
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let id = &id;
+                scope.spawn(move || {
+                    for i in (t..n).step_by(8) {
+                        write_file(&id(i).join("labels"), b"rev=3\n", true);
+                    }
+                });
+            }
+        });
     });
     phase("delete", n, &mut || {
         for i in 0..n {
