@@ -33,6 +33,12 @@ fn phase(name: &str, n: usize, body: &mut dyn FnMut()) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs benchmarks without arguments, `cargo bench` with
+    // `--bench`: nothing to measure then.
+    if std::env::args().nth(1).is_none_or(|a| a.starts_with("--")) {
+        eprintln!("usage: client DIR N ctrfs|plain [PHASES] (run by scripts/bench.sh)");
+        return;
+    }
     let args: Vec<String> = std::env::args().collect();
     let (dir, n, mode) = match &args[1..] {
         [dir, n, mode, ..] => (Path::new(dir).join("containers"), n.parse::<usize>().expect("N"), mode.as_str()),

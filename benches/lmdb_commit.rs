@@ -10,6 +10,12 @@ use heed::types::{Bytes, U64};
 use heed::{byteorder::BigEndian, Database, EnvOpenOptions};
 
 fn main() {
+    // `cargo test --all-targets` runs benchmarks without arguments, `cargo bench` with
+    // `--bench`: nothing to measure then.
+    if std::env::args().nth(1).is_none_or(|a| a.starts_with("--")) {
+        eprintln!("usage: lmdb_commit DIR N (run by scripts/bench.sh)");
+        return;
+    }
     let args: Vec<String> = std::env::args().collect();
     let (dir, n) = match &args[1..] {
         [dir, n, ..] => (std::path::PathBuf::from(dir), n.parse::<u64>().expect("N")),

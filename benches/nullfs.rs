@@ -218,6 +218,12 @@ impl Filesystem for NullFs {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs benchmarks without arguments, `cargo bench` with
+    // `--bench`: nothing to measure then.
+    if std::env::args().nth(1).is_none_or(|a| a.starts_with("--")) {
+        eprintln!("usage: nullfs MOUNTPOINT (run by scripts/bench.sh)");
+        return;
+    }
     let mountpoint = std::env::args().nth(1).expect("usage: nullfs MOUNTPOINT");
     let mut config = Config::default();
     config.mount_options = vec![MountOption::FSName("nullfs".into()), MountOption::DefaultPermissions];
