@@ -19,7 +19,7 @@ pub enum Presence {
 
 impl Services {
     /// Changes the labels of `node` in one transaction.
-    pub(super) fn update_labels(&self, node: NodeId, change: impl FnOnce(&mut Labels)) -> Result<()> {
+    pub(super) fn update_labels(&self, node: NodeId, change: impl FnOnce(&mut Labels) + Send) -> Result<()> {
         self.store.write(|w| {
             w.update_labels(node, |l| {
                 change(l);

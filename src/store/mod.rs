@@ -57,6 +57,7 @@
 //! own store was the only one; its objects are that namespace's where they are).
 
 mod blobs;
+mod commit;
 mod containers;
 mod error;
 mod events;
@@ -79,7 +80,7 @@ use heed::types::{Bytes, SerdeJson, Str, U64};
 use heed::{byteorder::BigEndian, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 
 use crate::model::event::Published;
-use crate::model::{Blob, Container, Image, Snapshot, Task, Timestamp};
+use crate::model::{Blob, Container, Image, Snapshot, Task};
 
 pub use error::{Result, StoreError};
 pub use events::{JournalBounds, DEFAULT_KEPT as DEFAULT_EVENTS_KEPT};
@@ -147,6 +148,8 @@ pub struct Store {
     namespace: String,
     /// Told the last sequence number after each commit that published events.
     published: std::sync::Mutex<Vec<PublishListener>>,
+    /// Changes waiting for the next shared commit.
+    combiner: commit::Combiner,
 }
 
 /// Free space below which a commit's `EIO` is taken for a full filesystem: LMDB reports
@@ -205,7 +208,8 @@ impl Store {
         events::trim(&dbs, &mut wtxn, events_kept)?;
         wtxn.commit()?;
         let namespace = options.namespace;
-        Ok(Store { env, dbs, dir: dir.to_path_buf(), events_kept, namespace, published: Default::default() })
+        let (published, combiner) = Default::default();
+        Ok(Store { env, dbs, dir: dir.to_path_buf(), events_kept, namespace, published, combiner })
     }
 
     /// The namespace its objects live in.
@@ -218,31 +222,37 @@ impl Store {
         Ok(Reader { dbs: &self.dbs, txn: self.env.read_txn()? })
     }
 
-    /// Runs `change` in one write transaction and commits it (durably) when it returns
-    /// `Ok`; on `Err` nothing is written. This is the only write path, so batching
-    /// concurrent writers into shared commits can later replace this body alone.
+    /// Runs `change` in a write transaction of its own and commits it (durably) when it
+    /// returns `Ok`; on `Err` (or a panic) nothing of it is written. This is the only
+    /// write path. Concurrent writers share commits (`commit.rs`): each change is a nested
+    /// transaction of one shared transaction, synced once for all, and none returns
+    /// before that commit has.
     ///
     /// The events the change published go into the journal in the same transaction, just
     /// before the commit; the listeners of [`Store::on_publish`] hear of them after it.
-    pub fn write<T, E: From<StoreError>>(
+    pub fn write<T: Send, E: From<StoreError> + Send>(
         &self,
-        change: impl FnOnce(&mut Writer<'_>) -> Result<T, E>,
+        change: impl FnOnce(&mut Writer<'_>) -> Result<T, E> + Send,
     ) -> Result<T, E> {
-        let txn = self.env.write_txn().map_err(StoreError::from)?;
-        let mut writer = Writer { dbs: &self.dbs, txn, pending: Vec::new() };
-        let value = change(&mut writer)?;
-        let Writer { mut txn, pending, .. } = writer;
-        let last = match pending.is_empty() {
-            true => None,
-            false => Some(events::append(&self.dbs, &mut txn, &pending, Timestamp::now(), self.events_kept, &self.namespace)?),
+        let mut change = Some(change);
+        let mut out: Option<Result<T, E>> = None;
+        let mut run = |w: &mut Writer<'_>| -> bool {
+            let Some(change) = change.take() else { return false };
+            let result = change(w);
+            let ok = result.is_ok();
+            out = Some(result);
+            ok
         };
-        txn.commit().map_err(|e| self.commit_error(e))?;
-        if let Some(seq) = last {
-            for listener in self.published.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                listener(seq);
+        match self.submit(&mut run) {
+            commit::Outcome::Panicked(payload) => std::panic::resume_unwind(payload),
+            commit::Outcome::CommitFailed(failure) => match out {
+                Some(Err(own)) => Err(own),
+                _ => Err(E::from(failure.error())),
+            },
+            commit::Outcome::Done | commit::Outcome::Queued => {
+                out.unwrap_or_else(|| Err(E::from(StoreError::Corrupt("a change was never run".into()))))
             }
         }
-        Ok(value)
     }
 
     /// Registers `listener`, called with the last sequence number after every commit that
