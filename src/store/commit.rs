@@ -115,7 +115,15 @@ impl Store {
             state.leading = true;
             let batch = std::mem::take(&mut state.queue);
             drop(state);
-            let outcomes = self.commit_batch(batch);
+            // A panic here must not leave `leading` set (every writer would wait for ever):
+            // the batch fails as a whole; nothing of it was committed (the transaction is
+            // aborted as it unwinds, and the listeners, after the commit, cannot panic).
+            let tickets: Vec<usize> = batch.iter().map(|(ticket, _)| *ticket).collect();
+            let outcomes = catch_unwind(AssertUnwindSafe(|| self.commit_batch(batch))).unwrap_or_else(|_| {
+                log::error!("a shared commit panicked; its {} change(s) failed", tickets.len());
+                let failure = Failure::Other("the commit panicked".into());
+                tickets.into_iter().map(|ticket| (ticket, Outcome::CommitFailed(failure.clone()))).collect()
+            });
             state = combiner.lock();
             state.outcomes.extend(outcomes);
             state.leading = false;
@@ -181,7 +189,11 @@ impl Store {
                 outcomes.extend(committed.into_iter().map(|ticket| (ticket, Outcome::Done)));
                 if let Some(seq) = last {
                     for listener in self.published.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                        listener(seq);
+                        // Committed already: a listener that panics must not turn that
+                        // into a failure its writers would take for a refusal.
+                        if catch_unwind(AssertUnwindSafe(|| listener(seq))).is_err() {
+                            log::error!("a listener of published events panicked");
+                        }
                     }
                 }
             }
