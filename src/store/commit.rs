@@ -10,7 +10,9 @@
 //!
 //! The changes of other writers run on the leader's thread, so a change must not take a
 //! lock its own writer holds (none does: every change only reads and writes through its
-//! `Writer`), and must be `Send`.
+//! `Writer`), nor capture a value whose drop does (it is dropped there), and must be
+//! `Send`. A batch shares its fate at the commit: a commit that fails (a full disk, the
+//! map full) fails every change in it, each of which would have been judged alone before.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -59,6 +61,14 @@ impl Failure {
             Failure::Other(message) => StoreError::Io(std::io::Error::other(format!("commit failed: {message}"))),
         }
     }
+}
+
+/// How a batch ended: each run change's outcome, the changes it could not run (back to
+/// the queue), and the last event sequence number it journalled.
+struct Batch {
+    outcomes: Vec<(usize, Outcome)>,
+    not_run: Vec<(usize, Slot)>,
+    last_event: Option<u64>,
 }
 
 /// A change on its writer's stack, shared with the leader through a pointer while its
@@ -117,34 +127,57 @@ impl Store {
             drop(state);
             // A panic here must not leave `leading` set (every writer would wait for ever):
             // the batch fails as a whole; nothing of it was committed (the transaction is
-            // aborted as it unwinds, and the listeners, after the commit, cannot panic).
+            // aborted as it unwinds; the listeners run after the batch).
             let tickets: Vec<usize> = batch.iter().map(|(ticket, _)| *ticket).collect();
-            let outcomes = catch_unwind(AssertUnwindSafe(|| self.commit_batch(batch))).unwrap_or_else(|_| {
+            let ended = catch_unwind(AssertUnwindSafe(|| self.commit_batch(batch))).unwrap_or_else(|_| {
                 log::error!("a shared commit panicked; its {} change(s) failed", tickets.len());
                 let failure = Failure::Other("the commit panicked".into());
-                tickets.into_iter().map(|ticket| (ticket, Outcome::CommitFailed(failure.clone()))).collect()
+                let outcomes = tickets.into_iter().map(|ticket| (ticket, Outcome::CommitFailed(failure.clone()))).collect();
+                Batch { outcomes, not_run: Vec::new(), last_event: None }
             });
             state = combiner.lock();
-            state.outcomes.extend(outcomes);
+            state.outcomes.extend(ended.outcomes);
+            // Changes a poisoned transaction could not take go first into the next batch.
+            let later = std::mem::take(&mut state.queue);
+            state.queue = ended.not_run.into_iter().chain(later).collect();
             state.leading = false;
             combiner.done.notify_all();
+            drop(state);
+            // After the batch, not while leading: a listener may write itself.
+            if let Some(seq) = ended.last_event {
+                self.tell_listeners(seq);
+            }
+            state = combiner.lock();
+        }
+    }
+
+    fn tell_listeners(&self, seq: u64) {
+        for listener in self.published.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            // Committed already: a listener that panics must not turn that into a
+            // failure its writers would take for a refusal.
+            if catch_unwind(AssertUnwindSafe(|| listener(seq))).is_err() {
+                log::error!("a listener of published events panicked");
+            }
         }
     }
 
     /// Runs every change of `batch` in its own nested transaction of one shared write
     /// transaction, journals their events, commits once, and says how each ended.
-    fn commit_batch(&self, batch: Vec<(usize, Slot)>) -> Vec<(usize, Outcome)> {
+    fn commit_batch(&self, batch: Vec<(usize, Slot)>) -> Batch {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut txn = match self.env.write_txn() {
             Ok(txn) => txn,
             Err(e) => {
                 let failure = Failure::of(&StoreError::from(e));
-                return batch.into_iter().map(|(ticket, _)| (ticket, Outcome::CommitFailed(failure.clone()))).collect();
+                let outcomes = batch.into_iter().map(|(ticket, _)| (ticket, Outcome::CommitFailed(failure.clone()))).collect();
+                return Batch { outcomes, not_run: Vec::new(), last_event: None };
             }
         };
         let mut published: Vec<Published> = Vec::new();
         let mut committed = Vec::new();
-        for (ticket, slot) in batch {
+        let mut batch = batch.into_iter();
+        let mut not_run = Vec::new();
+        while let Some((ticket, slot)) = batch.next() {
             // SAFETY: see `Slot`: its writer waits for this outcome.
             let change = unsafe { &mut *slot.change };
             let nested = match self.env.nested_write_txn(&mut txn) {
@@ -163,7 +196,18 @@ impl Store {
                             published.extend(pending);
                             committed.push(ticket);
                         }
-                        Err(e) => outcomes.push((ticket, Outcome::CommitFailed(Failure::of(&StoreError::from(e))))),
+                        // LMDB refuses to merge a child that met an error (a change that
+                        // went on after one), and marks the shared transaction failed:
+                        // nothing merged so far can commit now, and the changes not run yet
+                        // go to the next batch.
+                        Err(e) => {
+                            let failure = Failure::of(&StoreError::from(e));
+                            log::error!("a change could not be merged into its shared commit ({failure:?}); its batch fails");
+                            outcomes.push((ticket, Outcome::CommitFailed(failure.clone())));
+                            outcomes.extend(committed.drain(..).map(|t| (t, Outcome::CommitFailed(failure.clone()))));
+                            not_run.extend(batch.by_ref());
+                            return Batch { outcomes, not_run, last_event: None };
+                        }
                     }
                 }
                 // Its own error: dropping the nested transaction undoes it alone.
@@ -185,24 +229,16 @@ impl Store {
         };
         let result = appended.and_then(|last| txn.commit().map(|()| last).map_err(|e| self.commit_error(e)));
         match result {
-            Ok(last) => {
+            Ok(last_event) => {
                 outcomes.extend(committed.into_iter().map(|ticket| (ticket, Outcome::Done)));
-                if let Some(seq) = last {
-                    for listener in self.published.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                        // Committed already: a listener that panics must not turn that
-                        // into a failure its writers would take for a refusal.
-                        if catch_unwind(AssertUnwindSafe(|| listener(seq))).is_err() {
-                            log::error!("a listener of published events panicked");
-                        }
-                    }
-                }
+                Batch { outcomes, not_run, last_event }
             }
             Err(error) => {
                 let failure = Failure::of(&error);
                 outcomes.extend(committed.into_iter().map(|ticket| (ticket, Outcome::CommitFailed(failure.clone()))));
+                Batch { outcomes, not_run, last_event: None }
             }
         }
-        outcomes
     }
 }
 
@@ -260,5 +296,25 @@ mod tests {
         }
         // One event per container created, none for the refused or panicked ones.
         assert_eq!(reader.journal_bounds().unwrap().next - 1, 16 * 32);
+    }
+
+    #[test]
+    fn a_listener_that_panics_neither_refuses_a_committed_change_nor_stops_the_next() {
+        let (_dir, store) = temp_store();
+        let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let once = Arc::clone(&panicked);
+        store.on_publish(move |_| {
+            if !once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                panic!("a listener that panics");
+            }
+        });
+        store.write(|w| w.create_container("a").map(drop)).expect("committed: the listener's panic is not the change's");
+        assert!(panicked.load(std::sync::atomic::Ordering::SeqCst));
+        let store = Arc::new(store);
+        let other = Arc::clone(&store);
+        let next = std::thread::spawn(move || other.write(|w| w.create_container("b").map(drop)));
+        next.join().unwrap().expect("the next writer is served");
+        let reader = store.read().unwrap();
+        assert!(reader.lookup(schema::CONTAINERS, "a").unwrap().is_some() && reader.lookup(schema::CONTAINERS, "b").unwrap().is_some());
     }
 }
