@@ -12,7 +12,9 @@
 # 2. Shell loops against the same loops on a plain directory (fork/exec in both).
 # 3. Content: a blob copied in and read, and a layer unpacked, against cp/sha256sum/sync
 #    and tar -xzf/sync.
-# Not measured yet (issue 12): containerd through ctr and its gRPC API.
+# 4. containerd 1.6 through ctr, a process per operation, against ctrfs from the same
+#    kind of shell loop (N = CTRFS_BENCH_CTR_N, default 1000). Not measured yet (issue
+#    12): containerd's gRPC API from one persistent client.
 #   scripts/bench.sh [N]     N iterations per shell loop (default 1000)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,6 +35,7 @@ mkdir -p "$mnt" "$state" "$plain"
 daemon_pid=""
 extra_mounts=()
 cleanup() {
+    if [ -n "${containerd_pid:-}" ]; then kill "$containerd_pid" 2>/dev/null || true; fi
     for m in "${extra_mounts[@]}"; do
         if grep -qs " $m " /proc/mounts; then umount "$m" || umount -l "$m"; fi
     done
@@ -128,6 +131,54 @@ for size in $sizes; do
     printf 'ls -f containers: %.3f s   ls -l containers: %.3f s   daemon RssAnon after create: %s   store: %s\n' \
         "$ls_f" "$ls_l" "$rss" "$store"
 done
+echo
+
+# containerd 1.6 (Debian's), started here with its root, state and sockets under the work
+# directory (unix sockets only; the CRI plugin off) and stopped by its pid, against ctrfs
+# from the same kind of shell loop: a process per operation in both.
+ctr_n="${CTRFS_BENCH_CTR_N:-1000}"
+containerd_pid=""
+if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd >/dev/null 2>&1 || true
+fi
+cd_dir="$work/containerd"; mkdir -p "$cd_dir/root" "$cd_dir/state" "$cd_dir/rootfs"
+printf '%s\n' 'version = 2' "root = \"$cd_dir/root\"" "state = \"$cd_dir/state\"" \
+    'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.tracing.processor.v1.otlp"]' \
+    '[grpc]' "  address = \"$cd_dir/sock\"" '[ttrpc]' "  address = \"$cd_dir/sock.ttrpc\"" \
+    '[debug]' '  address = ""' '[metrics]' '  address = ""' >"$cd_dir/config.toml"
+if command -v containerd >/dev/null; then
+    containerd --config "$cd_dir/config.toml" >"$cd_dir/log" 2>&1 &
+    containerd_pid=$!
+    for _ in $(seq 1 500); do [ -S "$cd_dir/sock" ] && break; sleep 0.01; done
+fi
+if [ -n "$containerd_pid" ] && [ -S "$cd_dir/sock" ]; then
+    ctr_loop() {  # ctr_loop SCRIPT: seconds for N iterations of SCRIPT (i is the index)
+        seconds "$cd_dir" "i=0; while [ \$i -lt $ctr_n ]; do $1; i=\$((i+1)); done"
+    }
+    a="ctr -a $cd_dir/sock -n bench"
+    t_ctr_create="$(ctr_loop "$a c create --rootfs $cd_dir/rootfs c\$i >/dev/null")"
+    t_ctr_label="$(ctr_loop "$a c label c\$i app=web >/dev/null")"
+    t_ctr_rm="$(ctr_loop "$a c rm c\$i >/dev/null")"
+    kill "$containerd_pid" 2>/dev/null || true; wait_gone "$containerd_pid"; containerd_pid=""
+    dir="$work/ctrfs-vs-ctr"; fresh ctrfs "$dir"; pid="$served_pid"
+    printf '%s' '{"ociVersion":"1.0.2","process":{"args":["/bin/true"],"cwd":"/"},"root":{"path":"rootfs"}}' >"$work/spec.json"
+    loop() { seconds "$dir" "i=0; while [ \$i -lt $ctr_n ]; do $1; i=\$((i+1)); done"; }
+    t_fs_create="$(loop "mkdir containers/c\$i && cat $work/spec.json > containers/c\$i/spec")"
+    t_fs_label="$(loop "echo app=web >> containers/c\$i/labels")"
+    t_fs_rm="$(loop "rm -r containers/c\$i")"
+    done_with ctrfs "$dir" "$pid"
+    echo "containerd $(containerd --version | awk '{print $3}') through ctr, against ctrfs from the shell, N = $ctr_n (a process per operation in both)"
+    for op in create label rm; do
+        c="$(eval echo "\$t_ctr_$op")"; f="$(eval echo "\$t_fs_$op")"
+        printf '%-8s ctr %7.0f ops/s   ctrfs %7.0f ops/s   ctrfs/ctr %5.2fx\n' "$op" \
+            "$(echo "$ctr_n / $c" | bc -l)" "$(echo "$ctr_n / $f" | bc -l)" "$(echo "$c / $f" | bc -l)"
+    done
+    echo "(ctrfs: mkdir + cat > spec; echo >> labels, a shell builtin; rm -r. Not measured yet: containerd's gRPC API from one client.)"
+else
+    if [ -n "$containerd_pid" ]; then kill "$containerd_pid" 2>/dev/null || true; wait_gone "$containerd_pid"; containerd_pid=""; fi
+    echo "containerd: could not be started here (see $cd_dir/log); not compared"
+fi
 echo
 
 "$bin" mount "$mnt" --root "$state" >"$work/mount.out"
