@@ -185,7 +185,8 @@ impl FsCore {
             Dir::Query(QueryIno::Root(root)) => return self.query_dir_lookup(&reader, root, name),
             Dir::Query(query) => self.link_lookup(&reader, query, name)?,
             Dir::Node(dir) if QueryRoot::named(dir.node.id, name).is_some() => {
-                self.query_root_attr(&reader, QueryRoot::named(dir.node.id, name).ok_or(FsError::NotFound)?)?
+                let root = QueryRoot::named(dir.node.id, name).ok_or(FsError::NotFound)?;
+                self.query_root_attr(&reader, root)?
             }
             Dir::Logs(task) => {
                 let stream = [Stream::Stdout, Stream::Stderr].into_iter().find(|s| s.name() == name);

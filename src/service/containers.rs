@@ -4,7 +4,7 @@
 
 use super::{Result, Services};
 use crate::model::{Container, ContainerField};
-use crate::store::{Node, NodeId, StoreRead};
+use crate::store::{Node, NodeId};
 
 impl Services {
     /// A container `id` with containerd's defaults.
@@ -17,16 +17,11 @@ impl Services {
     /// its delete costs no collection (whose mark phase reads the whole store).
     pub fn delete_container(&self, id: &str) -> Result<Node> {
         // Not while its task is being started: the start would outlive its container.
-        let (node, referenced) = {
+        let (node, record) = {
             let _gate = self.gate.enter(id)?;
-            self.store.write(|w| -> Result<_, crate::store::StoreError> {
-                let record = match w.lookup(crate::store::schema::CONTAINERS, id)? {
-                    Some(node) => w.container(node.id)?,
-                    None => None,
-                };
-                Ok((w.delete_container(id)?, record.is_some_and(|c| c.references_anything())))
-            })?
+            self.store.write(|w| w.delete_container(id))?
         };
+        let referenced = record.references_anything();
         if referenced {
             self.collect_after_delete();
         }

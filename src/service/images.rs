@@ -17,13 +17,8 @@ impl Services {
     /// then collects what only it referenced (a name prefix referenced nothing: no
     /// collection).
     pub fn delete_image_dir(&self, parent: NodeId, name: &str) -> Result<Node> {
-        let (node, referenced) = self.store.write(|w| -> Result<_, crate::store::StoreError> {
-            let record = match w.lookup(parent, name)? {
-                Some(node) => w.image(node.id)?,
-                None => None,
-            };
-            Ok((w.delete_image_dir(parent, name)?, record.is_some_and(|i| i.references_anything())))
-        })?;
+        let (node, record) = self.store.write(|w| w.delete_image_dir(parent, name))?;
+        let referenced = record.is_some_and(|i| i.references_anything());
         if referenced {
             self.collect_after_delete();
         }

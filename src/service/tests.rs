@@ -151,16 +151,21 @@ fn a_start_again_cut_short_is_killed_at_start_up_and_the_task_stays_stopped() {
     assert_eq!(status(&services, "web").0, TaskStatus::Running);
 }
 
+/// Container `id` labelled `ctrfs.io/rm=true`, its task started and its exit (0) recorded.
+fn run_to_exit_labelled_rm(services: &Services, runtime: &FakeRuntime, id: &str) {
+    let node = container(services, id);
+    let mut labels = Labels::default();
+    labels.set(crate::model::LABEL_REMOVE_ON_EXIT, "true").unwrap();
+    services.apply(Edit::ReplaceLabels(labels), node, NodeKind::Container).unwrap();
+    services.start_task(id).unwrap();
+    runtime.exit(id, 0);
+    services.record_exit(id).unwrap();
+}
+
 #[test]
 fn a_container_labelled_rm_has_its_task_deleted_when_its_exit_is_reported() {
     let (_dir, runtime, services) = services();
-    let node = container(&services, "web");
-    let mut labels = crate::model::Labels::default();
-    labels.set(crate::model::LABEL_REMOVE_ON_EXIT, "true").unwrap();
-    services.apply(Edit::ReplaceLabels(labels), node, NodeKind::Container).unwrap();
-    services.start_task("web").unwrap();
-    runtime.exit("web", 0);
-    services.record_exit("web").unwrap();
+    run_to_exit_labelled_rm(&services, &runtime, "web");
     assert!(services.store().read().unwrap().lookup(schema::TASKS, "web").unwrap().is_none(), "the task is gone");
     assert!(runtime.calls().contains(&"delete web".to_string()), "{:?}", runtime.calls());
     assert!(services.store().read().unwrap().lookup(schema::CONTAINERS, "web").unwrap().is_some(), "the container stays");
@@ -394,13 +399,7 @@ fn a_tasks_life_is_published_with_the_commit_of_each_step() {
 #[test]
 fn a_task_removed_on_exit_publishes_its_exit_then_its_delete() {
     let (_dir, runtime, services) = services();
-    let node = container(&services, "web");
-    let mut labels = crate::model::Labels::default();
-    labels.set(crate::model::LABEL_REMOVE_ON_EXIT, "true").unwrap();
-    services.apply(Edit::ReplaceLabels(labels), node, NodeKind::Container).unwrap();
-    services.start_task("web").unwrap();
-    runtime.exit("web", 0);
-    services.record_exit("web").unwrap();
+    run_to_exit_labelled_rm(&services, &runtime, "web");
     let topics: Vec<String> = published(&services).into_iter().map(|(t, _)| t).skip(3).collect();
     assert_eq!(topics, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]);
 }

@@ -75,16 +75,18 @@ impl Writer<'_> {
         self.container(node)?.ok_or_else(|| StoreError::NotFound { kind: "container", key: format!("node {}", node.0) })
     }
 
-    /// `rmdir containers/ID`: deletes the record and its directory.
-    pub fn delete_container(&mut self, id: &str) -> Result<Node> {
+    /// `rmdir containers/ID`: deletes the record and its directory; returns both as they
+    /// were (the caller learns from the record whether anything may be collected now).
+    pub fn delete_container(&mut self, id: &str) -> Result<(Node, Container)> {
         let node = self
             .lookup(schema::CONTAINERS, id)?
             .ok_or_else(|| StoreError::NotFound { kind: "container", key: id.into() })?;
         super::tasks::ensure_no_task(self, id)?;
+        let record = self.existing_container(node.id)?;
         self.remove_node(&node, Timestamp::now())?;
         self.dbs.containers.delete(&mut self.txn, &node.id.0)?;
         self.dbs.specs.delete(&mut self.txn, &node.id.0)?;
         self.publish(Published::ContainerDelete { id: id.to_owned() });
-        Ok(node)
+        Ok((node, record))
     }
 }

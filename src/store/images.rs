@@ -131,7 +131,7 @@ impl Writer<'_> {
 
     /// `rmdir images/.../name`: deletes the directory and its record; refuses while it
     /// has child directories.
-    pub fn delete_image_dir(&mut self, parent: NodeId, name: &str) -> Result<Node> {
+    pub fn delete_image_dir(&mut self, parent: NodeId, name: &str) -> Result<(Node, Option<Image>)> {
         let node = self
             .lookup(parent, name)?
             .filter(|n| n.kind == NodeKind::ImageDir)
@@ -140,7 +140,7 @@ impl Writer<'_> {
         let before = self.image(node.id)?;
         self.publish_image_change(before.as_ref(), None);
         self.dbs.images.delete(&mut self.txn, &node.id.0)?;
-        Ok(node)
+        Ok((node, before))
     }
 
     /// Publishes what a committed change of an image record means to containerd: a name
