@@ -3,6 +3,7 @@
 //! one transaction. The bytes themselves are the content store's, not ours.
 
 use super::nodes::{Node, NodeId, NodeKind};
+use super::refs::RefsRead;
 use super::{gc, schema, Result, StoreError, StoreRead, Writer};
 use crate::model::{digest_of_file_name, Blob, BlobState, Timestamp};
 
@@ -15,7 +16,7 @@ impl Writer<'_> {
         let now = Timestamp::now();
         let node = self.insert_node(dir, hex, NodeKind::Blob, now)?;
         let blob = Blob::ingesting(digest, now);
-        self.dbs.blobs.put(&mut self.txn, &node.id.0, &blob)?;
+        self.put_blob_record(node.id, &blob)?;
         Ok((node, blob))
     }
 
@@ -36,7 +37,13 @@ impl Writer<'_> {
         blob.children = children;
         blob.lease_until = lease_until;
         blob.updated_at = Timestamp::now();
-        self.dbs.blobs.put(&mut self.txn, &node.0, &blob)?;
+        self.put_blob_record(node, &blob)?;
+        // Written after the image that reaches it: referenced already, so no lease.
+        let this = super::Reference::Blob(blob.digest.clone());
+        if self.root_reaching(&this)?.is_some() {
+            self.end_leases_from(&this)?;
+            blob.lease_until = None;
+        }
         Ok(blob)
     }
 
@@ -95,7 +102,7 @@ impl Writer<'_> {
         }
         // (A time set on the blob stays: its bytes, what the time is about, never change.)
         blob.updated_at = Timestamp::now();
-        self.dbs.blobs.put(&mut self.txn, &node.0, &blob)?;
+        self.put_blob_record(node, &blob)?;
         Ok(blob.labels)
     }
 
@@ -105,7 +112,7 @@ impl Writer<'_> {
             self.publish(crate::model::event::Published::ContentDelete { digest: blob.digest });
         }
         self.remove_node(node, Timestamp::now())?;
-        self.dbs.blobs.delete(&mut self.txn, &node.id.0)?;
+        self.delete_blob_record(node.id)?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ impl Writer<'_> {
         let now = Timestamp::now();
         let node = self.insert_node(schema::CONTAINERS, id, NodeKind::Container, now)?;
         let container = Container::new(id.to_owned(), now);
-        self.dbs.containers.put(&mut self.txn, &node.id.0, &container)?;
+        self.put_container_record(node.id, &container)?;
         self.publish(Published::container_create(&container));
         Ok((node, container))
     }
@@ -42,7 +42,7 @@ impl Writer<'_> {
             changed.push("labels");
         }
         container.updated_at = Timestamp::now();
-        self.dbs.containers.put(&mut self.txn, &node.0, &container)?;
+        self.put_container_record(node, &container)?;
         self.clear_times(node, &changed)?;
         self.publish(Published::container_update(&container));
         Ok(container)
@@ -64,7 +64,7 @@ impl Writer<'_> {
             None => drop(self.dbs.specs.delete(&mut self.txn, &node.0)?),
         }
         container.updated_at = Timestamp::now();
-        self.dbs.containers.put(&mut self.txn, &node.0, &container)?;
+        self.put_container_record(node, &container)?;
         self.clear_times(node, &["spec"])?;
         // containerd's update carries no spec, but a spec change is an update.
         self.publish(Published::container_update(&container));
@@ -84,7 +84,7 @@ impl Writer<'_> {
         super::tasks::ensure_no_task(self, id)?;
         let record = self.existing_container(node.id)?;
         self.remove_node(&node, Timestamp::now())?;
-        self.dbs.containers.delete(&mut self.txn, &node.id.0)?;
+        self.delete_container_record(node.id)?;
         self.dbs.specs.delete(&mut self.txn, &node.id.0)?;
         self.publish(Published::ContainerDelete { id: id.to_owned() });
         Ok((node, record))

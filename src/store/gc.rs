@@ -9,17 +9,26 @@
 //!         blobs being written, records labelled containerd.io/gc.root, snapshots being
 //!         unpacked (the caller's in-flight keys)
 //! weak:   a blob's ingest lease keeps it (and what it reaches) until it expires or until
-//!         a root reaches it, which ends the lease
+//!         an image or container comes to reach it, which ends the lease
 //! ```
+//!
+//! Nothing is marked from the roots. The reference index (`refs.rs`) knows who references
+//! each blob and snapshot, and which ones may have become garbage since the last
+//! collection (a reference to them went, or they stopped keeping themselves). A
+//! collection judges only those, each by walking up through what references it: a root
+//! above it keeps it; with none, it and everything above it are unreachable and go, and
+//! what they referenced is judged next. Reachability is the same as a full mark from the
+//! roots (`gc_tests.rs` checks it against one), at the cost of what the delete frees.
 //!
 //! The caller removes the files of what was collected after the commit; a crash before
 //! that leaves files without records, which the start-up sweep removes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use super::nodes::NodeId;
+use super::refs::{blob_holds_itself, snapshot_holds_itself, Holder, RefsRead, Upward, Via};
 use super::{Result, StoreError, StoreRead, Writer};
-use crate::model::{is_gc_root, label_refs, Blob, BlobState, LabelRef, Labels, Snapshot, Timestamp};
+use crate::model::{is_gc_root, label_refs, BlobState, LabelRef, Labels, Timestamp};
 
 /// A blob or a snapshot, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +76,9 @@ pub struct Collected {
     pub blobs: Vec<(NodeId, String)>,
     /// Snapshot node ids and keys.
     pub snapshots: Vec<(NodeId, String)>,
+    /// How many records the collection looked at: what was pending and what references
+    /// it, not the size of the store.
+    pub examined: usize,
 }
 
 impl Collected {
@@ -76,27 +88,13 @@ impl Collected {
     }
 }
 
-/// Every record, loaded once for a mark phase.
-struct Graph {
-    blobs: HashMap<String, (NodeId, Blob)>,
-    snapshots: HashMap<String, (NodeId, Snapshot)>,
-    /// (who, what it pins) for images and containers.
-    roots: Vec<(Referrer, Vec<Reference>)>,
-}
-
 /// A reference to a blob or snapshot, as roots and pins hold them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reference {
     /// A blob by digest.
     Blob(String),
     /// A snapshot by key.
     Snapshot(String),
-}
-
-#[derive(Default)]
-struct Marks {
-    blobs: HashSet<String>,
-    snapshots: HashSet<String>,
 }
 
 /// What `containerd.io/gc.ref.*` labels reference.
@@ -108,191 +106,140 @@ pub fn label_references(labels: &Labels) -> impl Iterator<Item = Reference> + '_
     })
 }
 
-impl Graph {
-    fn load(reader: &(impl StoreRead + ?Sized)) -> Result<Graph> {
-        let dbs = reader.dbs();
-        let txn = reader.ro();
-        let mut blobs = HashMap::new();
-        for item in dbs.blobs.iter(txn)? {
-            let (id, blob) = item?;
-            blobs.insert(blob.digest.clone(), (NodeId(id), blob));
-        }
-        let mut snapshots = HashMap::new();
-        for item in dbs.snapshots.iter(txn)? {
-            let (id, snapshot) = item?;
-            snapshots.insert(snapshot.key.clone(), (NodeId(id), snapshot));
-        }
-        let mut roots = Vec::new();
-        for item in dbs.images.iter(txn)? {
-            let (_, image) = item?;
-            let mut pins: Vec<Reference> = image.target.iter().map(|t| Reference::Blob(t.digest.clone())).collect();
-            pins.extend(label_references(&image.labels));
-            roots.push((Referrer::Image(image.name), pins));
-        }
-        for item in dbs.containers.iter(txn)? {
-            let (_, container) = item?;
-            let mut pins: Vec<Reference> = label_references(&container.labels).collect();
-            if !container.snapshot.is_empty() {
-                pins.push(Reference::Snapshot(container.snapshot.clone()));
-            }
-            roots.push((Referrer::Container(container.id), pins));
-        }
-        Ok(Graph { blobs, snapshots, roots })
-    }
 
-    /// What a blob or snapshot record itself references.
-    fn edges(&self, reference: &Reference) -> Vec<Reference> {
-        match reference {
-            Reference::Blob(digest) => match self.blobs.get(digest) {
-                Some((_, blob)) => blob
-                    .children
-                    .iter()
-                    .map(|c| Reference::Blob(c.clone()))
-                    .chain(label_references(&blob.labels))
-                    .collect(),
-                None => Vec::new(),
-            },
-            Reference::Snapshot(key) => match self.snapshots.get(key) {
-                Some((_, snapshot)) => {
-                    snapshot.parent.iter().map(|p| Reference::Snapshot(p.clone())).chain(label_references(&snapshot.labels)).collect()
-                }
-                None => Vec::new(),
-            },
-        }
-    }
+/// At most this many pending targets are read per pass, so a large backlog (the first
+/// collection after the migration) is not held in memory at once.
+const PENDING_BATCH: usize = 512;
 
-    /// Marks everything reachable from `start` into `marks`.
-    fn mark(&self, start: impl IntoIterator<Item = Reference>, marks: &mut Marks) {
-        let mut work: Vec<Reference> = start.into_iter().collect();
-        while let Some(reference) = work.pop() {
-            let fresh = match &reference {
-                Reference::Blob(d) => marks.blobs.insert(d.clone()),
-                Reference::Snapshot(k) => marks.snapshots.insert(k.clone()),
-            };
-            if fresh {
-                work.extend(self.edges(&reference));
-            }
-        }
-    }
-
-    /// The strong roots: images, containers, blobs being written, gc.root labels and the
-    /// caller's in-flight snapshots.
-    fn strong_roots<'a>(&'a self, in_flight: &'a HashSet<Reference>) -> impl Iterator<Item = Reference> + 'a {
-        let records = self.roots.iter().flat_map(|(_, pins)| pins.iter().cloned());
-        let blobs = self
-            .blobs
-            .values()
-            .filter(|(_, b)| b.state == BlobState::Ingesting || is_gc_root(&b.labels))
-            .map(|(_, b)| Reference::Blob(b.digest.clone()));
-        let snapshots =
-            self.snapshots.values().filter(|(_, s)| is_gc_root(&s.labels)).map(|(_, s)| Reference::Snapshot(s.key.clone()));
-        records.chain(blobs).chain(snapshots).chain(in_flight.iter().cloned())
-    }
-
-    fn leased(&self, now: Timestamp) -> impl Iterator<Item = Reference> + '_ {
-        self.blobs
-            .values()
-            .filter(move |(_, b)| b.lease_until.is_some_and(|until| until > now))
-            .map(|(_, b)| Reference::Blob(b.digest.clone()))
-    }
+/// What a collection found about one candidate.
+enum Verdict {
+    /// Something keeps it: a root reaches it, or it or a record above it keeps itself.
+    Kept,
+    /// Only a pin held from outside the records keeps it (an unpack, an open writer); it
+    /// stays pending, to be judged again by the next collection.
+    HeldFromOutside,
+    /// Nothing keeps it, nor anything that references it: it and every record above it
+    /// (all of them unreachable, for whatever reached them is among them) go.
+    Garbage(Vec<(NodeId, Reference)>),
+    /// No record has the name.
+    Absent,
 }
 
 /// Who keeps `target` from being removed: `None` when nothing but a lease does.
 pub(super) fn pinned_by(reader: &(impl StoreRead + ?Sized), target: Target<'_>) -> Result<Option<String>> {
-    let graph = Graph::load(reader)?;
-    if let Target::Snapshot(key) = target {
+    let start = target.reference();
+    if let Reference::Snapshot(_) = &start {
         // A parent goes only after its children, whatever keeps them.
-        if let Some((_, child)) = graph.snapshots.values().find(|(_, s)| s.parent.as_deref() == Some(key)) {
-            return Ok(Some(format!("snapshots/{}", child.key)));
+        for (holder, via) in reader.holders_of(&start)? {
+            if let (Holder::Snapshot(child), Via::Own) = (holder, via) {
+                if let Some(child) = reader.snapshot(child)? {
+                    return Ok(Some(format!("snapshots/{}", child.key)));
+                }
+            }
         }
     }
-    let mut marks = Marks::default();
-    graph.mark(graph.strong_roots(&HashSet::new()), &mut marks);
-    if !reached(&marks, target) {
-        return Ok(None);
+    let mut held_by_itself = false;
+    let walk = reader.walk_up(&start, &mut |reference| {
+        held_by_itself |= match reference {
+            Reference::Blob(digest) => reader
+                .blob_by_digest(digest)?
+                .is_some_and(|(_, b)| b.state == BlobState::Ingesting || is_gc_root(&b.labels)),
+            Reference::Snapshot(key) => reader.snapshot_by_key(key)?.is_some_and(|(_, s)| is_gc_root(&s.labels)),
+        };
+        Ok(false)
+    })?;
+    if let Upward::Root(holder) = walk {
+        return Ok(referrer_of(reader, holder)?.map(|r| r.to_string()));
     }
-    // Pinned: name the record that does it (one walk per root, only on this refusal path).
-    for (who, pins) in &graph.roots {
-        let mut marks = Marks::default();
-        graph.mark(pins.iter().cloned(), &mut marks);
-        if reached(&marks, target) {
-            return Ok(Some(who.to_string()));
-        }
-    }
-    Ok(Some("a record labelled containerd.io/gc.root, or a writer".to_owned()))
+    Ok(held_by_itself.then(|| "a record labelled containerd.io/gc.root, or a writer".to_owned()))
 }
 
-fn reached(marks: &Marks, target: Target<'_>) -> bool {
-    match target {
-        Target::Blob(digest) => marks.blobs.contains(digest),
-        Target::Snapshot(key) => marks.snapshots.contains(key),
-    }
-}
-
-/// The direct referrers of `target`.
+/// The direct referrers of `target`: one cursor over its entries in the index, and a
+/// point read per referrer for its name.
 pub(super) fn referrers(reader: &(impl StoreRead + ?Sized), target: Target<'_>) -> Result<Vec<Referrer>> {
-    let graph = Graph::load(reader)?;
-    let wanted = match target {
-        Target::Blob(d) => Reference::Blob(d.to_owned()),
-        Target::Snapshot(k) => Reference::Snapshot(k.to_owned()),
-    };
-    let mut found: Vec<Referrer> =
-        graph.roots.iter().filter(|(_, pins)| pins.contains(&wanted)).map(|(who, _)| who.clone()).collect();
-    for (_, blob) in graph.blobs.values() {
-        if graph.edges(&Reference::Blob(blob.digest.clone())).contains(&wanted) {
-            found.push(Referrer::Blob(blob.digest.clone()));
-        }
-    }
-    for (_, snapshot) in graph.snapshots.values() {
-        if graph.edges(&Reference::Snapshot(snapshot.key.clone())).contains(&wanted) {
-            found.push(Referrer::Snapshot(snapshot.key.clone()));
+    let mut found = BTreeSet::new();
+    for (holder, _) in reader.holders_of(&target.reference())? {
+        if let Some(referrer) = referrer_of(reader, holder)? {
+            found.insert(referrer);
         }
     }
     match target {
         Target::Blob(d) => {
-            if let Some((_, blob)) = graph.blobs.get(d) {
+            if let Some((_, blob)) = reader.blob_by_digest(d)? {
                 if is_gc_root(&blob.labels) {
-                    found.push(Referrer::Root);
+                    found.insert(Referrer::Root);
                 }
                 if let Some(until) = blob.lease_until.filter(|u| *u > Timestamp::now()) {
-                    found.push(Referrer::Lease(until));
+                    found.insert(Referrer::Lease(until));
                 }
             }
         }
         Target::Snapshot(k) => {
-            if graph.snapshots.get(k).is_some_and(|(_, s)| is_gc_root(&s.labels)) {
-                found.push(Referrer::Root);
+            if reader.snapshot_by_key(k)?.is_some_and(|(_, s)| is_gc_root(&s.labels)) {
+                found.insert(Referrer::Root);
             }
         }
     }
-    found.sort();
-    Ok(found)
+    Ok(found.into_iter().collect())
+}
+
+/// A holder as the `references` views name it (`None`: its record is gone).
+fn referrer_of(reader: &(impl StoreRead + ?Sized), holder: Holder) -> Result<Option<Referrer>> {
+    Ok(match holder {
+        Holder::Image(id) => reader.image(id)?.map(|i| Referrer::Image(i.name)),
+        Holder::Container(id) => reader.container(id)?.map(|c| Referrer::Container(c.id)),
+        Holder::Blob(id) => reader.blob(id)?.map(|b| Referrer::Blob(b.digest)),
+        Holder::Snapshot(id) => reader.snapshot(id)?.map(|s| Referrer::Snapshot(s.key)),
+    })
+}
+
+impl Target<'_> {
+    fn reference(self) -> Reference {
+        match self {
+            Target::Blob(d) => Reference::Blob(d.to_owned()),
+            Target::Snapshot(k) => Reference::Snapshot(k.to_owned()),
+        }
+    }
 }
 
 impl Writer<'_> {
-    /// One collection: ends the lease of every blob a root reaches, then deletes every
-    /// committed blob and every snapshot nothing reaches. `in_flight` are held from outside
-    /// the records: snapshots being unpacked (not yet referenced) and what open writers'
-    /// files referenced when they were opened.
+    /// One collection: first every ingest lease that has ended is cleared, then each
+    /// pending target (what lost a reference, or stopped keeping itself, since the last
+    /// collection) is judged by walking up through what references it, and what nothing
+    /// keeps is deleted, which may make what it referenced pending in turn. `in_flight`
+    /// are held from outside the records: snapshots being unpacked (not yet referenced)
+    /// and what open writers' files referenced when they were opened.
+    ///
+    /// The work is the pending targets and what references them, not the store: a delete
+    /// costs what it can free.
     pub fn collect_garbage(&mut self, in_flight: &HashSet<Reference>, now: Timestamp) -> Result<Collected> {
-        let graph = Graph::load(self)?;
-        let mut marks = Marks::default();
-        graph.mark(graph.strong_roots(in_flight), &mut marks);
-        self.end_leases(&graph, &marks)?;
-        graph.mark(graph.leased(now), &mut marks);
-        let mut collected = Collected::default();
-        for (digest, (id, blob)) in &graph.blobs {
-            if blob.state == BlobState::Committed && !marks.blobs.contains(digest) {
-                let node = self.node(*id)?.ok_or_else(|| StoreError::Corrupt(format!("blob {digest} has no node")))?;
-                self.remove_blob(&node)?;
-                collected.blobs.push((*id, digest.clone()));
+        for id in self.leases_ended_by(now)? {
+            if let Some(mut blob) = self.blob(id)? {
+                blob.lease_until = None;
+                self.put_blob_record(id, &blob)?;
             }
         }
-        for (key, (id, _)) in &graph.snapshots {
-            if !marks.snapshots.contains(key) {
-                let node = self.node(*id)?.ok_or_else(|| StoreError::Corrupt(format!("snapshot {key} has no node")))?;
-                self.remove_snapshot(&node)?;
-                collected.snapshots.push((*id, key.clone()));
+        let mut collected = Collected::default();
+        let mut deferred = HashSet::new();
+        loop {
+            let batch = self.pending_targets(&deferred, PENDING_BATCH)?;
+            if batch.is_empty() {
+                break;
+            }
+            for candidate in batch {
+                match self.verdict(&candidate, in_flight, now, &mut collected.examined)? {
+                    Verdict::HeldFromOutside => {
+                        deferred.insert(candidate);
+                        continue;
+                    }
+                    Verdict::Garbage(records) => {
+                        for (id, reference) in records {
+                            self.remove_collected(id, reference, &mut collected)?;
+                        }
+                    }
+                    Verdict::Kept | Verdict::Absent => {}
+                }
+                self.unmark_pending(&candidate)?;
             }
         }
         collected.blobs.sort();
@@ -300,12 +247,72 @@ impl Writer<'_> {
         Ok(collected)
     }
 
-    /// Ends the ingest lease of every blob `digest` reaches (its image was just written).
-    /// Walks only what `digest` reaches, by point reads: a target write costs the size of
+    /// Judges one candidate by walking up from it until something keeps it or nothing
+    /// is left above it.
+    fn verdict(
+        &self,
+        candidate: &Reference,
+        in_flight: &HashSet<Reference>,
+        now: Timestamp,
+        examined: &mut usize,
+    ) -> Result<Verdict> {
+        let mut records = Vec::new();
+        let mut stopped_by = None;
+        let walk = self.walk_up(candidate, &mut |reference| {
+            *examined += 1;
+            if in_flight.contains(reference) {
+                stopped_by = Some(Verdict::HeldFromOutside);
+                return Ok(true);
+            }
+            let found = match reference {
+                Reference::Blob(digest) => self.blob_by_digest(digest)?.map(|(id, b)| (id, blob_holds_itself(&b, Some(now)))),
+                Reference::Snapshot(key) => self.snapshot_by_key(key)?.map(|(id, s)| (id, snapshot_holds_itself(&s))),
+            };
+            match found {
+                None if records.is_empty() => {
+                    stopped_by = Some(Verdict::Absent);
+                    Ok(true)
+                }
+                None => Ok(false),
+                Some((_, true)) => {
+                    stopped_by = Some(Verdict::Kept);
+                    Ok(true)
+                }
+                Some((id, false)) => {
+                    records.push((id, reference.clone()));
+                    Ok(false)
+                }
+            }
+        })?;
+        Ok(match walk {
+            Upward::Root(_) => Verdict::Kept,
+            Upward::Stopped => stopped_by.unwrap_or(Verdict::Kept),
+            Upward::Exhausted => Verdict::Garbage(records),
+        })
+    }
+
+    fn remove_collected(&mut self, id: NodeId, reference: Reference, collected: &mut Collected) -> Result<()> {
+        let node = self.node(id)?.ok_or_else(|| StoreError::Corrupt(format!("{reference:?} has no node")))?;
+        self.unmark_pending(&reference)?;
+        match reference {
+            Reference::Blob(digest) => {
+                self.remove_blob(&node)?;
+                collected.blobs.push((id, digest));
+            }
+            Reference::Snapshot(key) => {
+                self.remove_snapshot(&node)?;
+                collected.snapshots.push((id, key));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the ingest lease of every blob `start` reaches (a root just came to reach it).
+    /// Walks only what `start` reaches, by point reads: a target write costs the size of
     /// its image, not of the store.
-    pub fn end_leases_from(&mut self, digest: &str) -> Result<()> {
+    pub fn end_leases_from(&mut self, start: &Reference) -> Result<()> {
         let mut seen: HashSet<Reference> = HashSet::new();
-        let mut work = vec![Reference::Blob(digest.to_owned())];
+        let mut work = vec![start.clone()];
         while let Some(reference) = work.pop() {
             if !seen.insert(reference.clone()) {
                 continue;
@@ -318,7 +325,7 @@ impl Writer<'_> {
                     if blob.lease_until.is_some() {
                         let mut blob = blob;
                         blob.lease_until = None;
-                        self.dbs.blobs.put(&mut self.txn, &id.0, &blob)?;
+                        self.put_blob_record(id, &blob)?;
                     }
                 }
                 Reference::Snapshot(key) => {
@@ -326,18 +333,6 @@ impl Writer<'_> {
                     work.extend(snapshot.parent.iter().map(|p| Reference::Snapshot(p.clone())));
                     work.extend(label_references(&snapshot.labels));
                 }
-            }
-        }
-        Ok(())
-    }
-
-    /// Clears the lease of every marked blob that has one.
-    fn end_leases(&mut self, graph: &Graph, marks: &Marks) -> Result<()> {
-        for digest in &marks.blobs {
-            if let Some((id, blob)) = graph.blobs.get(digest).filter(|(_, b)| b.lease_until.is_some()) {
-                let mut blob = blob.clone();
-                blob.lease_until = None;
-                self.dbs.blobs.put(&mut self.txn, &id.0, &blob)?;
             }
         }
         Ok(())

@@ -175,3 +175,59 @@ fn an_image_ends_the_leases_of_what_its_target_reaches_and_only_those() {
     assert_eq!((lease('e'), lease('c')), (None, None), "the target and its child are reached");
     assert_eq!(lease('d'), Some(later), "what the image does not reach keeps its lease");
 }
+
+#[test]
+fn a_collection_looks_at_what_the_delete_can_free_not_at_the_store() {
+    let (_dir, store) = temp_store();
+    snapshot(&store, "layer", SnapshotKind::Committed, None);
+    let containers = 2_000;
+    store
+        .write(|w| -> Result<()> {
+            for i in 0..containers {
+                let key = format!("c{i}");
+                let id = w.reserve_node_id()?;
+                let now = Timestamp::now();
+                let record = Snapshot {
+                    key: key.clone(),
+                    kind: SnapshotKind::Active,
+                    parent: Some("layer".into()),
+                    snapshotter: "overlayfs".into(),
+                    labels: Labels::new(),
+                    usage: None,
+                    created_at: now,
+                    updated_at: now,
+                };
+                w.create_snapshot(id, &record)?;
+                let (node, _) = w.create_container(&key)?;
+                w.update_container(node.id, |c| c.set_field(ContainerField::Snapshot, &key))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let first = collect(&store);
+    assert!(first.is_empty(), "every snapshot is some container's: {first:?}");
+    assert!(first.examined >= containers, "the new snapshots were judged once: {}", first.examined);
+
+    store.write(|w| w.delete_container("c7")).unwrap();
+    let freed = collect(&store);
+    assert_eq!(names(&freed).1, vec!["c7".to_owned()]);
+    // c7's snapshot, then its parent, kept by 1,999 other children: the first one found.
+    assert!(freed.examined <= 3, "looked at {} records for one container's snapshot", freed.examined);
+    assert!(collect(&store).examined == 0, "nothing is left to judge");
+    let reader = store.read().unwrap();
+    assert_eq!(reader.referrers(Target::Snapshot("c8")).unwrap(), vec![Referrer::Container("c8".into())]);
+    super::refs::check_index(&reader).unwrap();
+}
+
+#[test]
+fn a_label_that_drops_a_reference_leaves_the_target_to_the_next_collection() {
+    let (_dir, store) = temp_store();
+    let config = blob(&store, 'c', &[]);
+    blob(&store, 'd', &[]);
+    image(&store, "app", 'c');
+    store.write(|w| w.update_labels(config, |l| l.set("containerd.io/gc.ref.content.l.0", &digest('d')))).unwrap();
+    assert!(collect(&store).is_empty());
+    store.write(|w| w.update_labels(config, |l| { l.remove("containerd.io/gc.ref.content.l.0"); Ok(()) })).unwrap();
+    // Nothing collects at a label write; the next collection (after any delete) does.
+    assert_eq!(names(&collect(&store)).0, vec![digest('d')]);
+}

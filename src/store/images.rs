@@ -32,20 +32,19 @@ impl Writer<'_> {
                 image.target = Some(target.clone());
                 image.target_text = text;
                 image.updated_at = now;
-                self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+                self.put_image_record(dir, &image)?;
                 self.clear_times(dir, &["target"])?;
                 image
             }
             None => {
                 let image = Image { target_text: text, ..Image::new(self.image_name(&node)?, target.clone(), now) };
-                self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+                self.put_image_record(dir, &image)?;
                 self.clear_times(dir, &["target", "labels"])?;
                 image
             }
         };
+        // (What the image reaches lost its ingest leases when the index took the target.)
         self.publish_image_change(before.as_ref(), Some(&image));
-        // What the image reaches is referenced now; its blobs need no ingest lease.
-        self.end_leases_from(&target.digest)?;
         Ok(image)
     }
 
@@ -60,11 +59,11 @@ impl Writer<'_> {
                 image.target = None;
                 image.target_text = None;
                 image.updated_at = Timestamp::now();
-                self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+                self.put_image_record(dir, &image)?;
                 self.clear_times(dir, &["target"])?;
             }
             Some(_) => {
-                self.dbs.images.delete(&mut self.txn, &dir.0)?;
+                self.delete_image_record(dir)?;
                 self.clear_times(dir, &["target", "labels"])?;
             }
             None => {}
@@ -91,9 +90,9 @@ impl Writer<'_> {
         }
         image.updated_at = Timestamp::now();
         if image.target.is_none() && image.labels.is_empty() {
-            self.dbs.images.delete(&mut self.txn, &dir.0)?;
+            self.delete_image_record(dir)?;
         } else {
-            self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+            self.put_image_record(dir, &image)?;
         }
         self.clear_times(dir, &["labels"])?;
         self.publish_image_change(Some(&image), Some(&image));
@@ -123,7 +122,7 @@ impl Writer<'_> {
             changed.push("labels");
         }
         image.updated_at = Timestamp::now();
-        self.dbs.images.put(&mut self.txn, &dir.0, &image)?;
+        self.put_image_record(dir, &image)?;
         self.clear_times(dir, &changed)?;
         self.publish_image_change(Some(&before), Some(&image));
         Ok(image)
@@ -139,7 +138,7 @@ impl Writer<'_> {
         self.remove_node(&node, Timestamp::now())?;
         let before = self.image(node.id)?;
         self.publish_image_change(before.as_ref(), None);
-        self.dbs.images.delete(&mut self.txn, &node.id.0)?;
+        self.delete_image_record(node.id)?;
         Ok((node, before))
     }
 

@@ -4,7 +4,7 @@
 
 use heed::RwTxn;
 
-use super::{nodes, schema::META_NAMESPACE, schema::SCHEMA_VERSION, schema::META_SCHEMA_VERSION, Dbs, Result, StoreError};
+use super::{gc::Reference, nodes, nodes::NodeId, refs, schema::META_NAMESPACE, schema::SCHEMA_VERSION, schema::META_SCHEMA_VERSION, Dbs, Result, StoreError};
 use crate::model::DEFAULT_NAMESPACE;
 use crate::model::Timestamp;
 
@@ -28,7 +28,51 @@ pub(super) fn migrate(dbs: &Dbs, wtxn: &mut RwTxn, found: u32) -> Result<()> {
     if found < 6 {
         v5_to_v6(dbs, wtxn)?;
     }
+    if found < 7 {
+        v6_to_v7(dbs, wtxn)?;
+    }
     dbs.meta.put(wtxn, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
+    Ok(())
+}
+
+/// Version 7 keeps a reference index beside the records (`refs.rs`): it is built from every
+/// record, every lease is listed by its end, and every blob and snapshot is pending, so
+/// the first collection judges the whole store once, as every collection did before.
+fn v6_to_v7(dbs: &Dbs, wtxn: &mut RwTxn) -> Result<()> {
+    log::info!("migrating the store from schema 6 to 7: indexing references");
+    let mut holders: Vec<(refs::Holder, refs::Edges)> = Vec::new();
+    let mut pending = Vec::new();
+    let mut leases = Vec::new();
+    for item in dbs.images.iter(wtxn)? {
+        let (id, image) = item?;
+        holders.push((refs::Holder::Image(NodeId(id)), refs::image_edges(&image)));
+    }
+    for item in dbs.containers.iter(wtxn)? {
+        let (id, container) = item?;
+        holders.push((refs::Holder::Container(NodeId(id)), refs::container_edges(&container)));
+    }
+    for item in dbs.blobs.iter(wtxn)? {
+        let (id, blob) = item?;
+        holders.push((refs::Holder::Blob(NodeId(id)), refs::blob_edges(&blob)));
+        if let Some(until) = blob.lease_until {
+            leases.push((NodeId(id), until));
+        }
+        pending.push(Reference::Blob(blob.digest));
+    }
+    for item in dbs.snapshots.iter(wtxn)? {
+        let (id, snapshot) = item?;
+        holders.push((refs::Holder::Snapshot(NodeId(id)), refs::snapshot_edges(&snapshot)));
+        pending.push(Reference::Snapshot(snapshot.key));
+    }
+    for (holder, edges) in &holders {
+        refs::insert_edges(dbs, wtxn, *holder, edges)?;
+    }
+    for (id, until) in leases {
+        refs::insert_lease(dbs, wtxn, id, until)?;
+    }
+    for target in &pending {
+        refs::insert_pending(dbs, wtxn, target)?;
+    }
     Ok(())
 }
 

@@ -64,11 +64,14 @@ mod events;
 mod gc;
 #[cfg(test)]
 mod gc_tests;
+#[cfg(test)]
+mod gc_model_tests;
 mod tasks;
 mod images;
 mod labels;
 mod migrate;
 mod nodes;
+mod refs;
 pub mod schema;
 mod snapshots;
 #[cfg(test)]
@@ -76,7 +79,7 @@ pub(crate) mod testing;
 
 use std::path::Path;
 
-use heed::types::{Bytes, SerdeJson, Str, U64};
+use heed::types::{Bytes, SerdeJson, Str, Unit, U64};
 use heed::{byteorder::BigEndian, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 
 use crate::model::event::Published;
@@ -117,6 +120,12 @@ pub struct Dbs {
     specs: Database<U64<BigEndian>, Bytes>,
     /// Event sequence number → published event (schema 5).
     events: Database<U64<BigEndian>, Bytes>,
+    /// Target ‖ holder → (): who references each blob and snapshot (schema 7).
+    refs: Database<Bytes, Unit>,
+    /// Targets the next collection judges (schema 7).
+    gc_pending: Database<Bytes, Unit>,
+    /// Lease end ‖ blob node id → () (schema 7).
+    leases: Database<Bytes, Unit>,
 }
 
 /// Settings of an open store.
@@ -193,6 +202,9 @@ impl Store {
             snapshots: env.create_database(&mut wtxn, Some(schema::DB_SNAPSHOTS))?,
             specs: env.create_database(&mut wtxn, Some(schema::DB_SPECS))?,
             events: env.create_database(&mut wtxn, Some(schema::DB_EVENTS))?,
+            refs: env.create_database(&mut wtxn, Some(schema::DB_REFS))?,
+            gc_pending: env.create_database(&mut wtxn, Some(schema::DB_GC_PENDING))?,
+            leases: env.create_database(&mut wtxn, Some(schema::DB_LEASES))?,
         };
         match read_u32(&dbs, &wtxn, schema::META_SCHEMA_VERSION)? {
             None => {
@@ -615,6 +627,46 @@ mod tests {
         assert_eq!(store.read().unwrap().journal_bounds().unwrap(), JournalBounds { oldest: 1, next: 1 });
         store.write(|w| w.delete_container("web").map(drop)).unwrap();
         assert_eq!(store.read().unwrap().journal_bounds().unwrap(), JournalBounds { oldest: 1, next: 2 });
+    }
+
+    #[test]
+    fn a_schema_6_store_gets_its_reference_index_and_its_first_collection_judges_everything() {
+        let (dir, store) = temp_store();
+        let hex = |fill: char| fill.to_string().repeat(64);
+        let later = crate::model::Timestamp::from_nanos(crate::model::Timestamp::now().as_nanos() + 3_600_000_000_000);
+        store
+            .write(|w| -> Result<()> {
+                // a: the image's target, listing b; c: leased; d: referenced by nothing.
+                for (fill, children, lease) in [('a', vec![format!("sha256:{}", hex('b'))], None), ('b', vec![], None), ('c', vec![], Some(later)), ('d', vec![], None)] {
+                    let (node, _) = w.begin_blob(schema::CONTENT_SHA256, &hex(fill))?;
+                    w.commit_blob(node.id, 10, children, lease)?;
+                }
+                let dir = w.create_image_dir(schema::IMAGES, "app")?;
+                w.put_image_target(dir.id, descriptor('a'), None)?;
+                Ok(())
+            })
+            .unwrap();
+        // What schema 6 had: no index, no pending list, no lease list.
+        store
+            .write(|w| -> Result<()> {
+                w.dbs.refs.clear(&mut w.txn)?;
+                w.dbs.gc_pending.clear(&mut w.txn)?;
+                w.dbs.leases.clear(&mut w.txn)?;
+                w.dbs.meta.put(&mut w.txn, schema::META_SCHEMA_VERSION, &6u32.to_be_bytes())?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(refs::check_index(&store.read().unwrap()).is_err(), "the index is gone");
+        let expected = dump(&store);
+        drop(store);
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        assert_eq!(store.schema_version().unwrap(), schema::SCHEMA_VERSION);
+        assert_eq!(dump(&store), expected, "the records are as they were");
+        refs::check_index(&store.read().unwrap()).unwrap();
+        let collected = store.write(|w| w.collect_garbage(&Default::default(), crate::model::Timestamp::now())).unwrap();
+        let digests: Vec<&str> = collected.blobs.iter().map(|(_, d)| d.as_str()).collect();
+        assert_eq!(digests, vec![format!("sha256:{}", hex('d'))], "only what nothing keeps");
+        assert_eq!(store.read().unwrap().referrers(Target::Blob(&format!("sha256:{}", hex('b')))).unwrap(), vec![Referrer::Blob(format!("sha256:{}", hex('a')))]);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use super::NodeId;
 
 /// The layout version written in `meta`. Bump it, redraw the tree in `store/mod.rs` and add
 /// a step to `migrate.rs` whenever the layout changes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// `meta` key holding the schema version (u32, big-endian).
 pub const META_SCHEMA_VERSION: &str = "schema_version";
@@ -35,6 +35,12 @@ pub const DB_SNAPSHOTS: &str = "snapshots";
 pub const DB_SPECS: &str = "specs";
 /// Published events by sequence number (schema 5).
 pub const DB_EVENTS: &str = "events";
+/// Who references each blob and snapshot (schema 7).
+pub const DB_REFS: &str = "refs";
+/// What the next collection judges (schema 7).
+pub const DB_GC_PENDING: &str = "gc_pending";
+/// Ingest leases by their end (schema 7).
+pub const DB_LEASES: &str = "leases";
 
 /// The root directory.
 pub const ROOT: NodeId = NodeId(1);

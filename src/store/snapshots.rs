@@ -19,7 +19,7 @@ impl Writer<'_> {
             }
         }
         let node = self.insert_node_with_id(id, schema::SNAPSHOTS, &snapshot.key, NodeKind::Snapshot, snapshot.created_at)?;
-        self.dbs.snapshots.put(&mut self.txn, &node.id.0, snapshot)?;
+        self.put_snapshot_record(node.id, snapshot)?;
         // A layer is unpacked into its directory, then recorded committed: containerd's
         // prepare and commit happen in the one step, told as its commit.
         let (key, snapshotter) = (snapshot.key.clone(), snapshot.snapshotter.clone());
@@ -47,7 +47,7 @@ impl Writer<'_> {
         }
         let labels_changed = snapshot.labels != before.labels;
         snapshot.updated_at = Timestamp::now();
-        self.dbs.snapshots.put(&mut self.txn, &node.0, &snapshot)?;
+        self.put_snapshot_record(node, &snapshot)?;
         self.clear_times(node, if labels_changed { &["labels"] } else { &[] })?;
         Ok(snapshot)
     }
@@ -70,7 +70,7 @@ impl Writer<'_> {
             self.publish(Published::SnapshotRemove { key: snapshot.key, snapshotter: snapshot.snapshotter });
         }
         self.remove_node(node, Timestamp::now())?;
-        self.dbs.snapshots.delete(&mut self.txn, &node.id.0)?;
+        self.delete_snapshot_record(node.id)?;
         Ok(())
     }
 }
