@@ -4,7 +4,7 @@
 //! records. Every change is one write transaction, validated before it writes and committed
 //! (and synced: no `NO_SYNC`) before the caller acknowledges anything.
 //!
-//! # Schema (version 6)
+//! # Schema (version 7)
 //!
 //! ```text
 //! env (STATE_DIR/db/, or STATE_DIR/namespaces/<name>/db/: one environment per namespace)
@@ -31,10 +31,20 @@
 //! │                                                          {digest, size, state, children, labels, lease_until}
 //! ├── snapshots   u64 BE node id           → JSON Snapshot   node under snapshots/, named by the key;
 //! │                                                          {key, kind, parent key, snapshotter, labels, usage}
-//! └── events      u64 BE sequence number   → JSON line       the journal: {timestamp, namespace, topic, event};
-//!                                                            the last N kept (10,000 by default), from 1 up,
-//!                                                            written by the transaction of the change it tells
+//! ├── events      u64 BE sequence number   → JSON line       the journal: {timestamp, namespace, topic, event};
+//! │                                                          the last N kept (10,000 by default), from 1 up,
+//! │                                                          written by the transaction of the change it tells
+//! ├── refs        target ‖ 0 ‖ holder tag ‖ u64 BE holder ‖ via → ()
+//! │                                                          who references each blob (b‖digest) and snapshot
+//! │                                                          (s‖key): holder 1 image, 2 container, 3 blob,
+//! │                                                          4 snapshot; via o (own field) or l (gc.ref label)
+//! ├── gc_pending  target                   → ()              what the next collection judges
+//! └── leases      u64 BE until ‖ u64 BE blob node id → ()    every ingest lease, by its end
 //! ```
+//!
+//! `refs`, `gc_pending` and `leases` are an index of the records (`refs.rs`), changed by
+//! the same transaction as the record; every image, container, blob and snapshot record
+//! is written through it.
 //!
 //! An image name `a/b/c` is the chain of `ImageDir` nodes `images/ → a → b → c`; prefix
 //! directories are nodes without an `images` record. `nodes`, `dirents` and `children`
@@ -54,7 +64,9 @@
 //! text as written, and times set with utimensat, which older binaries cannot read;
 //! 4 → 5 adds the `events` journal, created empty (an older binary would commit changes
 //! without their events); 5 → 6 records the namespace, `default` (the state directory's
-//! own store was the only one; its objects are that namespace's where they are).
+//! own store was the only one; its objects are that namespace's where they are); 6 → 7
+//! builds the reference index from the records and makes every blob and snapshot pending,
+//! so the first collection judges the whole store once.
 
 mod blobs;
 mod commit;
