@@ -112,7 +112,7 @@ impl Snapshotter {
 
     /// Unpacks one layer as snapshot `id` on top of `parents` (ids, the parent first).
     /// Returns the layer's diff ID, which the caller checks against the image config.
-    pub fn unpack_layer(&self, id: u64, parents: &[u64], layer: impl Read, compression: Compression) -> Result<Applied> {
+    pub fn unpack_layer(&self, id: u64, parents: &[u64], layer: impl Read + Send, compression: Compression) -> Result<Applied> {
         let files = self.fresh_dir(id)?;
         let applied = match self.driver {
             Driver::Overlay => {
