@@ -91,6 +91,7 @@ seconds() {  # seconds DIR SCRIPT: wall time of SCRIPT run by sh in DIR
 
 big="${CTRFS_BENCH_BIG:-}"
 sizes="1000 10000"; [ -n "$big" ] && sizes="$sizes 100000"
+sizes="${CTRFS_BENCH_SIZES:-$sizes}"  # e.g. CTRFS_BENCH_SIZES=100000 for that size alone
 phases="create read reread stat readdir relabel relabel8 delete"
 commit_us="$("$lmdb_commit" "$work/lmdb" 1000 | awk '{ print $4 }')"; rm -rf "$work/lmdb"
 echo "ctrfs benchmark, $(date -u +%F), $(nproc) cores, $(uname -r), release build"
