@@ -4,8 +4,9 @@
 //! `client DIR N MODE [PHASES]` where MODE is `ctrfs` (a mount: read `info.json`) or
 //! `plain` (a directory of the host: read the spec file), and PHASES a comma-separated
 //! subset of create,read,reread,stat,readdir,relabel,relabel8,delete (default: all, in that
-//! order). Prints one line per phase: `phase N seconds us_per_op`. Run by
-//! scripts/bench.sh; not a test.
+//! order); create8 and delete8 are create and delete from 8 threads, each on its own
+//! containers (not in the default list: name them, create8 first). Prints one line per
+//! phase: `phase N seconds us_per_op`. Run by scripts/bench.sh; not a test.
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
@@ -32,6 +33,16 @@ fn phase(name: &str, n: usize, body: &mut dyn FnMut()) {
     println!("{name} {n} {seconds:.6} {:.2}", seconds * 1e6 / n as f64);
 }
 
+/// Runs `body(i)` for i in 0..n from `threads` threads, thread t taking every
+/// `threads`-th index from t (distinct containers per thread).
+fn spread(n: usize, threads: usize, body: &(dyn Fn(usize) + Sync)) {
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            scope.spawn(move || (t..n).step_by(threads).for_each(body));
+        }
+    });
+}
+
 fn main() {
     // `cargo test --all-targets` runs benchmarks without arguments, `cargo bench` with
     // `--bench`: nothing to measure then.
@@ -54,13 +65,18 @@ fn main() {
     fs::create_dir_all(&dir).expect("containers/");
     let id = |i: usize| dir.join(format!("c{i}"));
     let readable = if mode == "ctrfs" { "info.json" } else { "spec" };
-    phase("create", n, &mut || {
-        for i in 0..n {
-            fs::create_dir(id(i)).expect("mkdir");
-            write_file(&id(i).join("spec"), SPEC.as_bytes(), false);
-            write_file(&id(i).join("labels"), b"app=web\ntier=front\n", false);
-        }
-    });
+    let create = |i: usize| {
+        fs::create_dir(id(i)).expect("mkdir");
+        write_file(&id(i).join("spec"), SPEC.as_bytes(), false);
+        write_file(&id(i).join("labels"), b"app=web\ntier=front\n", false);
+    };
+    let delete = |i: usize| {
+        fs::remove_file(id(i).join("spec")).expect("rm spec");
+        fs::remove_file(id(i).join("labels")).expect("rm labels");
+        fs::remove_dir(id(i)).expect("rmdir");
+    };
+    phase("create", n, &mut || (0..n).for_each(create));
+    phase("create8", n, &mut || spread(n, 8, &create));
     phase("read", n, &mut || {
         let mut buffer = Vec::with_capacity(4096);
         for i in 0..n {
@@ -91,23 +107,7 @@ fn main() {
     });
     // The same relabels from 8 threads, each on its own containers: what group commit
     // would multiply (the kernel does not serialize writes to distinct files).
-    phase("relabel8", n, &mut || {
-        std::thread::scope(|scope| {
-            for t in 0..8 {
-                let id = &id;
-                scope.spawn(move || {
-                    for i in (t..n).step_by(8) {
-                        write_file(&id(i).join("labels"), b"rev=3\n", true);
-                    }
-                });
-            }
-        });
-    });
-    phase("delete", n, &mut || {
-        for i in 0..n {
-            fs::remove_file(id(i).join("spec")).expect("rm spec");
-            fs::remove_file(id(i).join("labels")).expect("rm labels");
-            fs::remove_dir(id(i)).expect("rmdir");
-        }
-    });
+    phase("relabel8", n, &mut || spread(n, 8, &|i| write_file(&id(i).join("labels"), b"rev=3\n", true)));
+    phase("delete", n, &mut || (0..n).for_each(delete));
+    phase("delete8", n, &mut || spread(n, 8, &delete));
 }

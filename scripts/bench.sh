@@ -12,9 +12,10 @@
 # 2. Shell loops against the same loops on a plain directory (fork/exec in both).
 # 3. Content: a blob copied in and read, and a layer unpacked, against cp/sha256sum/sync
 #    and tar -xzf/sync.
-# 4. containerd 1.6 through ctr, a process per operation, against ctrfs from the same
-#    kind of shell loop (N = CTRFS_BENCH_CTR_N, default 1000). Not measured yet (issue
-#    12): containerd's gRPC API from one persistent client.
+# 4. containerd 1.6 through ctr (a process per operation) against ctrfs from the same kind
+#    of shell loop, and through its gRPC API from one persistent client (1 and 8 threads)
+#    against the compiled client on ctrfs, N = CTRFS_BENCH_CTR_N (default 1000); tasks of
+#    `echo hi` (CTRFS_BENCH_TASKS, default 50) on ctrfs, with `runc run` and `ctr run --rm`.
 #   scripts/bench.sh [N]     N iterations per shell loop (default 1000)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -135,10 +136,65 @@ done
 echo
 
 # containerd 1.6 (Debian's), started here with its root, state and sockets under the work
-# directory (unix sockets only; the CRI plugin off) and stopped by its pid, against ctrfs
-# from the same kind of shell loop: a process per operation in both.
+# directory (unix sockets only; the CRI plugin off) and stopped by its pid, against ctrfs at
+# N = CTRFS_BENCH_CTR_N (default 1000) containers, three ways:
+# - through ctr, a process per operation, against ctrfs from the same kind of shell loop;
+# - through its gRPC API from one persistent client (benches/containerd_api.py: grpcio and
+#   the descriptors of PyPI's `containerd` package, installed by this script into a venv in
+#   the work directory), from 1 and 8 threads on one channel, against benches/client.rs's
+#   create, relabel and delete on ctrfs from 1 and 8 threads (and the same Python client
+#   doing os.* calls on ctrfs, to show what the client's language costs). Equal
+#   durability: containerd syncs its bolt database in every call that changes it, ctrfs
+#   commits durably in every write() (a create is 3 commits: mkdir, spec, labels);
+# - tasks: CTRFS_BENCH_TASKS (default 50) runs of `echo hi` from one image (umoci, busybox)
+#   start to exit: `ctr run --rm` of the image imported into containerd, against ctrfs
+#   (`touch tasks/t; cat wait/t; rm tasks/t` on one container, and a container made and
+#   deleted per run as `ctr run --rm` does) and against `runc run` alone on a bundle of the
+#   same image unpacked, with the same spec.
 ctr_n="${CTRFS_BENCH_CTR_N:-1000}"
+tasks_n="${CTRFS_BENCH_TASKS:-50}"
+api_reps="${CTRFS_BENCH_REPS:-3}"
 containerd_pid=""
+
+# The tasks' image: busybox in one layer, its OCI tar, a runc bundle of it, one spec.
+img="$work/task-image"; mkdir -p "$img"
+umoci init --layout "$img/layout" >/dev/null
+umoci new --image "$img/layout:1" >/dev/null
+umoci unpack --image "$img/layout:1" "$img/build" >/dev/null 2>&1
+mkdir -p "$img/build/rootfs/bin" "$img/build/rootfs/dev" "$img/build/rootfs/etc" \
+    "$img/build/rootfs/proc" "$img/build/rootfs/sys" "$img/build/rootfs/tmp"
+cp "$(command -v busybox)" "$img/build/rootfs/bin/busybox"
+for applet in sh echo true; do ln -sf busybox "$img/build/rootfs/bin/$applet"; done
+umoci repack --image "$img/layout:1" "$img/build" >/dev/null
+umoci gc --layout "$img/layout" >/dev/null
+rm -rf "$img/build"
+tar -C "$img/layout" -cf "$img/image.tar" .
+(cd "$img" && runc spec && jq '.process.terminal=false | .root.readonly=false | .process.args=["echo","hi"]' \
+    config.json >spec.json && rm config.json)
+umoci unpack --image "$img/layout:1" "$img/bundle" >/dev/null 2>&1
+cp "$img/spec.json" "$img/bundle/config.json"
+task_loop() {  # task_loop DIR SCRIPT: seconds for tasks_n iterations of SCRIPT (i is the index)
+    seconds "$1" "i=0; while [ \$i -lt $tasks_n ]; do $2; i=\$((i+1)); done"
+}
+# api_phases WHO FILE: files $work/api.WHO.PHASE get the us per operation of FILE's lines.
+api_phases() {
+    while read -r phase _ _ us; do echo "$us" >>"$work/api.$1.$phase"; done <"$2"
+}
+
+# The venv of the gRPC client (and of the Python client on ctrfs).
+venv="$work/venv"; api_py="$PWD/benches/containerd_api.py"; api_skip=""
+if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null 2>&1 || true
+    rm -rf "$venv"; python3 -m venv "$venv" >/dev/null 2>&1 || api_skip="python3 -m venv failed"
+fi
+if [ -z "$api_skip" ] && ! "$venv/bin/pip" install -q 'containerd==1.5.3' 'protobuf>=4.25' grpcio >"$work/pip.log" 2>&1; then
+    api_skip="pip install of containerd, protobuf, grpcio failed (see the pip log)"
+fi
+if [ -z "$api_skip" ] && ! "$venv/bin/python" "$api_py" encode 1000 >"$work/encode.out" 2>"$work/encode.err"; then
+    api_skip="the containerd package's descriptors could not be loaded: $(tail -1 "$work/encode.err")"
+fi
+
 if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null; then
     apt-get update -qq >/dev/null 2>&1 || true
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd >/dev/null 2>&1 || true
@@ -153,7 +209,9 @@ if command -v containerd >/dev/null; then
     containerd_pid=$!
     for _ in $(seq 1 500); do [ -S "$cd_dir/sock" ] && break; sleep 0.01; done
 fi
+cd_ok=""; cd_version=""; t_ctr_run=""
 if [ -n "$containerd_pid" ] && [ -S "$cd_dir/sock" ]; then
+    cd_ok=1; cd_version="$(containerd --version | awk '{print $3}')"
     ctr_loop() {  # ctr_loop SCRIPT: seconds for N iterations of SCRIPT (i is the index)
         seconds "$cd_dir" "i=0; while [ \$i -lt $ctr_n ]; do $1; i=\$((i+1)); done"
     }
@@ -161,24 +219,93 @@ if [ -n "$containerd_pid" ] && [ -S "$cd_dir/sock" ]; then
     t_ctr_create="$(ctr_loop "$a c create --rootfs $cd_dir/rootfs c\$i >/dev/null")"
     t_ctr_label="$(ctr_loop "$a c label c\$i app=web >/dev/null")"
     t_ctr_rm="$(ctr_loop "$a c rm c\$i >/dev/null")"
-    kill "$containerd_pid" 2>/dev/null || true; wait_gone "$containerd_pid"; containerd_pid=""
-    dir="$work/ctrfs-vs-ctr"; fresh ctrfs "$dir"; pid="$served_pid"
-    printf '%s' '{"ociVersion":"1.0.2","process":{"args":["/bin/true"],"cwd":"/"},"root":{"path":"rootfs"}}' >"$work/spec.json"
-    loop() { seconds "$dir" "i=0; while [ \$i -lt $ctr_n ]; do $1; i=\$((i+1)); done"; }
-    t_fs_create="$(loop "mkdir containers/c\$i && cat $work/spec.json > containers/c\$i/spec")"
-    t_fs_label="$(loop "echo app=web >> containers/c\$i/labels")"
-    t_fs_rm="$(loop "rm -r containers/c\$i")"
-    done_with ctrfs "$dir" "$pid"
-    echo "containerd $(containerd --version | awk '{print $3}') through ctr, against ctrfs from the shell, N = $ctr_n (a process per operation in both)"
+    if [ -z "$api_skip" ]; then
+        for _ in $(seq 1 "$api_reps"); do
+            "$venv/bin/python" "$api_py" grpc "$cd_dir/sock" "$ctr_n" >"$work/api.out" 2>/dev/null &&
+                "$venv/bin/python" "$api_py" grpc "$cd_dir/sock" "$ctr_n" 8 >>"$work/api.out" 2>/dev/null ||
+                { api_skip="the gRPC client failed against containerd"; break; }
+            api_phases grpc "$work/api.out"
+        done
+    fi
+    if $a images import --base-name bench/busybox "$img/image.tar" >/dev/null 2>"$work/import.err"; then
+        [ "$($a run --rm bench/busybox:1 warm echo hi)" = hi ]
+        t_ctr_run="$(task_loop "$cd_dir" "$a run --rm bench/busybox:1 t\$i echo hi >/dev/null")"
+    fi
+fi
+if [ -n "$containerd_pid" ]; then kill "$containerd_pid" 2>/dev/null || true; wait_gone "$containerd_pid"; containerd_pid=""; fi
+
+# ctrfs: the same shell loops, the compiled and the Python client, the tasks.
+dir="$work/ctrfs-vs-ctr"; fresh ctrfs "$dir"; pid="$served_pid"
+printf '%s' '{"ociVersion":"1.0.2","process":{"args":["/bin/true"],"cwd":"/"},"root":{"path":"rootfs"}}' >"$work/spec.json"
+loop() { seconds "$dir" "i=0; while [ \$i -lt $ctr_n ]; do $1; i=\$((i+1)); done"; }
+t_fs_create="$(loop "mkdir containers/c\$i && cat $work/spec.json > containers/c\$i/spec")"
+t_fs_label="$(loop "echo app=web >> containers/c\$i/labels")"
+t_fs_rm="$(loop "rm -r containers/c\$i")"
+for _ in $(seq 1 "$api_reps"); do
+    "$client" "$dir" "$ctr_n" ctrfs create,relabel,delete >"$work/api.out"
+    "$client" "$dir" "$ctr_n" ctrfs create8,relabel8,delete8 >>"$work/api.out"
+    api_phases rust "$work/api.out"
+    python3 "$api_py" fs "$dir" "$ctr_n" >"$work/api.out"
+    python3 "$api_py" fs "$dir" "$ctr_n" 8 >>"$work/api.out"
+    api_phases py "$work/api.out"
+done
+"$bin" import "$dir" "$img/layout" --name bench/busybox:1 >/dev/null
+mkdir "$dir/containers/t"
+cp "$img/spec.json" "$dir/containers/t/spec"
+echo bench/busybox:1 >"$dir/containers/t/image"
+echo t-rootfs >"$dir/containers/t/snapshot"
+# One run outside the timing, checked: exit status 0 and "hi" in its log.
+touch "$dir/tasks/t"; [ "$(cat "$dir/wait/t")" = 0 ]; [ "$(cat "$dir/logs/t/stdout")" = hi ]; rm "$dir/tasks/t"
+t_fs_task="$(task_loop "$dir" "touch tasks/t && cat wait/t >/dev/null && rm tasks/t")"
+t_fs_task_ctr="$(task_loop "$dir" "mkdir containers/r\$i && cat $img/spec.json > containers/r\$i/spec &&
+    echo bench/busybox:1 > containers/r\$i/image && echo r\$i > containers/r\$i/snapshot &&
+    touch tasks/r\$i && cat wait/r\$i >/dev/null && rm tasks/r\$i && rm -r containers/r\$i")"
+done_with ctrfs "$dir" "$pid"
+# runc run alone: its state under the work directory, the bundle's rootfs reused.
+[ "$(runc --root "$work/runc" run -b "$img/bundle" bench-warm)" = hi ]
+t_runc="$(task_loop "$img" "runc --root $work/runc run -b $img/bundle bench-t\$i >/dev/null")"
+
+per_s() { echo "$1 / $2" | bc -l; }  # per_s COUNT SECONDS
+if [ -n "$cd_ok" ]; then
+    echo "containerd $cd_version through ctr, against ctrfs from the shell, N = $ctr_n (a process per operation in both)"
     for op in create label rm; do
         c="$(eval echo "\$t_ctr_$op")"; f="$(eval echo "\$t_fs_$op")"
         printf '%-8s ctr %7.0f ops/s   ctrfs %7.0f ops/s   ctrfs/ctr %5.2fx\n' "$op" \
-            "$(echo "$ctr_n / $c" | bc -l)" "$(echo "$ctr_n / $f" | bc -l)" "$(echo "$c / $f" | bc -l)"
+            "$(per_s "$ctr_n" "$c")" "$(per_s "$ctr_n" "$f")" "$(echo "$c / $f" | bc -l)"
     done
-    echo "(ctrfs: mkdir + cat > spec; echo >> labels, a shell builtin; rm -r. Not measured yet: containerd's gRPC API from one client.)"
+    echo "(ctrfs: mkdir + cat > spec; echo >> labels, a shell builtin; rm -r)"
 else
-    if [ -n "$containerd_pid" ]; then kill "$containerd_pid" 2>/dev/null || true; wait_gone "$containerd_pid"; containerd_pid=""; fi
-    echo "containerd: could not be started here (see $cd_dir/log); not compared"
+    echo "containerd: could not be started here (see its log); ctr, its gRPC API and ctr run not compared"
+fi
+echo
+if [ -n "$cd_ok" ] && [ -z "$api_skip" ]; then
+    printf 'containerd %s gRPC API from one persistent client (Python, grpcio, one channel) against ctrfs from\n' "$cd_version"
+    printf 'the compiled client, N = %s containers, median of %s; us per container (create: spec + 2 labels)\n' "$ctr_n" "$api_reps"
+    printf '%-10s %13s %9s %13s %9s %13s %14s\n' op containerd-us ctrfs-us containerd/s ctrfs/s ctrfs/contd 'ctrfs-py-us'
+    for op in create create8 relabel relabel8 delete delete8; do
+        g="$(median "$work/api.grpc.$op")"; r="$(median "$work/api.rust.$op")"; p="$(median "$work/api.py.$op")"
+        printf '%-10s %13.0f %9.0f %13.0f %9.0f %12.2fx %14.0f\n' "$op" "$g" "$r" \
+            "$(per_s 1000000 "$g")" "$(per_s 1000000 "$r")" "$(echo "$g / $r" | bc -l)" "$p"
+    done
+    printf '(op8: 8 threads, distinct containers; ctrfs-py-us: benches/containerd_api.py doing os.* calls on ctrfs;\n'
+    printf ' the gRPC client encodes its requests and decodes the replies in %.0f us per container)\n' "$(awk '{ print $4 }' "$work/encode.out")"
+elif [ -n "$cd_ok" ]; then
+    echo "containerd's gRPC API: not measured: $api_skip"
+fi
+echo
+printf '%s tasks of `echo hi` from one image (busybox), start to exit, one after another\n' "$tasks_n"
+r_task="$(per_s "$tasks_n" "$t_fs_task")"; r_task_ctr="$(per_s "$tasks_n" "$t_fs_task_ctr")"; r_runc="$(per_s "$tasks_n" "$t_runc")"
+printf '%-62s %6.1f tasks/s\n' "ctrfs, one container: touch tasks/t; cat wait/t; rm tasks/t" "$r_task"
+printf '%-62s %6.1f tasks/s\n' "ctrfs, a container per run (mkdir, spec, image, snapshot, task, rm)" "$r_task_ctr"
+printf '%-62s %6.1f tasks/s\n' "runc run, a bundle of the same image and spec" "$r_runc"
+if [ -n "$t_ctr_run" ]; then
+    r_ctr="$(per_s "$tasks_n" "$t_ctr_run")"
+    printf '%-62s %6.1f tasks/s\n' "ctr run --rm, the same image imported" "$r_ctr"
+    printf 'ctrfs one container / runc run %.2fx (target 0.8x); ctrfs a container per run / ctr run --rm %.2fx, one container / ctr run --rm %.2fx (target 3x)\n' \
+        "$(echo "$r_task / $r_runc" | bc -l)" "$(echo "$r_task_ctr / $r_ctr" | bc -l)" "$(echo "$r_task / $r_ctr" | bc -l)"
+else
+    printf 'ctrfs one container / runc run %.2fx (target 0.8x); ctr run --rm: not measured (%s)\n' \
+        "$(echo "$r_task / $r_runc" | bc -l)" "${cd_ok:+image import failed: $(tail -1 "$work/import.err")}${cd_ok:-containerd did not start}"
 fi
 echo
 
