@@ -7,6 +7,9 @@ holding grpcio and the `containerd` package of PyPI (its generated stubs); not a
   containerd_api.py fs MOUNT N [THREADS]      the same operations on a ctrfs mount, os.* calls
   containerd_api.py encode N                  the client's own cost: encoding the requests and
                                               decoding a reply, no call made
+  containerd_api.py task MOUNT ID N           N runs of container ID's task on a ctrfs mount,
+                                              each step timed: start (touch tasks/ID), wait
+                                              (read wait/ID), remove (rm tasks/ID)
 
 One line per phase, as benches/client.rs prints them: `phase N seconds us_per_op`, where
 an operation is one container: create (with a spec and two labels), relabel (one label
@@ -176,6 +179,28 @@ def fs_phases(mount, n, threads):
     timed("delete", n, threads, delete)
 
 
+def task_steps(mount, task, n):
+    """Where the time of a task's `touch; cat wait; rm` goes: one line per step, in the
+    format of the phases (its mean over the n runs)."""
+    steps = {"task-start": 0.0, "task-wait": 0.0, "task-remove": 0.0}
+    tasks, wait = os.path.join(mount, "tasks", task), os.path.join(mount, "wait", task)
+    for _ in range(n):
+        t0 = time.perf_counter()
+        os.close(os.open(tasks, os.O_WRONLY | os.O_CREAT, 0o644))
+        t1 = time.perf_counter()
+        with open(wait, "rb") as f:
+            status = f.read()
+        t2 = time.perf_counter()
+        os.unlink(tasks)
+        t3 = time.perf_counter()
+        assert status == b"0\n", status
+        steps["task-start"] += t1 - t0
+        steps["task-wait"] += t2 - t1
+        steps["task-remove"] += t3 - t2
+    for name, seconds in steps.items():
+        print(f"{name} {n} {seconds:.6f} {seconds * 1e6 / n:.2f}", flush=True)
+
+
 def encode_phase(n):
     c, create, relabel, delete = requests()
     reply = c.CreateContainerResponse(container=create(0).container).SerializeToString()
@@ -194,6 +219,8 @@ def main():
     args = sys.argv[1:]
     if args[:1] == ["encode"] and len(args) == 2:
         encode_phase(int(args[1]))
+    elif args[:1] == ["task"] and len(args) == 4:
+        task_steps(args[1], args[2], int(args[3]))
     elif args[:1] in (["grpc"], ["fs"]) and len(args) in (3, 4):
         threads = int(args[3]) if len(args) == 4 else 1
         (grpc_phases if args[0] == "grpc" else fs_phases)(args[1], int(args[2]), threads)

@@ -257,6 +257,7 @@ echo t-rootfs >"$dir/containers/t/snapshot"
 # One run outside the timing, checked: exit status 0 and "hi" in its log.
 touch "$dir/tasks/t"; [ "$(cat "$dir/wait/t")" = 0 ]; [ "$(cat "$dir/logs/t/stdout")" = hi ]; rm "$dir/tasks/t"
 t_fs_task="$(task_loop "$dir" "touch tasks/t && cat wait/t >/dev/null && rm tasks/t")"
+python3 "$api_py" task "$dir" t "$tasks_n" >"$work/task-steps.out"  # where the time goes
 t_fs_task_ctr="$(task_loop "$dir" "mkdir containers/r\$i && cat $img/spec.json > containers/r\$i/spec &&
     echo bench/busybox:1 > containers/r\$i/image && echo r\$i > containers/r\$i/snapshot &&
     touch tasks/r\$i && cat wait/r\$i >/dev/null && rm tasks/r\$i && rm -r containers/r\$i")"
@@ -296,6 +297,8 @@ echo
 printf '%s tasks of `echo hi` from one image (busybox), start to exit, one after another\n' "$tasks_n"
 r_task="$(per_s "$tasks_n" "$t_fs_task")"; r_task_ctr="$(per_s "$tasks_n" "$t_fs_task_ctr")"; r_runc="$(per_s "$tasks_n" "$t_runc")"
 printf '%-62s %6.1f tasks/s\n' "ctrfs, one container: touch tasks/t; cat wait/t; rm tasks/t" "$r_task"
+printf '%-62s %s\n' "  its steps, us (from Python: open O_CREAT, read wait, unlink)" \
+    "$(awk '{ printf "%s %.0f  ", substr($1, 6), $4 }' "$work/task-steps.out")"
 printf '%-62s %6.1f tasks/s\n' "ctrfs, a container per run (mkdir, spec, image, snapshot, task, rm)" "$r_task_ctr"
 printf '%-62s %6.1f tasks/s\n' "runc run, a bundle of the same image and spec" "$r_runc"
 if [ -n "$t_ctr_run" ]; then
