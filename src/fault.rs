@@ -20,7 +20,7 @@ pub mod points {
     pub const LAYER_UNPACKED: &str = "layer-unpacked";
     /// A container's active snapshot directory prepared, its record not yet written.
     pub const ACTIVE_PREPARED: &str = "active-prepared";
-    /// A task's supervisor spawned, still creating the container (`runc create`).
+    /// A task's supervisor spawned, still creating the container (`runc run`).
     pub const SUPERVISOR_SPAWNED: &str = "supervisor-spawned";
     /// runc started a task's process, its task record not yet written.
     pub const TASK_STARTED: &str = "task-started";

@@ -34,8 +34,11 @@ pub fn rootfs(spec: &Value) -> Result<PathBuf, RuntimeError> {
     }
 }
 
-/// Writes `dir/config.json` from the spec (made durable: a supervisor started after a
-/// crash must find the same bundle). A spec without `linux.cgroupsPath` gets one under
+/// Writes `dir/config.json` from the spec, whole or not at all (renamed into place), but
+/// not synced: only the runtime reads it, once, while the start runs, and it is written
+/// again by every start. A power cut ends the task with it, and a daemon that dies while a
+/// supervisor reads it leaves the page cache as it was. (Two fsyncs were a tenth of a
+/// start.) A spec without `linux.cgroupsPath` gets one under
 /// `cgroup_parent`: runc's default is the bare id, so two mounts (or two state
 /// directories) running a task of the same name would share, and freeze, one cgroup.
 pub fn write_bundle(dir: &Path, spec: &Value, cgroup_parent: &str, id: &str) -> Result<(), RuntimeError> {
@@ -50,7 +53,7 @@ pub fn write_bundle(dir: &Path, spec: &Value, cgroup_parent: &str, id: &str) -> 
         config["linux"]["cgroupsPath"] = Value::String(format!("{cgroup_parent}/{id}"));
     }
     let bytes = serde_json::to_vec_pretty(&config).map_err(|e| RuntimeError::BadSpec { reason: e.to_string() })?;
-    super::files::write_durably(&dir.join("config.json"), &bytes)?;
+    super::files::write_replacing(&dir.join("config.json"), &bytes)?;
     Ok(())
 }
 

@@ -35,8 +35,7 @@ impl Recording {
 impl OciRuntime for Recording {
     fn run(&self, op: RuncOp<'_>) -> Result<String, RuntimeError> {
         let (verb, line) = match &op {
-            RuncOp::Create { id, .. } => ("create", format!("create {id}")),
-            RuncOp::Start { id } => ("start", format!("start {id}")),
+            RuncOp::Run { id, .. } => ("run", format!("run {id}")),
             RuncOp::Kill { id, signal } => ("kill", format!("kill {id} {}", signal.as_str())),
             RuncOp::Pause { id } => ("pause", format!("pause {id}")),
             RuncOp::Resume { id } => ("resume", format!("resume {id}")),

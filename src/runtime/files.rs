@@ -53,9 +53,14 @@ impl TaskFiles {
     pub fn runc_log(&self) -> PathBuf {
         self.dir.join("runc.log")
     }
-    /// The container's pid, written by `runc create`.
+    /// The container's pid, written by `runc run`.
     pub fn pid(&self) -> PathBuf {
         self.dir.join("pid")
+    }
+    /// Where runc writes the pid first (`O_EXCL`), then renames it to [`TaskFiles::pid`]:
+    /// a runc killed in between leaves it, and every later run would fail on it.
+    pub fn pid_in_progress(&self) -> PathBuf {
+        self.dir.join(".pid")
     }
     /// The durable exit record.
     pub fn exit(&self) -> PathBuf {
@@ -79,6 +84,16 @@ pub fn exits_dir(state_dir: &Path) -> PathBuf {
 /// Writes `path` so that it holds either its old content or all of `bytes`, on disk,
 /// before returning: temporary file, fsync, rename, fsync of the directory.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_whole(path, bytes, true)
+}
+
+/// Writes `path` so that a reader finds either its old content or all of `bytes` (a
+/// temporary file renamed into place), without waiting for the disk.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_whole(path, bytes, false)
+}
+
+fn write_whole(path: &Path, bytes: &[u8], durably: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     // Per process: a supervisor and the daemon may both write one task's exit marker.
     let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
@@ -86,10 +101,15 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     {
         let mut file = File::options().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durably {
+            file.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
+    if durably {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Reads an exit record; `None` when there is none (yet).
@@ -114,7 +134,7 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
 
 /// Every live supervisor (`ctrfs supervise ... --dir DIR ...`), found by its command line,
 /// as its task directory and (pid, start time). One walk of `/proc`, made at start-up
-/// only: a supervisor still inside `runc create` has written nothing else that names it.
+/// only: a supervisor still inside `runc run` has written nothing else that names it.
 pub fn supervisors() -> Vec<(PathBuf, (u32, u64))> {
     use std::os::unix::ffi::OsStrExt;
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };

@@ -104,7 +104,7 @@ pub struct Runtime {
 /// How long the removal of an unrecorded run waits for its supervisor to end.
 pub const UNRECORDED_WAIT: Duration = Duration::from_secs(5);
 
-/// How long `runc create` + `runc start`, under the supervisor, may take before the start
+/// How long `runc run --detach`, under the supervisor, may take before the start
 /// is given up (and what it made killed).
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -13,19 +13,14 @@ use super::RuntimeError;
 /// One runtime command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuncOp<'a> {
-    /// `create --bundle B --pid-file P ID`
-    Create {
+    /// `run --detach --bundle B --pid-file P ID`: create and start in one runtime process
+    Run {
         /// Container id.
         id: &'a str,
         /// Bundle directory.
         bundle: &'a Path,
         /// Where runc writes the container's pid.
         pid_file: &'a Path,
-    },
-    /// `start ID`
-    Start {
-        /// Container id.
-        id: &'a str,
     },
     /// `kill ID SIGNAL`
     Kill {
@@ -60,8 +55,7 @@ impl RuncOp<'_> {
     /// The command's name, for messages.
     pub fn name(&self) -> &'static str {
         match self {
-            RuncOp::Create { .. } => "runc create",
-            RuncOp::Start { .. } => "runc start",
+            RuncOp::Run { .. } => "runc run",
             RuncOp::Kill { .. } => "runc kill",
             RuncOp::Pause { .. } => "runc pause",
             RuncOp::Resume { .. } => "runc resume",
@@ -96,15 +90,15 @@ impl RuncCli {
             argv.extend(["--log".into(), log.clone().into(), "--log-format".into(), "json".into()]);
         }
         match op {
-            RuncOp::Create { id, bundle, pid_file } => argv.extend([
-                "create".into(),
+            RuncOp::Run { id, bundle, pid_file } => argv.extend([
+                "run".into(),
+                "--detach".into(),
                 "--bundle".into(),
                 bundle.into(),
                 "--pid-file".into(),
                 pid_file.into(),
                 (*id).into(),
             ]),
-            RuncOp::Start { id } => argv.extend(["start".into(), (*id).into()]),
             RuncOp::Kill { id, signal } => argv.extend(["kill".into(), (*id).into(), signal.as_str().into()]),
             RuncOp::Pause { id } => argv.extend(["pause".into(), (*id).into()]),
             RuncOp::Resume { id } => argv.extend(["resume".into(), (*id).into()]),
@@ -179,10 +173,10 @@ mod tests {
 
     #[test]
     fn argv_is_exact() {
-        let create = RuncOp::Create { id: "web", bundle: Path::new("/s/t/bundle"), pid_file: Path::new("/s/t/pid") };
+        let run = RuncOp::Run { id: "web", bundle: Path::new("/s/t/bundle"), pid_file: Path::new("/s/t/pid") };
         assert_eq!(
-            strings(cli().argv(&create)),
-            ["--root", "/s/runc", "--log", "/s/t/runc.log", "--log-format", "json", "create", "--bundle", "/s/t/bundle", "--pid-file", "/s/t/pid", "web"]
+            strings(cli().argv(&run)),
+            ["--root", "/s/runc", "--log", "/s/t/runc.log", "--log-format", "json", "run", "--detach", "--bundle", "/s/t/bundle", "--pid-file", "/s/t/pid", "web"]
         );
         let plain = RuncCli { log: None, ..cli() };
         assert_eq!(strings(plain.argv(&RuncOp::Kill { id: "web", signal: Signal::SIGTERM })), ["--root", "/s/runc", "kill", "web", "SIGTERM"]);

@@ -92,13 +92,17 @@ impl Earlier {
 /// must not take it away.
 fn prepare(rt: &Runtime, id: &str, files: &TaskFiles, spec: &Value) -> Result<(), RuntimeError> {
     write_bundle(&files.bundle(), spec, &cgroup_parent(&rt.config.state_dir), id)?;
+    // Only when the runtime keeps state for the id (its directory under the runtime's
+    // root): a runc invocation is a sixth of a start, and a first start has nothing to remove.
     // `delete --force` of a container that does not exist succeeds too, with some runtimes.
-    if rt.oci.run(RuncOp::Delete { id }).is_ok() {
-        log::debug!("task {id}: runtime container of an earlier run removed (if there was one)");
+    if rt.config.runc_root.join(id).symlink_metadata().is_ok() && rt.oci.run(RuncOp::Delete { id }).is_ok() {
+        log::debug!("task {id}: runtime container of an earlier run removed");
     }
-    match std::fs::remove_file(files.pid()) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
+    for stale in [files.pid(), files.pid_in_progress()] {
+        match std::fs::remove_file(stale) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
     }
     for log in [files.stdout(), files.stderr()] {
         OpenOptions::new().create(true).append(true).open(log)?;
@@ -261,7 +265,7 @@ fn parse_report(line: &[u8], files: &TaskFiles, generation: u64) -> Report {
         "error" => {
             let message = message_of(rest.as_bytes());
             let message = if message.is_empty() { "failed without a message".to_owned() } else { message };
-            Report::Done(Err(RuntimeError::Runc { op: "runc create/start", message }))
+            Report::Done(Err(RuntimeError::Runc { op: "runc run", message }))
         }
         _ => Report::Done(Err(bad())),
     }
@@ -291,10 +295,15 @@ mod tests {
         std::fs::create_dir_all(&files.dir).unwrap();
         std::fs::write(files.exit(), b"{}").unwrap();
         std::fs::write(files.pid(), b"41").unwrap();
+        std::fs::write(files.pid_in_progress(), b"40").unwrap();
         std::fs::write(files.stdout(), b"earlier\n").unwrap();
         prepare(&rt, "web", &files, &spec()).unwrap();
-        assert_eq!(calls.taken(), ["delete web"]);
+        assert_eq!(calls.taken(), Vec::<String>::new(), "the runtime keeps nothing of web: nothing to delete");
+        std::fs::create_dir_all(rt.config.runc_root.join("web")).unwrap();
+        prepare(&rt, "web", &files, &spec()).unwrap();
+        assert_eq!(calls.taken(), ["delete web"], "an earlier run's runtime container goes first");
         assert!(!files.pid().exists());
+        assert!(!files.pid_in_progress().exists(), "a killed runc's half-written pid file would fail the run");
         assert!(files.exit().exists(), "the exit record names its run; it stays");
         assert_eq!(std::fs::read(files.stdout()).unwrap(), b"earlier\n", "logs are appended to");
         let config: Value = serde_json::from_slice(&std::fs::read(files.bundle().join("config.json")).unwrap()).unwrap();
@@ -377,7 +386,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(files.stdout()).unwrap(), "first run\n");
         assert_eq!(std::fs::read_to_string(files.stderr()).unwrap(), "first err\n", "what the attempt wrote is cut off");
         assert_eq!(read_exit(&files.exit()).unwrap(), Some(earlier));
-        assert_eq!(calls.taken(), ["delete web", "kill web SIGKILL", "delete web"]);
+        assert_eq!(calls.taken(), ["kill web SIGKILL", "delete web"]);
     }
 
     #[test]
@@ -398,7 +407,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(began.elapsed() < Duration::from_secs(5), "{:?}", began.elapsed());
-        assert_eq!(calls.taken(), ["delete web", "kill web SIGKILL", "delete web"], "the container is killed and deleted");
+        assert_eq!(calls.taken(), ["kill web SIGKILL", "delete web"], "the container is killed and deleted");
         let sleeper: u32 = std::fs::read_to_string(rt.config.state_dir.join("sleeper")).unwrap().trim().parse().unwrap();
         assert!(process_start_time(sleeper).is_none_or(|start| !is_alive(sleeper, start)), "the supervisor is stopped");
         assert!(!rt.files("web").dir.exists(), "nothing of a first start stays");
@@ -409,6 +418,6 @@ mod tests {
         let (_dir, calls, rt) = supervised("echo \"supervisor $$\"; echo \"started $$ $$\"");
         let started = rt.start("web", &spec(), 4).unwrap();
         assert_eq!(started.generation, 4);
-        assert_eq!(calls.taken(), ["delete web"]);
+        assert_eq!(calls.taken(), Vec::<String>::new(), "a first start runs no runtime command of its own");
     }
 }

@@ -693,7 +693,7 @@ fn slow_create_runtime(dir: &Path) -> std::path::PathBuf {
         r#"#!/bin/bash
 args=("$@")
 for i in "${!args[@]}"; do
-    if [ "${args[$i]}" = --bundle ] && [[ " $* " == *" create "* ]]; then
+    if [ "${args[$i]}" = --bundle ] && [[ " $* " == *" create "* || " $* " == *" run "* ]]; then
         copy="$(dirname "$0")/bundle.$$"
         cp -a "${args[$((i + 1))]}" "$copy"
         args[$((i + 1))]="$copy"
