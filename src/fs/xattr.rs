@@ -85,6 +85,7 @@ impl FsCore {
         };
         self.services.set_label(node, key, value, required)?;
         self.forget_vanished(node);
+        self.changed(node);
         Ok(())
     }
 
@@ -98,6 +99,7 @@ impl FsCore {
         }
         self.services.remove_label(loaded.node.id, key)?;
         self.forget_vanished(loaded.node.id);
+        self.changed(loaded.node.id);
         Ok(())
     }
 }
