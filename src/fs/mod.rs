@@ -265,18 +265,22 @@ impl FsCore {
         if rename::is_temp(ino) {
             return self.temp_attr(ino);
         }
+        self.getattr_in(&self.store().read()?, ino)
+    }
+
+    /// `getattr` of a node's or a query's inode through an open read transaction.
+    fn getattr_in(&self, reader: &impl StoreRead, ino: u64) -> Result<Attr> {
         if let Some(query) = QueryIno::decode(ino) {
-            return self.query_getattr(&self.store().read()?, query);
+            return self.query_getattr(reader, query);
         }
         let decoded = Ino::decode(ino).ok_or(FsError::NotFound)?;
-        let reader = self.store().read()?;
         let found = match reader.node(decoded.node())? {
             None => None,
             Some(node) => {
-                let loaded = Loaded::read(&reader, node)?;
+                let loaded = Loaded::read(reader, node)?;
                 match decoded {
                     Ino::Node(_) => Some(node_attr(&loaded)),
-                    Ino::File(_, file) if self.present(&reader, &loaded, file)? => self.file_attr(&reader, &loaded, file).ok(),
+                    Ino::File(_, file) if self.present(reader, &loaded, file)? => self.file_attr(reader, &loaded, file).ok(),
                     Ino::File(node, file) if self.handles.is_writing(node, file) => Some(empty_file_attr(&loaded, file)),
                     // Removed by an unlink: the tombstone (nlink 0) for descriptors still open.
                     Ino::File(..) if self.inodes.tombstone(ino).is_some() => None,
@@ -358,9 +362,11 @@ impl FsCore {
     /// remembered here as a lookup would be; an entry that vanished between the listing
     /// and its attributes is left out.
     pub fn readdirplus(&self, ino: u64, offset: u64, add: &mut dyn FnMut(&Attr, u64, &str) -> bool) -> Result<()> {
+        // One read transaction for every entry's attributes (the listing has its own).
+        let reader = self.store().read()?;
         self.readdir(ino, offset, &mut |child, cookie, kind, name| {
             let itself = name == "." || name == "..";
-            let attr = match self.getattr(child) {
+            let attr = match self.getattr_in(&reader, child) {
                 Ok(attr) => attr,
                 // The kernel takes nothing from these two but the name and the number.
                 Err(_) if itself => Attr::dir(Ino::Node(schema::ROOT), std::time::UNIX_EPOCH, std::time::UNIX_EPOCH, false),
