@@ -1006,6 +1006,8 @@ impl FsCore {
                 // Renamed onto a field: the kernel knows the field by this inode for now.
                 let mut attr = self.setattr(alias, size, None, ownership, times)?;
                 attr.ino = ino;
+                // A change invalidates the field's own inode number, not this one.
+                attr.ttl = super::attr::OBJECT_ATTR_TTL;
                 return Ok(attr);
             }
             let root = ownership.uid.is_none_or(|u| u == 0) && ownership.gid.is_none_or(|g| g == 0);
@@ -1075,6 +1077,9 @@ impl FsCore {
                 writer.buffer.truncate(size)?;
                 let mut attr = self.getattr(ino)?;
                 attr.size = writer.buffer.visible().len() as u64;
+                // What this writer holds, not what is committed: never cached, or a reader
+                // would be told that size until the TTL ran out.
+                attr.ttl = super::attr::OBJECT_ATTR_TTL;
                 return Ok(attr);
             }
         }

@@ -131,6 +131,8 @@ impl FsCore {
                 (attr, _) => attr?,
             };
             attr.ino = ino;
+            // A change invalidates the field's own inode number, not this one: never cached.
+            attr.ttl = super::attr::OBJECT_ATTR_TTL;
             return Ok(attr);
         }
         let size = match temp.is_blob {

@@ -1355,3 +1355,19 @@ fn a_refused_label_edit_of_an_image_prefix_puts_its_labels_back() {
     assert_eq!(errno_of(file.write_at(b"=x\n", 1)), libc::EINVAL);
     assert_eq!(read(&labels), "a=1\n");
 }
+
+/// A truncation through a descriptor changes only what that descriptor holds until it is
+/// committed: the size its `ftruncate` answers must not be cached as the file's (found by
+/// the fuzzer once attributes were cached: a reader was told 0 bytes for a second).
+#[test]
+fn an_ftruncate_not_yet_committed_is_not_what_readers_see() {
+    let fx = MountFixture::new();
+    fs::create_dir(fx.path("images/r")).unwrap();
+    let labels = fx.path("images/r/labels");
+    let mut file = OpenOptions::new().write(true).truncate(true).create(true).open(&labels).unwrap();
+    file.write_all(b"a=1\n").unwrap();
+    assert_eq!(ls(&fx.path("images/r")), ["labels"]);
+    file.set_len(0).unwrap();
+    assert_eq!(read(&labels), "a=1\n");
+    assert_eq!(fs::metadata(&labels).unwrap().len(), 4);
+}
