@@ -645,7 +645,12 @@ impl Model {
             Op::ReadHandle(slot) => match self.handles.get(slot) {
                 None => Outcome::Any,
                 Some(h) if !self.live(h) => Outcome::Any,
-                Some(h) if h.mode == OpenMode::Read => Outcome::Bytes(text(&h.base)),
+                // Read through the page cache: each read shows the file as it is then (empty
+                // once the field has no value); only documents over 128 KiB, which these
+                // never are, keep the content at open (docs/interface.md, "Times, sizes and caching").
+                Some(h) if h.mode == OpenMode::Read => {
+                    Outcome::Bytes(text(&self.rendered(h.obj, h.field).flatten().unwrap_or_default()))
+                }
                 Some(h) => Outcome::Bytes(text(&h.shown())),
             },
             Op::Ftruncate { slot, len } => self.ftruncate(*slot, *len),
