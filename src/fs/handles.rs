@@ -1004,7 +1004,9 @@ impl FsCore {
         if super::rename::is_temp(ino) {
             if let Some(alias) = self.temp_alias(ino) {
                 // Renamed onto a field: the kernel knows the field by this inode for now.
-                let mut attr = self.setattr(alias, size, None, ownership, times)?;
+                // Through the descriptor, if any: it was opened on the field (a truncation
+                // through it edits what it holds; without it, it would commit at once).
+                let mut attr = self.setattr(alias, size, fh, ownership, times)?;
                 attr.ino = ino;
                 // A change invalidates the field's own inode number, not this one.
                 attr.ttl = super::attr::OBJECT_ATTR_TTL;

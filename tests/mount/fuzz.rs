@@ -1376,3 +1376,19 @@ fn an_ftruncate_not_yet_committed_is_not_what_readers_see() {
     assert_eq!(read(&labels), "a=1\n");
     assert_eq!(fs::metadata(&labels).unwrap().len(), 4);
 }
+
+/// An ftruncate through a descriptor opened on a field under the inode of the temporary
+/// file renamed onto it edits what the descriptor holds, as through the field's own inode;
+/// it used to commit the truncation at once (found by the fuzzer).
+#[test]
+fn an_ftruncate_through_a_renamed_temporary_files_inode_is_not_committed_at_once() {
+    let fx = MountFixture::new();
+    fs::create_dir(fx.path("containers/c")).unwrap();
+    let dir = fx.path("containers/c");
+    fs::write(dir.join("tmp"), "crun\n").unwrap();
+    fs::rename(dir.join("tmp"), dir.join("runtime")).unwrap();
+    let file = OpenOptions::new().write(true).open(dir.join("runtime")).unwrap();
+    file.set_len(0).unwrap();
+    assert_eq!(read(&dir.join("runtime")), "crun\n", "nothing committed before the close");
+    drop(file);
+}
