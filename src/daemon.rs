@@ -144,6 +144,7 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     }
     let core = Arc::new(FsCore::new(Arc::clone(&services)));
     let notices = core.notices().subscribe();
+    let inode_notices = core.notices().subscribe_inodes();
 
     detach_stale_mount(&args.mountpoint);
     let adapter = FuseAdapter::new(Arc::clone(&core))?.with_statfs_of(&args.root);
@@ -159,6 +160,7 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     announce_ready();
     notify_systemd(&format!("READY=1\nSTATUS=serving {}\nMAINPID={}", args.mountpoint.display(), std::process::id()));
 
+    spawn_inode_notifier(session.notifier(), Arc::clone(&core), inode_notices)?;
     spawn_notifier(session.notifier(), Arc::clone(&core), notices)?;
     spawn_exit_recorder(services, exits)?;
     let mountpoint = absolute(&args.mountpoint);
@@ -197,9 +199,8 @@ fn spawn_notifier(notifier: Notifier, core: Arc<FsCore>, notices: Receiver<Queue
         for queued in notices {
             let notice = &queued.notice;
             let sent = match notice {
-                // Offset -1: attributes only; files are direct I/O, there are no pages.
-                Notice::Attributes(ino) if core.inodes().is_known(*ino) => notifier.inval_inode(INodeNo(*ino), -1, 0),
-                Notice::Attributes(_) => Ok(()),
+                // Sent by the inode notifier once it runs; before, here.
+                Notice::Attributes(_) | Notice::Content(_) => send_inode_notice(&notifier, &core, notice),
                 // `delete` also tells watchers (inotify) the name is gone; it needs the
                 // child's inode, which the kernel may never have looked up.
                 Notice::Removed { parent, child, name } if core.inodes().is_known(*child) => {
@@ -217,6 +218,38 @@ fn spawn_notifier(notifier: Notifier, core: Arc<FsCore>, notices: Receiver<Queue
         }
     })?;
     Ok(())
+}
+
+/// Tells the kernel which inodes changed: attributes only, or pages and attributes. Its own
+/// thread, because a request may wait for these (`FsCore::changed`), and they never wait
+/// for a directory's lock as names do: only for pages a read is filling, which a request
+/// thread answers without waiting for anything.
+fn spawn_inode_notifier(notifier: Notifier, core: Arc<FsCore>, notices: Receiver<Queued>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("notify-inodes".into()).spawn(move || {
+        for queued in notices {
+            if let Err(e) = send_inode_notice(&notifier, &core, &queued.notice) {
+                log::debug!("notify {:?}: {e}", queued.notice);
+            }
+            queued.sent();
+        }
+    })?;
+    Ok(())
+}
+
+fn send_inode_notice(notifier: &Notifier, core: &FsCore, notice: &Notice) -> std::io::Result<()> {
+    match notice {
+        // Offset -1: attributes only (a direct-I/O file has no pages).
+        Notice::Attributes(ino) if core.inodes().is_known(*ino) => notifier.inval_inode(INodeNo(*ino), -1, 0),
+        // Offset 0, length 0: every page, and the attributes. The page table says "may
+        // hold anything" until it is done (see fs/page_cache.rs).
+        Notice::Content(ino) if core.inodes().is_known(*ino) => {
+            core.page_cache().invalidating(*ino);
+            let sent = notifier.inval_inode(INodeNo(*ino), 0, 0);
+            core.page_cache().invalidated(*ino);
+            sent
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Records each exit the runtime reports.

@@ -1,7 +1,9 @@
 //! File attributes and the caching policy the kernel is told.
 //!
-//! Sizes are exact (the content is rendered to measure it), so `stat` never lies, and
-//! every file is opened with direct I/O so a stale page cache can never hide new content.
+//! Sizes are exact (the content is rendered to measure it), so `stat` never lies. Files
+//! whose content changes without a change the daemon announces are opened with direct
+//! I/O and their attributes are never cached; the others (`page_cache.rs`) are cached,
+//! and every change the daemon makes to them invalidates them.
 
 use std::time::{Duration, SystemTime};
 
@@ -15,10 +17,16 @@ pub const ENTRY_TTL: Duration = Duration::from_secs(1);
 /// containers/...): they change only when entries are added or removed through this mount,
 /// and the kernel drops a directory's cached attributes itself on every such change.
 pub const FIXED_DIR_ATTR_TTL: Duration = Duration::from_secs(1);
-/// Object directories' and files' attributes are never cached: their times and sizes
-/// change through other inodes (a write to `labels` moves the container directory's mtime,
-/// a label set as an xattr changes `labels` and `info.json`).
+/// Attributes of everything else that changes are not cached by default: logs grow, a
+/// snapshot's usage is measured, a task's status changes under the runtime.
 pub const OBJECT_ATTR_TTL: Duration = Duration::ZERO;
+/// Attributes of image and container directories and of their record's files: their
+/// times and sizes change through other inodes (a write to `labels` moves the container
+/// directory's mtime and `info.json`'s size, a label set as an xattr changes `labels`),
+/// but only by requests on that object, each of which invalidates every inode of it the
+/// kernel holds before it answers (`FsCore::changed`). The TTL only bounds what a change
+/// the daemon failed to announce could leave stale.
+pub const CACHED_ATTR_TTL: Duration = Duration::from_secs(1);
 
 /// Permission bits of a writable file.
 pub const FILE_MODE: u16 = 0o644;
@@ -97,6 +105,12 @@ impl Attr {
         let (atime, ctime, size) = (mtime, mtime, target_len as u64);
         let (ttl, entry_ttl) = (OBJECT_ATTR_TTL, QUERY_ENTRY_TTL);
         Attr { ino, kind: Kind::Symlink, size, perm: LINK_MODE, nlink: 1, crtime, mtime, atime, ctime, ttl, entry_ttl }
+    }
+
+    /// These attributes, cached for `CACHED_ATTR_TTL`.
+    pub fn cached(mut self) -> Self {
+        self.ttl = CACHED_ATTR_TTL;
+        self
     }
 
     /// These attributes with the times set on the file with `utimensat`, if any: they

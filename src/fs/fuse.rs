@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use fuser::{
     BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags, PollNotifier, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
     TimeOrNow, WriteFlags,
 };
 
@@ -26,6 +26,7 @@ use super::errno::{errno_name, FsError};
 use super::wait::{spawn_parked_reads, Retry, StreamRegistry, WaitRegistry};
 use super::workers::Workers;
 use super::error_log::{printable, Refusal};
+use super::page_cache::OpenMode;
 use super::{FsCore, Ownership, ReadOutcome, Times};
 use crate::service::TimeSet;
 use crate::service::Event;
@@ -183,9 +184,20 @@ fn reply_entry(reply: ReplyEntry, attr: &Attr) {
     reply.entry_with_ttls(&attr.ttl, &attr.entry_ttl, &file_attr(attr), Generation(0));
 }
 
-/// Every file is opened for direct I/O: content is generated, so the kernel must neither
-/// cache pages nor size reads from a possibly stale `st_size`.
+/// Files are opened for direct I/O unless the core says the kernel may cache them: content
+/// that streams, grows or is written must reach the daemon at every read and write.
 const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_DIRECT_IO;
+/// A cacheable file opened for reading: the pages already in the cache are kept (the core
+/// checked they hold this content), and a `close()` does not ask the daemon (a reader
+/// commits nothing).
+const CACHED_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
+
+fn open_flags(mode: OpenMode) -> FopenFlags {
+    match mode {
+        OpenMode::Direct => OPEN_FLAGS,
+        OpenMode::Cached => CACHED_OPEN_FLAGS,
+    }
+}
 
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
@@ -193,6 +205,12 @@ impl Filesystem for FuseAdapter {
         // commit an empty value. Kernels without it still work through setattr(size=0).
         if let Err(missing) = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC) {
             log::warn!("kernel lacks {missing:?}; truncation arrives as setattr");
+        }
+        // Listings with each entry's attributes, so `ls -l` needs no lookup per entry. AUTO:
+        // the kernel asks for them only while the lister also stats (after the first
+        // batch), so `ls -f` and walks that only read names pay nothing for them.
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO) {
+            log::warn!("kernel lacks {missing:?}; listings carry no attributes");
         }
         Ok(())
     }
@@ -325,9 +343,11 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let caller = Caller::of(req);
-        let job = move |core: &FsCore| match core.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), OPEN_FLAGS),
-            Err(e) => reply.error(refuse(core, caller, "open", || core.path_of(ino.0), &e)),
+        let job = move |core: &FsCore| {
+            core.open_and_answer(ino.0, flags.0, |opened| match opened {
+                Ok((fh, mode)) => reply.opened(FileHandle(fh), open_flags(mode)),
+                Err(e) => reply.error(refuse(core, caller, "open", || core.path_of(ino.0), &e)),
+            })
         };
         // Opening for writing takes the pin table's lock, which a collection holds for
         // its whole transaction; `usage` measures a tree.
@@ -358,6 +378,19 @@ impl Filesystem for FuseAdapter {
                 Ok(ReadOutcome::WaitForExit(_)) => reply.error(Errno::EBADF),
                 Ok(ReadOutcome::WaitForEvent) => reply.data(&[]),
                 Err(e) => reply.error(refuse(core, caller, "read", || core.path_of(ino.0), &e)),
+            });
+            return;
+        }
+        if self.core.reads_through_cache(fh.0) {
+            // Answered under that inode's page-cache lock (see fs/page_cache.rs).
+            guarded("read", || {
+                let unanswered = self.core.read_cached(fh.0, offset, size, reply, |reply, read| match read {
+                    Ok(bytes) => reply.data(&bytes),
+                    Err(e) => reply.error(refuse(&self.core, caller, "read", || self.core.path_of(ino.0), &e)),
+                });
+                if let Some(reply) = unanswered {
+                    reply.error(Errno::EBADF);
+                }
             });
             return;
         }
@@ -471,6 +504,20 @@ impl Filesystem for FuseAdapter {
             match result {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(self.refuse(req, "readdir", || self.core.path_of(ino.0), &e)),
+            }
+        });
+    }
+
+    fn readdirplus(&self, req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        guarded("readdirplus", || {
+            let result = self.core.readdirplus(ino.0, offset, &mut |attr, cookie, name| {
+                // One TTL for the name and the attributes: the shorter of the two.
+                let ttl = attr.ttl.min(attr.entry_ttl);
+                reply.add(INodeNo(attr.ino), cookie, name, &ttl, &file_attr(attr), Generation(0))
+            });
+            match result {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(self.refuse(req, "readdirplus", || self.core.path_of(ino.0), &e)),
             }
         });
     }

@@ -20,6 +20,7 @@ use super::content::{Loaded, Object};
 use crate::service::{BlobWriter, Edit, HeldRefs, Judge};
 use super::write::{empty_value, WriteBuffer, WriteMode};
 use crate::store::{label_references, Reference};
+use super::page_cache::{fingerprint, is_cached_file, OpenMode, MAX_CACHED_BYTES};
 use super::{component, is_read_only, load_node, node_attr, FsCore, Result, Times};
 use crate::model::Timestamp;
 use crate::store::{NodeId, NodeKind, StoreRead};
@@ -57,6 +58,33 @@ enum HandleState {
     BlobWrite(Box<BlobWriter>),
     /// A temporary file (by inode number), read and written in memory.
     Temp(u64),
+    /// A cacheable file read through the kernel's page cache (`page_cache.rs`).
+    Cached(Box<CachedRead>),
+}
+
+/// What a handle read through the page cache reads.
+#[derive(Debug)]
+pub(super) enum CachedRead {
+    /// An attribute file or a task's status, rendered from the record at each read: a fill
+    /// must never put content older than a change already announced into the pages. Once
+    /// the record is gone, the content at open.
+    Rendered { ino: u64, at_open: Vec<u8> },
+    /// A committed blob: its bytes never change (a blob stored again is a new node).
+    Blob { ino: u64, file: std::fs::File, fingerprint: u64 },
+}
+
+impl CachedRead {
+    fn ino(&self) -> u64 {
+        match self {
+            CachedRead::Rendered { ino, .. } | CachedRead::Blob { ino, .. } => *ino,
+        }
+    }
+}
+
+/// What a cacheable open found.
+enum CacheSource {
+    Rendered(Vec<u8>),
+    Blob(std::fs::File, u64),
 }
 
 /// An attribute file open for writing.
@@ -153,6 +181,10 @@ impl Handle {
     fn charge(&self) -> usize {
         match &self.state {
             HandleState::Snapshot(content) | HandleState::Control { snapshot: content, .. } => content.len(),
+            HandleState::Cached(cached) => match cached.as_ref() {
+                CachedRead::Rendered { at_open, .. } => at_open.len(),
+                CachedRead::Blob { .. } => 0,
+            },
             HandleState::Write(writer) => writer.buffer.visible().len() + super::write::size_limit(writer.file()),
             HandleState::Log(_)
             | HandleState::Wait
@@ -316,6 +348,38 @@ fn is_write(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY
 }
 
+/// Whether an open of `ino` with `flags` may go through the page cache, before looking at
+/// the record: read-only, no truncation, and an inode that can be an attribute file of an
+/// object, a task or a blob. Writers are always direct: each `write()` must reach the
+/// daemon, and a write through the page cache would hold the page locks an invalidation
+/// waits for.
+fn may_be_cached(ino: u64, flags: i32) -> bool {
+    if is_write(flags) || flags & libc::O_TRUNC != 0 || super::rename::is_temp(ino) || super::ino::QueryIno::decode(ino).is_some() {
+        return false;
+    }
+    match Ino::decode(ino) {
+        Some(Ino::File(_, file)) => is_cached_file(NodeKind::Container, file) || is_cached_file(NodeKind::ImageDir, file),
+        Some(Ino::Node(_)) => true,
+        _ => false,
+    }
+}
+
+/// Up to `size` bytes of `file` from `offset` (fewer only at its end).
+fn read_file_at(file: &std::fs::File, offset: u64, size: u32, what: &str) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; size as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = std::os::unix::fs::FileExt::read_at(file, &mut buf[filled..], offset + filled as u64)
+            .map_err(|e| FsError::Host(format!("reading {what}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
 impl FsCore {
     /// `open` of a file: an attribute file, a task, a task's log or its wait file.
     pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
@@ -388,6 +452,130 @@ impl FsCore {
             Ino::RootFile(RootFile::ErrorLog) => HandleState::Snapshot(self.error_log().contents()),
         };
         self.handles.insert(Handle { node: loaded.node.id, kind: loaded.node.kind, state })
+    }
+
+    /// `open`, answered through `answer` (the adapter's reply) with the handle and how the
+    /// kernel may cache the file. A cacheable file's open compares its content now with what
+    /// the kernel's pages may hold and answers under that inode's page-cache lock, so no
+    /// read fills the pages between the decision and the answer (`page_cache.rs`).
+    pub fn open_and_answer(&self, ino: u64, flags: i32, answer: impl FnOnce(Result<(u64, OpenMode)>)) {
+        if !may_be_cached(ino, flags) {
+            return answer(self.open(ino, flags).map(|fh| (fh, OpenMode::Direct)));
+        }
+        let mut distrusted = false;
+        self.page_cache.serve(ino, |slot| {
+            let opened = self.open_cacheable(ino, flags, slot);
+            distrusted = matches!(opened, Ok((_, _, true)));
+            answer(opened.map(|(fh, mode, _)| (fh, mode)))
+        });
+        if distrusted {
+            // Some change was not announced: this open reads direct, and the pages go so the
+            // next one can use the cache again.
+            log::debug!("{}: cached pages differ from the content; invalidating", self.path_of(ino));
+            self.notices.send(super::notify::Notice::Content(ino));
+        }
+    }
+
+    /// A read-only open of a file that may be cached: the handle, its mode, and whether the
+    /// pages were found to hold other content.
+    fn open_cacheable(&self, ino: u64, flags: i32, slot: &super::page_cache::Slot<'_>) -> Result<(u64, OpenMode, bool)> {
+        let decoded = Ino::decode(ino).ok_or(FsError::NotFound)?;
+        let reader = self.store().read()?;
+        let loaded = load_node(&reader, decoded.node())?;
+        let source = match decoded {
+            Ino::File(_, file) if is_cached_file(loaded.node.kind, file) => {
+                if !self.present(&reader, &loaded, file)? {
+                    return Err(FsError::NotFound);
+                }
+                CacheSource::Rendered(self.file_content(&reader, &loaded, file)?)
+            }
+            Ino::Node(_) if loaded.task().is_some() => {
+                CacheSource::Rendered(loaded.task().expect("checked").status_json().into_bytes())
+            }
+            Ino::Node(_) if loaded.blob().is_some_and(|b| b.state == crate::model::BlobState::Committed) => {
+                let blob = loaded.blob().expect("checked");
+                CacheSource::Blob(self.services.open_blob_for_reading(blob)?, fingerprint(blob.digest.as_bytes()))
+            }
+            _ => {
+                drop(reader);
+                return self.open(ino, flags).map(|fh| (fh, OpenMode::Direct, false));
+            }
+        };
+        let (fp, too_big) = match &source {
+            CacheSource::Rendered(content) => (fingerprint(content), content.len() > MAX_CACHED_BYTES),
+            CacheSource::Blob(_, fp) => (*fp, false),
+        };
+        let mode = if too_big { OpenMode::Direct } else { slot.open_mode(fp) };
+        let state = match (mode, source) {
+            (OpenMode::Cached, CacheSource::Rendered(at_open)) => HandleState::Cached(Box::new(CachedRead::Rendered { ino, at_open })),
+            (OpenMode::Cached, CacheSource::Blob(file, fingerprint)) => {
+                HandleState::Cached(Box::new(CachedRead::Blob { ino, file, fingerprint }))
+            }
+            (OpenMode::Direct, CacheSource::Rendered(content)) => HandleState::Snapshot(content),
+            (OpenMode::Direct, CacheSource::Blob(file, _)) => HandleState::BlobRead(file),
+        };
+        let fh = self.handles.insert(Handle { node: loaded.node.id, kind: loaded.node.kind, state })?;
+        Ok((fh, mode, mode == OpenMode::Direct && !too_big))
+    }
+
+    /// Whether reads of `fh` go through the page cache (`read_cached` answers them).
+    pub fn reads_through_cache(&self, fh: u64) -> bool {
+        // A writer's handle may be locked by its commit: never asked of the handle.
+        if lock(&self.handles.writers).contains_key(&fh) {
+            return false;
+        }
+        self.handles.get(fh).is_ok_and(|handle| matches!(lock(&handle).state, HandleState::Cached(_)))
+    }
+
+    /// `read` through a handle read via the page cache, answered by `answer(reply, ..)`
+    /// under the inode's page-cache lock; `reply` comes back unused for any other handle.
+    pub fn read_cached<R>(&self, fh: u64, offset: u64, size: u32, reply: R, answer: impl FnOnce(R, Result<Vec<u8>>)) -> Option<R> {
+        let Ok(handle) = self.handles.get(fh) else { return Some(reply) };
+        let handle = lock(&handle);
+        let HandleState::Cached(cached) = &handle.state else { return Some(reply) };
+        self.read_through_cache(cached, offset, size, |read| answer(reply, read));
+        None
+    }
+
+    /// One fill of the pages: the content as of now, recorded as what the pages hold, and
+    /// the reply sent (by `answer`) before the inode's page-cache lock is let go, so an
+    /// invalidation that starts after this fill was recorded also drops what it put there.
+    fn read_through_cache(&self, cached: &CachedRead, offset: u64, size: u32, answer: impl FnOnce(Result<Vec<u8>>)) {
+        let ino = cached.ino();
+        let consistent = self.page_cache.serve(ino, |slot| {
+            let (read, consistent) = match cached {
+                CachedRead::Rendered { ino, at_open } => {
+                    let now = self.render_now(*ino).unwrap_or_else(|_| at_open.clone());
+                    let consistent = slot.filled(fingerprint(&now));
+                    (Ok(slice(&now, offset, size)), consistent)
+                }
+                CachedRead::Blob { file, fingerprint, .. } => {
+                    let consistent = slot.filled(*fingerprint);
+                    (read_file_at(file, offset, size, "a blob"), consistent)
+                }
+            };
+            answer(read);
+            consistent
+        });
+        if !consistent {
+            self.notices.send(super::notify::Notice::Content(ino));
+        }
+    }
+
+    /// A cacheable file's content as of now: empty once its field has no value.
+    fn render_now(&self, ino: u64) -> Result<Vec<u8>> {
+        let reader = self.store().read()?;
+        match Ino::decode(ino).ok_or(FsError::NotFound)? {
+            Ino::File(node, file) => {
+                let loaded = load_node(&reader, node)?;
+                match self.present(&reader, &loaded, file)? {
+                    true => self.file_content(&reader, &loaded, file),
+                    false => Ok(Vec::new()),
+                }
+            }
+            Ino::Node(node) => Ok(load_node(&reader, node)?.task().ok_or(FsError::NotFound)?.status_json().into_bytes()),
+            _ => Err(FsError::NotFound),
+        }
     }
 
     /// `create`: the kernel found no such name. A task starts this way; an image's
@@ -533,21 +721,13 @@ impl FsCore {
                 return Ok(ReadOutcome::Data(buf));
             }
             HandleState::Temp(ino) => return Ok(ReadOutcome::Data(self.temps.read(*ino, offset, size)?)),
-            HandleState::BlobRead(file) => {
-                let mut buf = vec![0u8; size as usize];
-                let mut filled = 0;
-                while filled < buf.len() {
-                    let n = std::os::unix::fs::FileExt::read_at(file, &mut buf[filled..], offset + filled as u64)
-                        .map_err(|e| FsError::Host(format!("reading a blob: {e}")))?;
-                    if n == 0 {
-                        break;
-                    }
-                    filled += n;
-                }
-                buf.truncate(filled);
-                return Ok(ReadOutcome::Data(buf));
-            }
+            HandleState::BlobRead(file) => return Ok(ReadOutcome::Data(read_file_at(file, offset, size, "a blob")?)),
             HandleState::BlobWrite(_) => return Err(FsError::BadHandle),
+            HandleState::Cached(cached) => {
+                let mut read = Err(FsError::BadHandle);
+                self.read_through_cache(cached, offset, size, |r| read = r);
+                return read.map(ReadOutcome::Data);
+            }
             // Read from its cursor above.
             HandleState::Events(_) => Vec::new().into(),
             HandleState::Wait => match self.services.wait_text(handle.node)? {
@@ -588,11 +768,14 @@ impl FsCore {
                 let fresh = std::mem::take(fresh);
                 // Release the handle's lock: a control word can take as long as runc does.
                 drop(handle);
-                if fresh {
-                    self.services.control_task_after_start(node, data)?;
+                let done = if fresh {
+                    self.services.control_task_after_start(node, data)
                 } else {
-                    self.services.control_task(node, data)?;
-                }
+                    self.services.control_task(node, data)
+                };
+                // A refused word may have changed the record too (a failed start).
+                self.changed(node);
+                done?;
                 Ok(data.len())
             }
             HandleState::Pending(pending) => {
@@ -626,7 +809,8 @@ impl FsCore {
             | HandleState::Log(_)
             | HandleState::Wait
             | HandleState::Events(_)
-            | HandleState::BlobRead(_) => {
+            | HandleState::BlobRead(_)
+            | HandleState::Cached(_) => {
                 Err(FsError::BadHandle)
             }
         }
@@ -764,6 +948,10 @@ impl FsCore {
                 }
             }
         }
+        if writer.buffer.needs_restore() {
+            // Put back or not, the handle's own commits changed what the kernel may hold.
+            self.changed(node);
+        }
         writer.refused = Some((e.errno(), e.to_string()));
         writer.buffer.abandon();
         e
@@ -805,6 +993,7 @@ impl FsCore {
     fn apply_edit(&self, edit: Edit, node: NodeId, kind: NodeKind) -> Result<()> {
         self.services.apply(edit, node, kind)?;
         self.forget_vanished(node);
+        self.changed(node);
         Ok(())
     }
 
@@ -815,8 +1004,12 @@ impl FsCore {
         if super::rename::is_temp(ino) {
             if let Some(alias) = self.temp_alias(ino) {
                 // Renamed onto a field: the kernel knows the field by this inode for now.
-                let mut attr = self.setattr(alias, size, None, ownership, times)?;
+                // Through the descriptor, if any: it was opened on the field (a truncation
+                // through it edits what it holds; without it, it would commit at once).
+                let mut attr = self.setattr(alias, size, fh, ownership, times)?;
                 attr.ino = ino;
+                // A change invalidates the field's own inode number, not this one.
+                attr.ttl = super::attr::OBJECT_ATTR_TTL;
                 return Ok(attr);
             }
             let root = ownership.uid.is_none_or(|u| u == 0) && ownership.gid.is_none_or(|g| g == 0);
@@ -886,6 +1079,9 @@ impl FsCore {
                 writer.buffer.truncate(size)?;
                 let mut attr = self.getattr(ino)?;
                 attr.size = writer.buffer.visible().len() as u64;
+                // What this writer holds, not what is committed: never cached, or a reader
+                // would be told that size until the TTL ran out.
+                attr.ttl = super::attr::OBJECT_ATTR_TTL;
                 return Ok(attr);
             }
         }

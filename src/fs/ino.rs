@@ -177,6 +177,12 @@ const SLOT_STDOUT: u64 = 10;
 const SLOT_STDERR: u64 = 11;
 const SLOT_WAIT: u64 = 12;
 
+/// Every inode number of node `node`: itself, its attribute files and a task's views.
+pub fn inodes_of(node: NodeId) -> impl Iterator<Item = u64> {
+    let views = [Ino::Node(node), Ino::LogDir(node), Ino::Log(node, Stream::Stdout), Ino::Log(node, Stream::Stderr), Ino::Wait(node)];
+    views.into_iter().chain(ALL_ATTR_FILES.into_iter().map(move |file| Ino::File(node, file))).map(Ino::number)
+}
+
 /// What an inode number designates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Ino {

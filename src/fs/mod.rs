@@ -14,6 +14,7 @@ mod events;
 pub mod fuse;
 mod handles;
 pub mod notify;
+pub mod page_cache;
 mod queries;
 mod rename;
 pub mod ino;
@@ -60,6 +61,8 @@ pub struct FsCore {
     handles: HandleTable,
     /// What the kernel must be told of changes it did not make.
     notices: Arc<notify::Notices>,
+    /// What the kernel's pages of cached files may hold.
+    page_cache: page_cache::PageCache,
     /// Temporary files in object directories (for atomic replace by rename).
     temps: temp::TempFiles,
     /// The last refusals, for `error_log`.
@@ -114,19 +117,32 @@ impl FsCore {
                 sink.send(notify::Notice::removed(schema::LOGS, Ino::LogDir(*node), id));
                 sink.send(notify::Notice::removed(schema::WAIT, Ino::Wait(*node), id));
             }
+            // `tasks/<id>` may be in the page cache (its status), and `logs/<id>/` shows the
+            // record's times.
             Event::TaskExited { node, .. } => {
-                sink.send(notify::Notice::Attributes(Ino::Node(*node).number()));
+                sink.send(notify::Notice::Content(Ino::Node(*node).number()));
+                sink.send(notify::Notice::Attributes(Ino::LogDir(*node).number()));
                 sink.send(notify::Notice::Attributes(Ino::Wait(*node).number()));
             }
-            Event::TaskChanged { node } => sink.send(notify::Notice::Attributes(Ino::Node(*node).number())),
+            Event::TaskChanged { node } => {
+                sink.send(notify::Notice::Content(Ino::Node(*node).number()));
+                sink.send(notify::Notice::Attributes(Ino::LogDir(*node).number()));
+            }
             Event::Collected(collected) => {
+                let mut dirs = std::collections::BTreeSet::new();
                 for (id, digest) in &collected.blobs {
                     if let Some((dir, hex)) = digest_dir(digest) {
                         sink.send(notify::Notice::removed(dir, Ino::Node(*id), hex));
+                        dirs.insert(dir);
                     }
                 }
                 for (id, key) in &collected.snapshots {
                     sink.send(notify::Notice::removed(schema::SNAPSHOTS, Ino::Node(*id), key));
+                    dirs.insert(schema::SNAPSHOTS);
+                }
+                // Their directories' times changed, which the kernel caches for a while.
+                for dir in dirs {
+                    sink.send(notify::Notice::Attributes(Ino::Node(dir).number()));
                 }
             }
         });
@@ -135,6 +151,7 @@ impl FsCore {
             inodes,
             handles: HandleTable::default(),
             notices,
+            page_cache: Default::default(),
             temps: Default::default(),
             queries: Default::default(),
             error_log: Default::default(),
@@ -164,6 +181,21 @@ impl FsCore {
     /// The queue of notices for the kernel (the daemon subscribes its notifier thread).
     pub fn notices(&self) -> &notify::Notices {
         &self.notices
+    }
+
+    /// What the kernel's pages of cached files may hold (the inode notifier updates it).
+    pub fn page_cache(&self) -> &page_cache::PageCache {
+        &self.page_cache
+    }
+
+    /// This request changed `node`'s record: every inode of it the kernel holds (its
+    /// directory or file, its attribute files, a task's views) loses its cached pages and
+    /// attributes before the request answers, so nothing read or stat'ed after the answer
+    /// is stale (`info.json` and the directory's mtime change with `labels`, `labels`
+    /// with a `setfattr` on the directory).
+    pub(super) fn changed(&self, node: NodeId) {
+        let known = ino::inodes_of(node).filter(|ino| self.inodes.is_known(*ino)).collect();
+        self.notices.invalidate_and_wait(known);
     }
 
     /// The notice of a removal the kernel must know of, if it knows the directory.
@@ -218,6 +250,10 @@ impl FsCore {
     /// `forget`: the kernel dropped `count` references to `ino`.
     pub fn forget(&self, ino: u64, count: u64) {
         self.inodes.forget(ino, count);
+        if !self.inodes.is_known(ino) {
+            // Its pages went with the kernel's inode.
+            self.page_cache.forget(ino);
+        }
         if rename::is_temp(ino) && !self.inodes.is_known(ino) {
             self.temps.forget(ino);
         }
@@ -229,18 +265,22 @@ impl FsCore {
         if rename::is_temp(ino) {
             return self.temp_attr(ino);
         }
+        self.getattr_in(&self.store().read()?, ino)
+    }
+
+    /// `getattr` of a node's or a query's inode through an open read transaction.
+    fn getattr_in(&self, reader: &impl StoreRead, ino: u64) -> Result<Attr> {
         if let Some(query) = QueryIno::decode(ino) {
-            return self.query_getattr(&self.store().read()?, query);
+            return self.query_getattr(reader, query);
         }
         let decoded = Ino::decode(ino).ok_or(FsError::NotFound)?;
-        let reader = self.store().read()?;
         let found = match reader.node(decoded.node())? {
             None => None,
             Some(node) => {
-                let loaded = Loaded::read(&reader, node)?;
+                let loaded = Loaded::read(reader, node)?;
                 match decoded {
                     Ino::Node(_) => Some(node_attr(&loaded)),
-                    Ino::File(_, file) if self.present(&reader, &loaded, file)? => self.file_attr(&reader, &loaded, file).ok(),
+                    Ino::File(_, file) if self.present(reader, &loaded, file)? => self.file_attr(reader, &loaded, file).ok(),
                     Ino::File(node, file) if self.handles.is_writing(node, file) => Some(empty_file_attr(&loaded, file)),
                     // Removed by an unlink: the tombstone (nlink 0) for descriptors still open.
                     Ino::File(..) if self.inodes.tombstone(ino).is_some() => None,
@@ -314,6 +354,31 @@ impl FsCore {
             !add(child_ino.number(), child.0 + CHILD_COOKIE_BASE, child_kind, name)
         })?;
         Ok(())
+    }
+
+    /// `readdirplus`: the entries of `readdir`, each with its attributes, handed to
+    /// `add(attr, cookie, name)` until it returns `true` (buffer full). The kernel counts
+    /// every entry it is given but `.` and `..` as a lookup, so each one added is
+    /// remembered here as a lookup would be; an entry that vanished between the listing
+    /// and its attributes is left out.
+    pub fn readdirplus(&self, ino: u64, offset: u64, add: &mut dyn FnMut(&Attr, u64, &str) -> bool) -> Result<()> {
+        // One read transaction for every entry's attributes (the listing has its own).
+        let reader = self.store().read()?;
+        self.readdir(ino, offset, &mut |child, cookie, kind, name| {
+            let itself = name == "." || name == "..";
+            let attr = match self.getattr_in(&reader, child) {
+                Ok(attr) => attr,
+                // The kernel takes nothing from these two but the name and the number.
+                Err(_) if itself => Attr::dir(Ino::Node(schema::ROOT), std::time::UNIX_EPOCH, std::time::UNIX_EPOCH, false),
+                Err(_) => return false,
+            };
+            let attr = Attr { ino: child, kind, ..attr };
+            let full = add(&attr, cookie, name);
+            if !full && !itself {
+                self.inodes.remember(child);
+            }
+            full
+        })
     }
 
     /// `mkdir`: an image directory under `images/`, or a container under `containers/`.
@@ -409,6 +474,8 @@ impl FsCore {
             }
         }
         self.bury(&last);
+        // The kernel may hold its files' pages and attributes (tombstones now).
+        self.changed(last.node.id);
         Ok(())
     }
 
@@ -503,6 +570,7 @@ impl FsCore {
         self.inodes.bury(static_file_attr(&last, file).unwrap_or_else(|_| empty_file_attr(&last, file)));
         // The kernel drops the name it unlinked; others may have gone with it (info.json).
         self.forget_vanished(dir.node.id);
+        self.changed(dir.node.id);
         Ok(())
     }
 
@@ -796,8 +864,13 @@ fn task_named(reader: &impl StoreRead, name: &str) -> Result<Loaded> {
 
 fn dir_attr(loaded: &Loaded) -> Attr {
     let (created, updated) = loaded.dir_times();
-    Attr::dir(Ino::Node(loaded.node.id), created, updated, matches!(loaded.object, Object::Fixed))
-        .with_set_times(loaded.node.times.get(crate::model::NODE_ITSELF))
+    let attr = Attr::dir(Ino::Node(loaded.node.id), created, updated, matches!(loaded.object, Object::Fixed))
+        .with_set_times(loaded.node.times.get(crate::model::NODE_ITSELF));
+    // Their times change only with their records, through requests that invalidate them.
+    match loaded.object {
+        Object::Image(_) | Object::Container(_) => attr.cached(),
+        _ => attr,
+    }
 }
 
 impl FsCore {
@@ -825,8 +898,13 @@ fn static_file_attr(loaded: &Loaded, file: AttrFile) -> Result<Attr> {
 fn attr_for_content(loaded: &Loaded, file: AttrFile, size: usize) -> Attr {
     let (created, updated) = loaded.record_times();
     let mode = file_mode(loaded.node.kind, file);
-    Attr::file(Ino::File(loaded.node.id, file), size, mode, created.to_system_time(), updated.to_system_time())
-        .with_set_times(loaded.node.times.get(file.name()))
+    let attr = Attr::file(Ino::File(loaded.node.id, file), size, mode, created.to_system_time(), updated.to_system_time())
+        .with_set_times(loaded.node.times.get(file.name()));
+    if page_cache::is_cached_file(loaded.node.kind, file) {
+        attr.cached()
+    } else {
+        attr
+    }
 }
 
 /// Whether a file of a node of `kind` can be written.
@@ -874,6 +952,9 @@ mod blob_tests;
 
 #[cfg(test)]
 mod events_tests;
+
+#[cfg(test)]
+mod cache_tests;
 
 /// The `content/<alg>/` directory of a digest, and its file name there.
 fn digest_dir(digest: &str) -> Option<(NodeId, &str)> {

@@ -2,10 +2,15 @@
 //! file's attributes changed), or a name the daemon removed on its own (`logs/<id>` and
 //! `wait/<id>` when a task goes, blobs and snapshots a collection took).
 //!
-//! Requests and background work only queue notices here, after their commit; one thread
-//! (started by the daemon with fuser's notifier) sends them. A notification sent from a
-//! request handler can deadlock the session (libfuse's documentation), and the queue is
-//! unbounded so that queueing never waits on that thread.
+//! Requests and background work only queue notices here, after their commit; threads
+//! started by the daemon with fuser's notifier send them. A notification sent from a
+//! request handler can deadlock the session (libfuse's documentation), and the queues are
+//! unbounded so that queueing never waits on those threads.
+//!
+//! Two queues, two threads: names (`inval_entry`, `delete`) need the directory's lock,
+//! which a request may hold while it waits; inode invalidations (`inval_inode`) need no
+//! inode lock, only the pages a read is filling, so a request may wait for them without
+//! waiting behind a name whose directory it holds.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
@@ -19,6 +24,9 @@ const ACK_WAIT: Duration = Duration::from_secs(1);
 pub enum Notice {
     /// The attributes of an inode changed.
     Attributes(u64),
+    /// The content of an inode may have changed, and its attributes: the kernel drops its
+    /// pages and attributes (`page_cache.rs`).
+    Content(u64),
     /// The name `name` of directory `parent` is gone, and the kernel must drop its entry
     /// without touching the inode behind it (whose lock the request that caused this may
     /// hold, as a write does).
@@ -40,6 +48,11 @@ pub enum Notice {
 }
 
 impl Notice {
+    /// Whether it goes to the queue of inode invalidations.
+    pub fn is_inode(&self) -> bool {
+        matches!(self, Notice::Attributes(_) | Notice::Content(_))
+    }
+
     /// The daemon removed `name` (whose inode is `child`) from directory node `parent`.
     pub fn removed(parent: crate::store::NodeId, child: super::ino::Ino, name: &str) -> Notice {
         Notice::Removed { parent: super::ino::Ino::Node(parent).number(), child: child.number(), name: name.to_owned() }
@@ -67,6 +80,7 @@ impl Queued {
 #[derive(Debug, Default)]
 pub struct Notices {
     sender: Mutex<Option<Sender<Queued>>>,
+    inodes: Mutex<Option<Sender<Queued>>>,
 }
 
 impl Notices {
@@ -76,6 +90,31 @@ impl Notices {
         let (tx, rx) = channel();
         *self.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
         rx
+    }
+
+    /// Starts queueing inode invalidations, for a thread of their own (see the module's
+    /// doc). Before this they go with the names, if anyone listens.
+    pub fn subscribe_inodes(&self) -> Receiver<Queued> {
+        let (tx, rx) = channel();
+        *self.inodes.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// Queues inode invalidations and waits (a little) until the kernel was told of all of
+    /// them, so the request that made the change answers only once nothing stale can be
+    /// read or stat'ed. Never for names (see `send_and_wait`).
+    pub fn invalidate_and_wait(&self, inodes: Vec<u64>) {
+        let Some(last) = inodes.len().checked_sub(1) else { return };
+        let (tx, rx) = channel();
+        let mut queued = true;
+        for (i, ino) in inodes.into_iter().enumerate() {
+            // One thread sends them in order: the last one's acknowledgement covers all.
+            let ack = (i == last).then(|| tx.clone());
+            queued &= self.queue(Queued { notice: Notice::Content(ino), ack });
+        }
+        if queued && rx.recv_timeout(ACK_WAIT).is_err() {
+            log::warn!("the kernel was not told of changed inodes within {ACK_WAIT:?}; answering anyway");
+        }
     }
 
     /// Queues a notice.
@@ -97,6 +136,11 @@ impl Notices {
     }
 
     fn queue(&self, queued: Queued) -> bool {
+        if queued.notice.is_inode() {
+            if let Some(tx) = self.inodes.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                return tx.send(queued).is_ok();
+            }
+        }
         match self.sender.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             // A closed receiver means the mount is gone: nobody to tell.
             Some(tx) => tx.send(queued).is_ok(),

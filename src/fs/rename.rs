@@ -85,8 +85,9 @@ impl FsCore {
         // Renaming an empty file onto a field clears it; the kernel holds the name under
         // the temporary file's inode now.
         self.forget_vanished_also(dir.node.id, Some(file));
-        // The replaced file's inode is not the name's any more: its cached attributes go.
-        self.notices.send(super::notify::Notice::Attributes(Ino::File(dir.node.id, file).number()));
+        // The replaced file's inode is not the name's any more, and what the kernel cached
+        // of the object (info.json, the directory's mtime) changed with it.
+        self.changed(dir.node.id);
         log::debug!("{}: replaced by rename of {name}", file.name());
         Ok(())
     }
@@ -130,6 +131,8 @@ impl FsCore {
                 (attr, _) => attr?,
             };
             attr.ino = ino;
+            // A change invalidates the field's own inode number, not this one: never cached.
+            attr.ttl = super::attr::OBJECT_ATTR_TTL;
             return Ok(attr);
         }
         let size = match temp.is_blob {

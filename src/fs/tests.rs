@@ -278,6 +278,7 @@ fn refusals_have_their_errno() {
         (core.unlink(containers, OsStr::new("web")), libc::EISDIR),
         (core.getxattr(web, OsStr::new("user.none")).map(drop), libc::ENODATA),
         (core.setxattr(web, OsStr::new("trusted.x"), b"v", 0), libc::ENOTSUP),
+        (core.getxattr(web, OsStr::new("security.selinux")).map(drop), libc::ENOTSUP),
         (core.setattr(info, Some(0), None, Default::default(), Default::default()).map(drop), libc::EACCES),
         (core.setattr(web, None, None, super::Ownership { mode: Some(0o700), ..Default::default() }, Default::default()).map(drop), libc::EPERM),
     ];

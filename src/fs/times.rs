@@ -57,6 +57,7 @@ impl FsCore {
         let atime = times.atime.unwrap_or(TimeSet::At(Timestamp::from(shown.atime)));
         let mtime = times.mtime.unwrap_or(TimeSet::At(Timestamp::from(shown.mtime)));
         self.services.set_times(node, key, atime, mtime)?;
+        self.changed(node);
         self.getattr(ino)
     }
 }

@@ -42,10 +42,18 @@ impl FsCore {
         }
     }
 
-    /// `getxattr`: the value of label `key` for `user.<key>`.
+    /// `getxattr`: the value of label `key` for `user.<key>`. Any other namespace is not
+    /// supported (`ENOTSUP`, as on set, and as a local filesystem answers for a namespace it
+    /// has no handler for): `ls -l` asks for `security.selinux` and both POSIX ACLs of
+    /// every entry, and stops asking for the rest of the listing only on `ENOTSUP`, so an
+    /// `ENODATA` here would cost three round trips per entry.
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>> {
         let missing = || FsError::NoLabel(name.to_string_lossy().into_owned());
-        let Ok(key) = label_key(name) else { return Err(missing()) };
+        let key = match label_key(name) {
+            Ok(key) => key,
+            Err(outside @ FsError::XattrNotSupported(_)) => return Err(outside),
+            Err(_) => return Err(missing()),
+        };
         let loaded = self.labelled(ino)?.ok_or_else(missing)?;
         let labels = loaded.labels().ok_or_else(missing)?;
         labels.get(key).map(|v| v.as_bytes().to_vec()).ok_or_else(missing)
@@ -85,6 +93,7 @@ impl FsCore {
         };
         self.services.set_label(node, key, value, required)?;
         self.forget_vanished(node);
+        self.changed(node);
         Ok(())
     }
 
@@ -98,6 +107,7 @@ impl FsCore {
         }
         self.services.remove_label(loaded.node.id, key)?;
         self.forget_vanished(loaded.node.id);
+        self.changed(loaded.node.id);
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod cache;
 mod concurrency;
 mod containers;
 mod crash;

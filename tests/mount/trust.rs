@@ -99,7 +99,7 @@ fn what_fsync_or_a_completing_write_acknowledged_survives_kill_9_before_close() 
 
 /// Opens `path` as a shell's `>` does: truncating, then closing a duplicate descriptor
 /// (a FUSE flush that sees the bare truncation) before any byte is written.
-fn open_like_a_shell_redirect(path: &Path) -> File {
+pub(crate) fn open_like_a_shell_redirect(path: &Path) -> File {
     let file = OpenOptions::new().write(true).truncate(true).open(path).unwrap();
     drop(file.try_clone().unwrap());
     file
