@@ -120,9 +120,11 @@ fn create_and_start(args: &SuperviseArgs, files: &TaskFiles) -> Result<i32, Stri
         .status()
         .map_err(|e| format!("cannot run {}: {e}", args.runc.display()))?;
     if !status.success() {
+        // The run's own error first: the delete below logs to the same file.
+        let error = last_error(&files.runc_log()).unwrap_or_else(|| format!("runc run: {status}"));
         // runc removes what a failed run made; a runtime that does not is asked to.
         let _ = cli.run(RuncOp::Delete { id: &args.id });
-        return Err(last_error(&files.runc_log()).unwrap_or_else(|| format!("runc run: {status}")));
+        return Err(error);
     }
     let pid = std::fs::read_to_string(&pid_file)
         .ok()

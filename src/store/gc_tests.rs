@@ -231,3 +231,45 @@ fn a_label_that_drops_a_reference_leaves_the_target_to_the_next_collection() {
     // Nothing collects at a label write; the next collection (after any delete) does.
     assert_eq!(names(&collect(&store)).0, vec![digest('d')]);
 }
+
+#[test]
+fn a_lease_ends_when_an_image_or_container_comes_to_reach_the_blob_and_not_otherwise() {
+    let (_dir, store) = temp_store();
+    let later = Timestamp::from_nanos(Timestamp::now().as_nanos() + 3_600_000_000_000);
+    let leased = |fill| {
+        store
+            .write(|w| {
+                let (node, _) = w.begin_blob(schema::CONTENT_SHA256, &hex(fill))?;
+                w.commit_blob(node.id, 1, vec![], Some(later)).map(|_| node.id)
+            })
+            .unwrap()
+    };
+    let lease = |fill| store.read().unwrap().blob_by_digest(&digest(fill)).unwrap().unwrap().1.lease_until;
+    leased('a');
+    let holder = leased('f');
+    // A record that keeps itself (gc.root) is no image or container: a's lease runs on.
+    store
+        .write(|w| -> Result<()> {
+            w.update_labels(holder, |l| l.set(LABEL_ROOT, "yes"))?;
+            w.update_labels(holder, |l| l.set("containerd.io/gc.ref.content", &digest('a')))?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(lease('a'), Some(later), "a gc.root record does not end a lease");
+    // A container's label does, at the write.
+    store
+        .write(|w| {
+            let (web, _) = w.create_container("web")?;
+            w.update_labels(web.id, |l| l.set("containerd.io/gc.ref.content", &digest('a')))
+        })
+        .unwrap();
+    assert_eq!(lease('a'), None, "the container reached a");
+    assert_eq!(lease('f'), Some(later), "nothing reaches f");
+    // A blob committed below what a container reaches gets no lease either.
+    store.write(|w| w.update_labels(holder, |l| l.set("containerd.io/gc.ref.content.x", &digest('b')))).unwrap();
+    let web = store.read().unwrap().lookup(schema::CONTAINERS, "web").unwrap().unwrap();
+    store.write(|w| w.update_labels(web.id, |l| l.set("containerd.io/gc.ref.content.f", &digest('f')))).unwrap();
+    assert_eq!(lease('f'), None, "the container reached f");
+    leased('b');
+    assert_eq!(lease('b'), None, "b was committed below f, which the container reaches");
+}

@@ -2,6 +2,8 @@
 //! crash leaves the old version intact); the check that refuses a newer database lives
 //! here too.
 
+use std::collections::{HashMap, HashSet};
+
 use heed::RwTxn;
 
 use super::{gc::Reference, nodes, nodes::NodeId, refs, schema::META_NAMESPACE, schema::SCHEMA_VERSION, schema::META_SCHEMA_VERSION, Dbs, Result, StoreError};
@@ -40,40 +42,75 @@ pub(super) fn migrate(dbs: &Dbs, wtxn: &mut RwTxn, found: u32) -> Result<()> {
 /// the first collection judges the whole store once, as every collection did before.
 fn v6_to_v7(dbs: &Dbs, wtxn: &mut RwTxn) -> Result<()> {
     log::info!("migrating the store from schema 6 to 7: indexing references");
-    let mut holders: Vec<(refs::Holder, refs::Edges)> = Vec::new();
-    let mut pending = Vec::new();
+    // (holder, the holder as a target for blobs and snapshots, its references)
+    let mut holders: Vec<(refs::Holder, Option<Reference>, refs::Edges)> = Vec::new();
     let mut leases = Vec::new();
     for item in dbs.images.iter(wtxn)? {
         let (id, image) = item?;
-        holders.push((refs::Holder::Image(NodeId(id)), refs::image_edges(&image)));
+        holders.push((refs::Holder::Image(NodeId(id)), None, refs::image_edges(&image)));
     }
     for item in dbs.containers.iter(wtxn)? {
         let (id, container) = item?;
-        holders.push((refs::Holder::Container(NodeId(id)), refs::container_edges(&container)));
+        holders.push((refs::Holder::Container(NodeId(id)), None, refs::container_edges(&container)));
     }
     for item in dbs.blobs.iter(wtxn)? {
         let (id, blob) = item?;
-        holders.push((refs::Holder::Blob(NodeId(id)), refs::blob_edges(&blob)));
         if let Some(until) = blob.lease_until {
             leases.push((NodeId(id), until));
         }
-        pending.push(Reference::Blob(blob.digest));
+        let edges = refs::blob_edges(&blob);
+        holders.push((refs::Holder::Blob(NodeId(id)), Some(Reference::Blob(blob.digest)), edges));
     }
     for item in dbs.snapshots.iter(wtxn)? {
         let (id, snapshot) = item?;
-        holders.push((refs::Holder::Snapshot(NodeId(id)), refs::snapshot_edges(&snapshot)));
-        pending.push(Reference::Snapshot(snapshot.key));
+        let edges = refs::snapshot_edges(&snapshot);
+        holders.push((refs::Holder::Snapshot(NodeId(id)), Some(Reference::Snapshot(snapshot.key)), edges));
     }
-    for (holder, edges) in &holders {
+    for (holder, this, edges) in &holders {
         refs::insert_edges(dbs, wtxn, *holder, edges)?;
+        if let Some(this) = this {
+            refs::insert_pending(dbs, wtxn, this)?;
+        }
     }
+    // Schema 6's next collection would have ended the lease of whatever an image or a
+    // container reaches; schema 7 ends leases at the writes that come to reach, so what is
+    // reached already loses its lease here, or it would outlive its image by up to a lease.
+    let reached = blobs_reached_from_roots(&holders);
     for (id, until) in leases {
-        refs::insert_lease(dbs, wtxn, id, until)?;
-    }
-    for target in &pending {
-        refs::insert_pending(dbs, wtxn, target)?;
+        if reached.contains(&id) {
+            if let Some(mut blob) = dbs.blobs.get(wtxn, &id.0)? {
+                blob.lease_until = None;
+                dbs.blobs.put(wtxn, &id.0, &blob)?;
+            }
+        } else {
+            refs::insert_lease(dbs, wtxn, id, until)?;
+        }
     }
     Ok(())
+}
+
+/// The blob nodes an image or container reaches, through every record's references.
+fn blobs_reached_from_roots(holders: &[(refs::Holder, Option<Reference>, refs::Edges)]) -> HashSet<NodeId> {
+    let by_name: HashMap<&Reference, (refs::Holder, &refs::Edges)> =
+        holders.iter().filter_map(|(holder, this, edges)| this.as_ref().map(|t| (t, (*holder, edges)))).collect();
+    let mut work: Vec<&Reference> = holders
+        .iter()
+        .filter(|(holder, _, _)| holder.is_root())
+        .flat_map(|(_, _, edges)| edges.iter().map(|(r, _)| r))
+        .collect();
+    let (mut seen, mut blobs) = (HashSet::new(), HashSet::new());
+    while let Some(reference) = work.pop() {
+        if !seen.insert(reference) {
+            continue;
+        }
+        if let Some((holder, edges)) = by_name.get(reference) {
+            if let refs::Holder::Blob(id) = holder {
+                blobs.insert(*id);
+            }
+            work.extend(edges.iter().map(|(r, _)| r));
+        }
+    }
+    blobs
 }
 
 /// Version 6 names the namespace a store holds. Before it there was one namespace, and

@@ -648,19 +648,26 @@ mod tests {
         let later = crate::model::Timestamp::from_nanos(crate::model::Timestamp::now().as_nanos() + 3_600_000_000_000);
         store
             .write(|w| -> Result<()> {
-                // a: the image's target, listing b; c: leased; d: referenced by nothing.
-                for (fill, children, lease) in [('a', vec![format!("sha256:{}", hex('b'))], None), ('b', vec![], None), ('c', vec![], Some(later)), ('d', vec![], None)] {
+                // a: the image's target, listing b; c: leased; d: referenced by nothing;
+                // e: leased, named by the label of container web.
+                for (fill, children, lease) in [('a', vec![format!("sha256:{}", hex('b'))], None), ('b', vec![], None), ('c', vec![], Some(later)), ('d', vec![], None), ('e', vec![], Some(later))] {
                     let (node, _) = w.begin_blob(schema::CONTENT_SHA256, &hex(fill))?;
                     w.commit_blob(node.id, 10, children, lease)?;
                 }
                 let dir = w.create_image_dir(schema::IMAGES, "app")?;
                 w.put_image_target(dir.id, descriptor('a'), None)?;
+                let (web, _) = w.create_container("web")?;
+                w.update_labels(web.id, |l| l.set("containerd.io/gc.ref.content", &format!("sha256:{}", hex('e'))))?;
                 Ok(())
             })
             .unwrap();
-        // What schema 6 had: no index, no pending list, no lease list.
+        // What schema 6 had: no index, no pending list, no lease list, and e's lease still
+        // running (only a target write, or the next collection, ended leases then).
         store
             .write(|w| -> Result<()> {
+                let (id, mut e) = w.blob_by_digest(&format!("sha256:{}", hex('e')))?.unwrap();
+                e.lease_until = Some(later);
+                w.dbs.blobs.put(&mut w.txn, &id.0, &e)?;
                 w.dbs.refs.clear(&mut w.txn)?;
                 w.dbs.gc_pending.clear(&mut w.txn)?;
                 w.dbs.leases.clear(&mut w.txn)?;
@@ -678,6 +685,11 @@ mod tests {
         let collected = store.write(|w| w.collect_garbage(&Default::default(), crate::model::Timestamp::now())).unwrap();
         let digests: Vec<&str> = collected.blobs.iter().map(|(_, d)| d.as_str()).collect();
         assert_eq!(digests, vec![format!("sha256:{}", hex('d'))], "only what nothing keeps");
+        // e's lease ended with the migration, as schema 6's collection would have ended it.
+        store.write(|w| w.delete_container("web")).unwrap();
+        let collected = store.write(|w| w.collect_garbage(&Default::default(), crate::model::Timestamp::now())).unwrap();
+        let digests: Vec<&str> = collected.blobs.iter().map(|(_, d)| d.as_str()).collect();
+        assert_eq!(digests, vec![format!("sha256:{}", hex('e'))], "the container's label was all that kept e");
         assert_eq!(store.read().unwrap().referrers(Target::Blob(&format!("sha256:{}", hex('b')))).unwrap(), vec![Referrer::Blob(format!("sha256:{}", hex('a')))]);
     }
 
