@@ -372,6 +372,7 @@ impl Filesystem for FuseAdapter {
     ) {
         let caller = Caller::of(req);
         if self.core.is_writing(fh.0) {
+            self.core.direct_read_of(ino.0);
             // A handle open for writing may be locked by its own long commit (an unpack).
             self.offload("read", move |core| match core.read(fh.0, offset, size) {
                 Ok(ReadOutcome::Data(bytes)) => reply.data(&bytes),
@@ -394,6 +395,7 @@ impl Filesystem for FuseAdapter {
             });
             return;
         }
+        self.core.direct_read_of(ino.0);
         guarded("read", || match self.core.read(fh.0, offset, size) {
             Ok(ReadOutcome::Data(bytes)) => reply.data(&bytes),
             Ok(ReadOutcome::WaitForExit(node)) => {

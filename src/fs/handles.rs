@@ -518,6 +518,17 @@ impl FsCore {
         Ok((fh, mode, mode == OpenMode::Direct && !too_big))
     }
 
+    /// A read of cacheable inode `ino` through a descriptor that reads direct is about to
+    /// be answered: what it may put in the pages is distrusted and invalidated (see
+    /// `page_cache::Slot::distrust`). Only queues the invalidation, so a request thread may
+    /// call it.
+    pub fn direct_read_of(&self, ino: u64) {
+        if may_be_cached(ino, libc::O_RDONLY) {
+            self.page_cache.serve(ino, |slot| slot.distrust());
+            self.notices.send(super::notify::Notice::Content(ino));
+        }
+    }
+
     /// Whether reads of `fh` go through the page cache (`read_cached` answers them).
     pub fn reads_through_cache(&self, fh: u64) -> bool {
         // A writer's handle may be locked by its commit: never asked of the handle.
@@ -791,7 +802,10 @@ impl FsCore {
                         handle.state = HandleState::Control { snapshot: status.status_json().into_bytes(), fresh: false };
                         drop(handle);
                         self.forget_pending(&id);
-                        self.services.control_task_after_start(task.id, data)?;
+                        let done = self.services.control_task_after_start(task.id, data);
+                        // The task's status changed with the start, word or not.
+                        self.changed(task.id);
+                        done?;
                         Ok(data.len())
                     }
                     Err(e) => {

@@ -364,21 +364,32 @@ impl FsCore {
     pub fn readdirplus(&self, ino: u64, offset: u64, add: &mut dyn FnMut(&Attr, u64, &str) -> bool) -> Result<()> {
         // One read transaction for every entry's attributes (the listing has its own).
         let reader = self.store().read()?;
+        // Remembered once the listing is whole: a listing that fails part way is answered
+        // with an error, and the kernel then links none of the entries it was given.
+        let mut given = Vec::new();
         self.readdir(ino, offset, &mut |child, cookie, kind, name| {
             let itself = name == "." || name == "..";
             let attr = match self.getattr_in(&reader, child) {
                 Ok(attr) => attr,
                 // The kernel takes nothing from these two but the name and the number.
                 Err(_) if itself => Attr::dir(Ino::Node(schema::ROOT), std::time::UNIX_EPOCH, std::time::UNIX_EPOCH, false),
-                Err(_) => return false,
+                Err(FsError::NotFound) => return false,
+                Err(e) => {
+                    log::warn!("readdirplus: {name} left out: {e}");
+                    return false;
+                }
             };
             let attr = Attr { ino: child, kind, ..attr };
             let full = add(&attr, cookie, name);
             if !full && !itself {
-                self.inodes.remember(child);
+                given.push(child);
             }
             full
-        })
+        })?;
+        for child in given {
+            self.inodes.remember(child);
+        }
+        Ok(())
     }
 
     /// `mkdir`: an image directory under `images/`, or a container under `containers/`.

@@ -122,6 +122,14 @@ impl Slot<'_> {
         }
     }
 
+    /// A read through a descriptor that reads direct is about to be answered. `read(2)` on
+    /// such a descriptor bypasses the pages, but `sendfile`, `splice` and `mmap` fill them
+    /// from its answers (a writer's uncommitted bytes, an old snapshot): nothing the pages
+    /// hold is trusted until an invalidation that starts after this was sent.
+    pub fn distrust(&mut self) {
+        self.map.insert(self.ino, Served::Distrusted);
+    }
+
     /// A read is about to put content with `fingerprint` in the pages. False when the
     /// pages may now hold more than one version: the caller must have them invalidated.
     #[must_use]

@@ -79,7 +79,11 @@ impl FsCore {
         judged.and_then(|edit| Ok(self.services.apply(edit, dir.node.id, dir.node.kind)?))?;
         if temp.mtime_set {
             let at = crate::service::TimeSet::At(crate::model::Timestamp::from(temp.mtime));
-            self.services.set_times(dir.node.id, file.name(), at, at)?;
+            if let Err(e) = self.services.set_times(dir.node.id, file.name(), at, at) {
+                // The value was committed: what the kernel cached of it goes all the same.
+                self.changed(dir.node.id);
+                return Err(e.into());
+            }
         }
         self.temps.renamed_onto(ino, Alias::File(file));
         // Renaming an empty file onto a field clears it; the kernel holds the name under

@@ -275,3 +275,27 @@ fn a_tasks_status_shows_its_exit_through_a_descriptor_opened_before() {
     assert!(stopped.contains("\"stopped\""), "{stopped}");
     assert_eq!(buf, stopped.as_bytes()[..running.len()]);
 }
+
+/// A descriptor that reads direct (a writer, here) can still fill the page cache: the
+/// kernel serves `sendfile`, `splice` and `mmap` through pages even then. What such a read
+/// put there must not be what the next `cat` gets (found by review: an uncommitted,
+/// invalid in-place edit was shown to every later reader).
+#[test]
+fn pages_filled_through_a_direct_descriptor_are_not_trusted_by_a_later_open() {
+    let fx = MountFixture::new();
+    fs::create_dir(fx.path("containers/c")).unwrap();
+    let labels = fx.path("containers/c/labels");
+    put(&labels, "keep=1\n");
+    assert_eq!(read_sized(&labels), "keep=1\n");
+    // An in-place edit, invalid and not committed (it is judged at close).
+    let editor = fs::OpenOptions::new().read(true).write(true).open(&labels).unwrap();
+    editor.write_at(b"=", 0).unwrap();
+    let sink = File::create("/dev/null").unwrap();
+    let mut offset: libc::off_t = 0;
+    // SAFETY: both descriptors are open for the call; offset is a valid pointer.
+    let sent = unsafe { libc::sendfile(std::os::fd::AsRawFd::as_raw_fd(&sink), std::os::fd::AsRawFd::as_raw_fd(&editor), &mut offset, 4096) };
+    assert!(sent > 0, "sendfile through the editor's descriptor: {}", io::Error::last_os_error());
+    assert_eq!(read_sized(&labels), "keep=1\n", "a reader sees what is committed, not the editor's bytes");
+    assert_eq!(close_checked(editor), Err(libc::EINVAL));
+    assert_eq!(read_sized(&labels), "keep=1\n");
+}
