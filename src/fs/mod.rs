@@ -120,7 +120,10 @@ impl FsCore {
             // `tasks/<id>` may be in the page cache (its status), and `logs/<id>/` shows the
             // record's times.
             Event::TaskExited { node, .. } => {
-                sink.send(notify::Notice::Content(Ino::Node(*node).number()));
+                // Waited for (events come on workers and the exit watcher, never on a
+                // request thread): a `cat wait/<id>` answered after this must not be
+                // followed by a read of the old status through a descriptor open before.
+                sink.invalidate_and_wait(vec![Ino::Node(*node).number()]);
                 sink.send(notify::Notice::Attributes(Ino::LogDir(*node).number()));
                 sink.send(notify::Notice::Attributes(Ino::Wait(*node).number()));
             }
