@@ -407,7 +407,10 @@ fn a_container_labelled_rm_has_its_task_deleted_when_it_exits_and_waiters_get_th
     t.control("auto", "KILL").unwrap();
     let out = reader.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "137\n", "the blocked waiter is given the exit status");
-    wait_until(TASK_DEADLINE, "the task to be deleted", || !t.path("tasks/auto").exists());
+    // The daemon removes the three names on its own, one notice after another: each is
+    // waited for (no request of the test's was acknowledged with them).
+    let gone = |view: &str| !t.path(view).exists();
+    wait_until(TASK_DEADLINE, "the task to be deleted", || gone("tasks/auto") && gone("logs/auto") && gone("wait/auto"));
     assert_task_gone(&t, "auto");
     assert!(t.log().contains("task auto deleted on exit (ctrfs.io/rm=true)"), "logged");
     assert!(log.metadata().is_ok(), "an open log answers from its tombstone, as after rm");
@@ -415,7 +418,9 @@ fn a_container_labelled_rm_has_its_task_deleted_when_it_exits_and_waiters_get_th
     assert!(t.path("containers/auto/spec").exists());
     t.set_spec("auto", &spec(&["/bin/sh", "-c", "exit 3"]));
     fs::File::create(t.path("tasks/auto")).expect("the quick task starts");
-    wait_until(TASK_DEADLINE, "the quick task to be deleted", || t.log().matches("task auto deleted on exit").count() == 2);
+    wait_until(TASK_DEADLINE, "the quick task to be deleted", || {
+        t.log().matches("task auto deleted on exit").count() == 2 && gone("tasks/auto") && gone("logs/auto") && gone("wait/auto")
+    });
     assert_task_gone(&t, "auto");
     // Without the label (or with another value) the task stays stopped.
     put(&t.path("containers/auto/labels"), "ctrfs.io/rm=false\n");
