@@ -162,13 +162,10 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
 
     spawn_inode_notifier(session.notifier(), Arc::clone(&core), inode_notices)?;
     spawn_notifier(session.notifier(), Arc::clone(&core), notices)?;
-    spawn_exit_recorder(Arc::clone(&services), exits)?;
+    spawn_exit_recorder(services, exits)?;
     let mountpoint = absolute(&args.mountpoint);
     std::thread::Builder::new().name("signals".into()).spawn(move || unmount_on_signals(&stop_signals, &mountpoint))?;
     session.run()?;
-    // The runtime state of tasks deleted just before the unmount (what is left over is
-    // removed at the next start-up otherwise).
-    services.settle_cleanups();
     log::info!("unmounted {} (tasks keep running)", args.mountpoint.display());
     Ok(())
 }

@@ -33,25 +33,12 @@ pub(super) fn start(rt: &Runtime, id: &str, spec: &Value, generation: u64) -> Re
         return Err(RuntimeError::BadSpec { reason: format!("{id:?} cannot name a task") });
     }
     let files = rt.files(id);
-    if generation == 1 {
-        // A new task's first run: what a deleted task of that id left (its cleanup comes
-        // after the delete's answer) is not this task's.
-        remove_left_by_a_deleted_task(rt, id, &files)?;
-    }
     let earlier = Earlier::note(&files);
     let started = prepare(rt, id, &files, spec).and_then(|()| run_supervisor(rt, id, &files, generation));
     if started.is_err() {
         earlier.restore(&files);
     }
     started
-}
-
-fn remove_left_by_a_deleted_task(rt: &Runtime, id: &str, files: &TaskFiles) -> Result<(), RuntimeError> {
-    if files.dir.symlink_metadata().is_err() && rt.config.runc_root.join(id).symlink_metadata().is_err() {
-        return Ok(());
-    }
-    log::debug!("task {id}: removing what a deleted task of that id left");
-    super::task_delete::delete(rt, id)
 }
 
 /// What the earlier runs left that a failed start must leave as it was.

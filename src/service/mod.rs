@@ -26,7 +26,6 @@ mod images;
 mod labels;
 mod resources;
 mod snapshots;
-mod task_cleanup;
 mod tasks;
 mod times;
 #[cfg(test)]
@@ -109,31 +108,20 @@ pub struct Services {
     runtime: Option<Arc<dyn TaskRuntime>>,
     resources: Option<Arc<Resources>>,
     /// Serializes operations per task id (and a container's root filesystem with them).
-    gate: Arc<TaskGate>,
+    gate: TaskGate,
     listeners: Mutex<Vec<Listener>>,
-    /// Runtime state of deleted tasks, removed off the request (with a runtime).
-    cleanups: Option<task_cleanup::Cleanups>,
 }
 
 impl Services {
     /// Services over a store alone: metadata only, no blobs, snapshots or tasks.
     pub fn new(store: Arc<Store>) -> Self {
-        Services { store, runtime: None, resources: None, gate: Arc::default(), listeners: Mutex::default(), cleanups: None }
+        Services { store, runtime: None, resources: None, gate: TaskGate::default(), listeners: Mutex::default() }
     }
 
     /// Adds a task runtime.
     pub fn with_runtime(mut self, runtime: Arc<dyn TaskRuntime>) -> Self {
-        self.cleanups = Some(task_cleanup::Cleanups::start(Arc::clone(&self.store), Arc::clone(&runtime), Arc::clone(&self.gate)));
         self.runtime = Some(runtime);
         self
-    }
-
-    /// Waits until the runtime state of every deleted task was removed (it is removed on a
-    /// thread of its own after the delete was answered).
-    pub fn settle_cleanups(&self) {
-        if let Some(cleanups) = &self.cleanups {
-            cleanups.settle();
-        }
     }
 
     /// Adds the content store and snapshotter.

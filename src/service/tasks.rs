@@ -160,7 +160,7 @@ impl TaskGate {
     /// For what must not be refused (an exit to record): waits until the gate opens. No
     /// holder of the gate waits for anything that needs it, so the wait ends with the
     /// operation that holds it (at most a start's timeout).
-    pub(super) fn enter_waiting(&self, id: &str) -> GateGuard<'_> {
+    fn enter_waiting(&self, id: &str) -> GateGuard<'_> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         while busy.contains_key(id) {
             busy = self.opened.wait(busy).unwrap_or_else(|p| p.into_inner());
@@ -409,19 +409,10 @@ impl Services {
         if record.status.is_live() {
             self.kill_and_reap(&*runtime, node, &record)?;
         }
+        runtime.delete(&id)?;
         self.release_rootfs(&id);
         self.store.write(|w| delete_and_publish(w, &id))?;
         log::info!("task {id} deleted");
-        self.defer_runtime_cleanup(&*runtime, &id)
-    }
-
-    /// The runtime's state of a deleted task (its process has ended) goes after the answer
-    /// (`task_cleanup.rs`); without the cleanup thread, now.
-    fn defer_runtime_cleanup(&self, runtime: &dyn TaskRuntime, id: &str) -> Result<()> {
-        match &self.cleanups {
-            Some(cleanups) => cleanups.defer(id),
-            None => runtime.delete(id)?,
-        }
         Ok(())
     }
 
@@ -483,11 +474,12 @@ impl Services {
     fn remove_if_asked(&self, runtime: &dyn TaskRuntime, id: &str) -> Result<()> {
         let Some(node) = self.stopped_and_asked_to_go(id)? else { return Ok(()) };
         self.emit(Event::TaskRemoving { node });
+        runtime.delete(id)?;
         self.release_rootfs(id);
         self.store.write(|w| delete_and_publish(w, id))?;
         log::info!("task {id} deleted on exit ({}=true)", crate::model::LABEL_REMOVE_ON_EXIT);
         self.emit(Event::TaskRemoved { node, id: id.to_owned() });
-        self.defer_runtime_cleanup(runtime, id)
+        Ok(())
     }
 
     /// The node of task `id` when it is stopped and its container asks for its removal.

@@ -167,7 +167,6 @@ fn a_container_labelled_rm_has_its_task_deleted_when_its_exit_is_reported() {
     let (_dir, runtime, services) = services();
     run_to_exit_labelled_rm(&services, &runtime, "web");
     assert!(services.store().read().unwrap().lookup(schema::TASKS, "web").unwrap().is_none(), "the task is gone");
-    services.settle_cleanups();
     assert!(runtime.calls().contains(&"delete web".to_string()), "{:?}", runtime.calls());
     assert!(services.store().read().unwrap().lookup(schema::CONTAINERS, "web").unwrap().is_some(), "the container stays");
     // Reported again (at least once): nothing more to do.
