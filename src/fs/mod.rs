@@ -307,9 +307,19 @@ impl FsCore {
     /// `readdir`: entries after `offset`, handed to `add(ino, cookie, kind, name)` until it
     /// returns `true` (buffer full). Streams children from the store.
     pub fn readdir(&self, ino: u64, offset: u64, add: &mut dyn FnMut(u64, u64, Kind, &str) -> bool) -> Result<()> {
-        let reader = self.store().read()?;
-        let dir = match self.directory(&reader, ino)? {
-            Dir::Query(query) => return self.query_readdir(&reader, query, offset, add),
+        self.readdir_in(&self.store().read()?, ino, offset, add)
+    }
+
+    /// `readdir` through `reader`, so `readdirplus` lists and describes from one view.
+    fn readdir_in(
+        &self,
+        reader: &crate::store::Reader<'_>,
+        ino: u64,
+        offset: u64,
+        add: &mut dyn FnMut(u64, u64, Kind, &str) -> bool,
+    ) -> Result<()> {
+        let dir = match self.directory(reader, ino)? {
+            Dir::Query(query) => return self.query_readdir(reader, query, offset, add),
             Dir::Logs(task) => {
                 let entries = [
                     (ino, Kind::Dir, "."),
@@ -336,7 +346,7 @@ impl FsCore {
         for (cookie, file) in (FIRST_FILE_COOKIE..).zip(dir.files()) {
             // Absent files are not listed, nor derived ones (reachable by name only: a
             // backup tool copies only what it can restore).
-            if cookie <= offset || !is_listed(dir.node.kind, *file) || !self.present(&reader, &dir, *file)? {
+            if cookie <= offset || !is_listed(dir.node.kind, *file) || !self.present(reader, &dir, *file)? {
                 continue;
             }
             if add(Ino::File(dir.node.id, *file).number(), cookie, Kind::File, file.name()) {
@@ -365,12 +375,13 @@ impl FsCore {
     /// remembered here as a lookup would be; an entry that vanished between the listing
     /// and its attributes is left out.
     pub fn readdirplus(&self, ino: u64, offset: u64, add: &mut dyn FnMut(&Attr, u64, &str) -> bool) -> Result<()> {
-        // One read transaction for every entry's attributes (the listing has its own).
+        // One read transaction for the listing and every entry's attributes: an entry
+        // committed in between would be listed without attributes.
         let reader = self.store().read()?;
         // Remembered once the listing is whole: a listing that fails part way is answered
         // with an error, and the kernel then links none of the entries it was given.
         let mut given = Vec::new();
-        self.readdir(ino, offset, &mut |child, cookie, kind, name| {
+        self.readdir_in(&reader, ino, offset, &mut |child, cookie, kind, name| {
             let itself = name == "." || name == "..";
             let attr = match self.getattr_in(&reader, child) {
                 Ok(attr) => attr,
