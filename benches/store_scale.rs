@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use ctrfs::model::{ContainerField, Descriptor, Labels, Snapshot, SnapshotKind, Timestamp};
+use ctrfs::model::{ContainerField, Descriptor, Snapshot, SnapshotKind, Timestamp};
 use ctrfs::store::{schema, Store, StoreRead, Target};
 
 /// Objects created per transaction while building (the build is not what is measured).
@@ -45,17 +45,7 @@ fn manifest(i: u64) -> Descriptor {
 }
 
 fn snapshot_record(key: &str, kind: SnapshotKind, parent: Option<&str>) -> Snapshot {
-    let now = Timestamp::now();
-    Snapshot {
-        key: key.to_owned(),
-        kind,
-        parent: parent.map(str::to_owned),
-        snapshotter: "overlayfs".into(),
-        labels: Labels::new(),
-        usage: None,
-        created_at: now,
-        updated_at: now,
-    }
+    Snapshot::new(key, kind, parent.map(str::to_owned), "overlayfs", None, Timestamp::now())
 }
 
 fn build(store: &Store, n: u64) {

@@ -523,8 +523,8 @@ impl FsCore {
     /// `page_cache::Slot::distrust`). Only queues the invalidation, so a request thread may
     /// call it.
     pub fn direct_read_of(&self, ino: u64) {
-        if may_be_cached(ino, libc::O_RDONLY) {
-            self.page_cache.serve(ino, |slot| slot.distrust());
+        // A large document is read in many requests: one invalidation covers them all.
+        if may_be_cached(ino, libc::O_RDONLY) && self.page_cache.serve(ino, |slot| slot.distrust()) {
             self.notices.send(super::notify::Notice::Content(ino));
         }
     }

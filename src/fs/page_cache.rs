@@ -126,8 +126,11 @@ impl Slot<'_> {
     /// such a descriptor bypasses the pages, but `sendfile`, `splice` and `mmap` fill them
     /// from its answers (a writer's uncommitted bytes, an old snapshot): nothing the pages
     /// hold is trusted until an invalidation that starts after this was sent.
-    pub fn distrust(&mut self) {
-        self.map.insert(self.ino, Served::Distrusted);
+    /// False when the pages were distrusted already: the invalidation asked for then has
+    /// not started, and covers this read too.
+    #[must_use]
+    pub fn distrust(&mut self) -> bool {
+        self.map.insert(self.ino, Served::Distrusted) != Some(Served::Distrusted)
     }
 
     /// A read is about to put content with `fingerprint` in the pages. False when the

@@ -59,6 +59,20 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A new snapshot record without labels, made at `now`.
+    pub fn new(key: &str, kind: SnapshotKind, parent: Option<String>, snapshotter: &str, usage: Option<Usage>, now: Timestamp) -> Snapshot {
+        Snapshot {
+            key: key.to_owned(),
+            kind,
+            parent,
+            snapshotter: snapshotter.to_owned(),
+            labels: Labels::new(),
+            usage,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// The read-only `info.json` document.
     pub fn info_json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("a snapshot always serializes");

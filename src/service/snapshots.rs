@@ -15,7 +15,7 @@ use super::resources::Resources;
 use super::{lock, Result, ServiceError, Services};
 use crate::model::oci::{chain_ids, Document, ImageConfig, Platform, MAX_DOCUMENT_BYTES};
 use crate::model::{
-    Container, ContainerField, Descriptor, Labels, Snapshot, SnapshotKind, Timestamp, LABEL_REF_SNAPSHOT,
+    Container, ContainerField, Descriptor, Snapshot, SnapshotKind, Timestamp, LABEL_REF_SNAPSHOT,
 };
 use crate::snapshot::{mount_all, unmount, Compression, SnapshotError};
 use crate::store::{resolve_image_dir, NodeId, StoreError, StoreRead};
@@ -94,16 +94,7 @@ impl Services {
         let usage = res.snapshots.usage(id.0)?;
         crate::fault::point(crate::fault::points::ACTIVE_PREPARED);
         let now = Timestamp::now();
-        let snapshot = Snapshot {
-            key: key.to_owned(),
-            kind: SnapshotKind::Active,
-            parent: image.chain.last().cloned(),
-            snapshotter: snapshotter.to_owned(),
-            labels: Labels::new(),
-            usage: Some(usage),
-            created_at: now,
-            updated_at: now,
-        };
+        let snapshot = Snapshot::new(key, SnapshotKind::Active, image.chain.last().cloned(), snapshotter, Some(usage), now);
         let recorded = self.store.write(|w| -> Result<(), ServiceError> {
             check_key_change(w, container, key)?;
             w.create_snapshot(id, &snapshot)?;
@@ -223,16 +214,8 @@ impl Services {
         let recorded = unpacked.and_then(|usage| {
             crate::fault::point(crate::fault::points::LAYER_UNPACKED);
             let now = Timestamp::now();
-            let snapshot = Snapshot {
-                key: key.clone(),
-                kind: SnapshotKind::Committed,
-                parent: index.checked_sub(1).map(|i| image.chain[i].clone()),
-                snapshotter: res.snapshotter_name().to_owned(),
-                labels: Labels::new(),
-                usage: Some(usage),
-                created_at: now,
-                updated_at: now,
-            };
+            let parent = index.checked_sub(1).map(|i| image.chain[i].clone());
+            let snapshot = Snapshot::new(key, SnapshotKind::Committed, parent, res.snapshotter_name(), Some(usage), now);
             self.store.write(|w| w.create_snapshot(id, &snapshot)).map_err(ServiceError::from)
         });
         if let Err(e) = recorded {

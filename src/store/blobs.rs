@@ -37,13 +37,12 @@ impl Writer<'_> {
         blob.children = children;
         blob.lease_until = lease_until;
         blob.updated_at = Timestamp::now();
-        self.put_blob_record(node, &blob)?;
-        // Written after the image that reaches it: referenced already, so no lease.
-        let this = super::Reference::Blob(blob.digest.clone());
-        if self.root_reaching(&this)?.is_some() {
-            self.end_leases_from(&this)?;
+        // Written after the image that reaches it: referenced already, so no lease (and
+        // the index ends the leases of the children it lists, which that image reaches).
+        if self.root_reaching(&super::Reference::Blob(blob.digest.clone()))?.is_some() {
             blob.lease_until = None;
         }
+        self.put_blob_record(node, &blob)?;
         Ok(blob)
     }
 

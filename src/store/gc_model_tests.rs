@@ -233,18 +233,10 @@ fn apply(store: &Store, op: &Op, now: &mut Timestamp) {
             });
         }
         Op::Snap { key, parent, committed, label, root } => {
-            let mut labels = Labels::new();
-            relabel(&mut labels, label, *root).unwrap();
-            let record = Snapshot {
-                key: KEYS[*key].into(),
-                kind: if *committed { SnapshotKind::Committed } else { SnapshotKind::Active },
-                parent: parent.map(|p| KEYS[p].to_owned()).filter(|p| p != KEYS[*key]),
-                snapshotter: "overlayfs".into(),
-                labels,
-                usage: None,
-                created_at: t,
-                updated_at: t,
-            };
+            let kind = if *committed { SnapshotKind::Committed } else { SnapshotKind::Active };
+            let parent = parent.map(|p| KEYS[p].to_owned()).filter(|p| p != KEYS[*key]);
+            let mut record = Snapshot::new(KEYS[*key], kind, parent, "overlayfs", None, t);
+            relabel(&mut record.labels, label, *root).unwrap();
             let _ = store.write(|w| {
                 let id = w.reserve_node_id()?;
                 w.create_snapshot(id, &record)

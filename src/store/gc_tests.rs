@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use super::testing::temp_store;
 use super::*;
-use crate::model::{ContainerField, Descriptor, Labels, Snapshot, SnapshotKind, Timestamp, LABEL_ROOT};
+use crate::model::{ContainerField, Descriptor, Snapshot, SnapshotKind, Timestamp, LABEL_ROOT};
 
 fn hex(fill: char) -> String {
     fill.to_string().repeat(64)
@@ -27,16 +27,7 @@ fn blob(store: &Store, fill: char, children: &[char]) -> NodeId {
 
 fn snapshot(store: &Store, key: &str, kind: SnapshotKind, parent: Option<&str>) {
     let now = Timestamp::now();
-    let record = Snapshot {
-        key: key.into(),
-        kind,
-        parent: parent.map(str::to_owned),
-        snapshotter: "overlayfs".into(),
-        labels: Labels::new(),
-        usage: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let record = Snapshot::new(key, kind, parent.map(str::to_owned), "overlayfs", None, now);
     store.write(|w| { let id = w.reserve_node_id()?; w.create_snapshot(id, &record) }).unwrap();
 }
 
@@ -187,16 +178,7 @@ fn a_collection_looks_at_what_the_delete_can_free_not_at_the_store() {
                 let key = format!("c{i}");
                 let id = w.reserve_node_id()?;
                 let now = Timestamp::now();
-                let record = Snapshot {
-                    key: key.clone(),
-                    kind: SnapshotKind::Active,
-                    parent: Some("layer".into()),
-                    snapshotter: "overlayfs".into(),
-                    labels: Labels::new(),
-                    usage: None,
-                    created_at: now,
-                    updated_at: now,
-                };
+                let record = Snapshot::new(&key, SnapshotKind::Active, Some("layer".into()), "overlayfs", None, now);
                 w.create_snapshot(id, &record)?;
                 let (node, _) = w.create_container(&key)?;
                 w.update_container(node.id, |c| c.set_field(ContainerField::Snapshot, &key))?;
