@@ -61,7 +61,11 @@ impl WaitRegistry {
         match stopped() {
             Some(text) => answer(reply, &text, offset, size),
             None if parked.values().map(Vec::len).sum::<usize>() >= MAX_PARKED_READS => return Err(reply),
-            None => parked.entry(node).or_default().push(Parked { reply, pid, offset, size }),
+            None => {
+                // Tests wait for this line to know the kernel's request reached the daemon.
+                log::debug!("read of a wait file by pid {pid} parked");
+                parked.entry(node).or_default().push(Parked { reply, pid, offset, size });
+            }
         }
         Ok(())
     }

@@ -359,9 +359,14 @@ fn run_load(t: &Tasks, shells: usize, secs: u64) -> LoadRun {
     let sampler = thread::spawn(move || sample_usage(pid, &sampler_stop));
     let stop_file = t.root().join("stop-shells");
     let children: Vec<Child> = (0..shells).map(|k| spawn_shell(&t.mnt(), k, &stop_file)).collect();
-    // A fixed-length run: the load is what is measured, so its length is the knob's.
+    // A fixed-length run: the load is what is measured, so its length is the knob's. On a
+    // machine busy with the rest of the suite a shell may not finish a round in that time;
+    // it gets until SHELL_DEADLINE to finish one (a hung daemon still fails there).
     let started = Instant::now();
     thread::sleep(Duration::from_secs(secs));
+    wait_until(SHELL_DEADLINE, "every load shell to complete a round", || {
+        (0..shells).all(|k| get_xattr(&t.path(&format!("containers/load-{k}")), "user.x").is_ok())
+    });
     fs::write(&stop_file, b"").unwrap();
     stop.store(true, Ordering::SeqCst);
     // The prober's last operation began before the stop; a hung one never reports.

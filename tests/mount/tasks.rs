@@ -272,7 +272,11 @@ fn refusals_at_start_and_control_have_their_errno() {
 
 #[test]
 fn every_waiter_wakes_and_an_interrupted_one_leaves_the_daemon_well() {
-    let t = Tasks::new();
+    let mut t = Tasks::new();
+    // The daemon says when it parked a read: a signal that lands before the daemon took
+    // the request is the kernel's to handle (it drops the request, the daemon never sees it).
+    t.fx.set_daemon_env("RUST_LOG", Some("info,ctrfs::fs::wait=debug"));
+    t.fx.remount();
     t.container("w", "read line < /dev/stdin; exec sleep 1000");
     t.start("w");
     let waiters: Vec<_> = (0..3)
@@ -290,13 +294,13 @@ fn every_waiter_wakes_and_an_interrupted_one_leaves_the_daemon_well() {
         });
     }
     let mut interrupted = command.spawn().unwrap();
-    wait_until(TASK_DEADLINE, "the reader to block in the FUSE request", || {
-        fs::read_to_string(format!("/proc/{}/wchan", interrupted.id())).is_ok_and(|w| w.contains("request_wait_answer"))
-    });
+    let parked = format!("read of a wait file by pid {} parked", interrupted.id());
+    t.fx.wait_for_log_line("the interrupted reader's read to be parked", |l| l.contains(&parked));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(interrupted.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let status = wait_child_status(&mut interrupted);
     assert!(!status.success(), "the interrupted cat ends");
-    t.fx.wait_for_log_line("the interrupted read", |l| l.contains("interrupted"));
+    let interrupted_line = format!("read of a wait file by pid {} interrupted", interrupted.id());
+    t.fx.wait_for_log_line("the interrupted read", |l| l.contains(&interrupted_line));
     assert_eq!(t.status("w")["status"], "running", "the daemon still answers");
     t.control("w", "KILL").unwrap();
     for waiter in waiters {
