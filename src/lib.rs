@@ -30,6 +30,7 @@ pub mod import;
 pub mod model;
 pub mod mount_helper;
 pub mod namespaces;
+pub mod priority;
 pub mod runtime;
 pub mod service;
 pub mod snapshot;

@@ -104,23 +104,18 @@ fn run_guarded(op: &str, job: Job) {
     }
 }
 
-/// How much lower than the request threads' the workers' CPU priority is: when an unpack
-/// and a `stat` compete for the CPU, the `stat` wins, so the mount keeps answering.
-const WORKER_NICENESS: libc::c_int = 10;
-
 fn work(shared: &Shared) {
-    // SAFETY: setpriority on this thread's own id (Linux applies it per thread); no memory
-    // is shared, and a failure only leaves the priority as it was.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, WORKER_NICENESS);
-    }
     let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         if let Some((op, job)) = queue.jobs.pop_front() {
             drop(queue);
             run_guarded(op, job);
             queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if crate::priority::is_stuck_low() {
+                // What it runs next must not inherit the lower priority (a task's start).
+                queue.threads -= 1;
+                return;
+            }
             continue;
         }
         queue.idle += 1;

@@ -113,6 +113,7 @@ impl Snapshotter {
     /// Unpacks one layer as snapshot `id` on top of `parents` (ids, the parent first).
     /// Returns the layer's diff ID, which the caller checks against the image config.
     pub fn unpack_layer(&self, id: u64, parents: &[u64], layer: impl Read + Send, compression: Compression) -> Result<Applied> {
+        let _background = crate::priority::background();
         let files = self.fresh_dir(id)?;
         let applied = match self.driver {
             Driver::Overlay => {
@@ -132,6 +133,7 @@ impl Snapshotter {
 
     /// Makes the writable directory of active snapshot `id` on top of `parents`.
     pub fn prepare_active(&self, id: u64, parents: &[u64]) -> Result<()> {
+        let _background = crate::priority::background();
         let files = self.fresh_dir(id)?;
         match self.driver {
             Driver::Overlay => {
@@ -180,12 +182,14 @@ impl Snapshotter {
 
     /// What snapshot `id`'s own directory uses.
     pub fn usage(&self, id: u64) -> Result<Usage> {
+        let _background = crate::priority::background();
         let usage = tree_usage(&self.files(id))?;
         Ok(Usage { size: usage.size, inodes: usage.inodes })
     }
 
     /// Removes snapshot `id`'s directory; one already gone is not an error.
     pub fn remove(&self, id: u64) -> Result<()> {
+        let _background = crate::priority::background();
         remove_tree(&self.dir(id))
     }
 

@@ -166,6 +166,28 @@ fn a_task_runs_writes_its_logs_and_reports_its_exit() {
     assert_eq!(t.sh_ok("ls tasks logs wait | tr '\\n' ' '"), "logs:\nhello\n\ntasks:\nhello\n\nwait:\n".replace('\n', " "));
 }
 
+/// The niceness of process `pid` (field 19 of `/proc/<pid>/stat`, after the command's
+/// parenthesis).
+fn niceness(pid: i32) -> i64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(16).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_task_and_its_supervisor_run_at_the_daemons_priority_not_its_workers() {
+    // Workers that unpack run at a lower priority; what they start must not inherit it.
+    let t = Tasks::new();
+    t.container("nice", "exec sleep 1000");
+    t.start("nice");
+    let pid = t.status("nice")["pid"].as_u64().unwrap() as i32;
+    let daemon = niceness(t.daemon_pid() as i32);
+    assert_eq!(niceness(pid), daemon, "the task's niceness");
+    assert_eq!(niceness(supervisor_of(&t.state(), "nice")), daemon, "its supervisor's niceness");
+    t.control("nice", "KILL").unwrap();
+    assert_eq!(t.wait("nice"), "137\n");
+}
+
 #[test]
 fn signals_pause_resume_and_start_again() {
     let t = Tasks::new();
