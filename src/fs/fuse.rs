@@ -7,7 +7,9 @@
 //! may take long: a commit can unpack an image, a task start runs runc, `rm tasks/<id>`
 //! waits for an exit. They are served on the worker pool (`workers.rs`) and answered from
 //! there; lookups, attributes, listings and reads stay on the request threads, so the
-//! mount keeps answering while the slow work runs.
+//! mount keeps answering while the slow work runs. So do the opens for writing and the
+//! flushes the core can answer without waiting for anything: each job is a thread
+//! hand-off, which costs a small change more than its work.
 
 use std::ffi::OsStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -343,15 +345,28 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let caller = Caller::of(req);
+        // Opening for writing may take the pin table's lock, which a collection holds for
+        // its whole transaction, or create a blob's ingest file: only then on a worker.
+        let writing = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
+        if writing {
+            let opened = catch_unwind(AssertUnwindSafe(|| self.core.open_without_waiting(ino.0, flags.0)));
+            match opened {
+                Ok(Some(Ok(fh))) => return reply.opened(FileHandle(fh), OPEN_FLAGS),
+                Ok(Some(Err(e))) => return reply.error(self.refuse(req, "open", || self.core.path_of(ino.0), &e)),
+                Ok(None) => {}
+                Err(_) => {
+                    log::error!("open: internal panic; answered EIO");
+                    return reply.error(Errno::EIO);
+                }
+            }
+        }
         let job = move |core: &FsCore| {
             core.open_and_answer(ino.0, flags.0, |opened| match opened {
                 Ok((fh, mode)) => reply.opened(FileHandle(fh), open_flags(mode)),
                 Err(e) => reply.error(refuse(core, caller, "open", || core.path_of(ino.0), &e)),
             })
         };
-        // Opening for writing takes the pin table's lock, which a collection holds for
-        // its whole transaction; `usage` measures a tree.
-        let writing = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
+        // `usage` measures a tree.
         if writing || self.core.open_may_block(ino.0) {
             self.offload("open", job);
         } else {
@@ -448,14 +463,21 @@ impl Filesystem for FuseAdapter {
 
     fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         let caller = Caller::of(req);
-        let job = move |core: &FsCore| match core.flush(fh.0) {
+        let answer = move |core: &FsCore, reply: ReplyEmpty, flushed: Result<(), FsError>| match flushed {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(refuse(core, caller, "close", || core.path_of(ino.0), &e)),
         };
-        if self.core.is_writing(fh.0) {
-            self.offload("flush", job);
-        } else {
-            guarded("flush", || job(&self.core));
+        if !self.core.is_writing(fh.0) {
+            return guarded("flush", || answer(&self.core, reply, self.core.flush(fh.0)));
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.core.flush_without_waiting(fh.0))) {
+            Ok(Some(flushed)) => answer(&self.core, reply, flushed),
+            // It commits what the last write left, or another request holds the handle.
+            Ok(None) => self.offload("flush", move |core| answer(core, reply, core.flush(fh.0))),
+            Err(_) => {
+                log::error!("flush: internal panic; answered EIO");
+                reply.error(Errno::EIO);
+            }
         }
     }
 

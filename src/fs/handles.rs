@@ -33,6 +33,13 @@ pub struct Handle {
     state: HandleState,
 }
 
+/// Whether an open may wait for what another request holds (see `open_without_waiting`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    Allowed,
+    Refused,
+}
+
 #[derive(Debug)]
 enum HandleState {
     /// Generated content as it was at open: one consistent document across reads.
@@ -60,6 +67,17 @@ enum HandleState {
     Temp(u64),
     /// A cacheable file read through the kernel's page cache (`page_cache.rs`).
     Cached(Box<CachedRead>),
+}
+
+impl HandleState {
+    /// Whether a flush of this handle commits nothing and judges nothing (see `commit`).
+    fn flush_commits_nothing(&self) -> bool {
+        match self {
+            HandleState::BlobWrite(_) => false,
+            HandleState::Write(writer) => writer.refused.is_some() || !writer.buffer.is_dirty() || writer.buffer.failed(),
+            _ => true,
+        }
+    }
 }
 
 /// What a handle read through the page cache reads.
@@ -344,6 +362,30 @@ fn slice(bytes: &[u8], offset: u64, size: u32) -> Vec<u8> {
     bytes[start..end].to_vec()
 }
 
+/// What a writer of `file` of `loaded` pins: what the value references now.
+fn pinned_by_writer(loaded: &Loaded, file: AttrFile) -> Vec<Reference> {
+    let mut refs = Vec::new();
+    match (&loaded.object, file) {
+        (Object::Image(Some(image)), AttrFile::Target) => {
+            refs.extend(image.target.iter().map(|t| Reference::Blob(t.digest.clone())))
+        }
+        (Object::Container(c), AttrFile::Snapshot) if !c.snapshot.is_empty() => {
+            refs.push(Reference::Snapshot(c.snapshot.clone()))
+        }
+        (_, AttrFile::Labels) => {
+            refs.extend(loaded.labels().into_iter().flat_map(label_references));
+            // The record itself, which its own `containerd.io/gc.root` label may keep.
+            match &loaded.object {
+                Object::Snapshot(snapshot) => refs.push(Reference::Snapshot(snapshot.key.clone())),
+                Object::Blob(blob) => refs.push(Reference::Blob(blob.digest.clone())),
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+    refs
+}
+
 fn is_write(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY
 }
@@ -383,9 +425,23 @@ fn read_file_at(file: &std::fs::File, offset: u64, size: u32, what: &str) -> Res
 impl FsCore {
     /// `open` of a file: an attribute file, a task, a task's log or its wait file.
     pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+        self.open_as(ino, flags, Waiting::Allowed).map(|fh| fh.expect("an open that may wait always opens"))
+    }
+
+    /// `open`, when it needs nothing it could wait for: no pin of what the file references
+    /// (a collection holds the pin table for its whole transaction) and no ingest file of a
+    /// blob. `None` when it would need one of those: the caller opens on a worker instead.
+    /// So a writer of labels or a spec, the common case, is opened on the request thread
+    /// without a hand-off to the pool.
+    pub fn open_without_waiting(&self, ino: u64, flags: i32) -> Option<Result<u64>> {
+        self.open_as(ino, flags, Waiting::Refused).transpose()
+    }
+
+    /// `open`; `Ok(None)` when it would have to wait and `waiting` refuses that.
+    fn open_as(&self, ino: u64, flags: i32, waiting: Waiting) -> Result<Option<u64>> {
         if super::rename::is_temp(ino) {
             if let Some(alias) = self.temp_alias(ino) {
-                return self.open(alias, flags);
+                return self.open_as(alias, flags, waiting);
             }
             if flags & libc::O_TRUNC != 0 {
                 self.truncate_temp(ino, 0)?;
@@ -393,7 +449,7 @@ impl FsCore {
             let dir = self.temp_dir(ino)?;
             let fh = self.handles.insert(Handle { node: dir.node.id, kind: dir.node.kind, state: HandleState::Temp(ino) })?;
             self.temps.opened(ino);
-            return Ok(fh);
+            return Ok(Some(fh));
         }
         let decoded = Ino::decode(ino).ok_or(FsError::NotFound)?;
         let writing = is_write(flags);
@@ -402,7 +458,10 @@ impl FsCore {
         let state = match decoded {
             Ino::Node(_) if loaded.blob().is_some() => {
                 let blob = loaded.blob().expect("checked");
-                if writing {
+                if writing && waiting == Waiting::Refused {
+                    // Creating its ingest file is disk work.
+                    return Ok(None);
+                } else if writing {
                     HandleState::BlobWrite(Box::new(self.services.open_blob_for_writing(blob)?))
                 } else {
                     HandleState::BlobRead(self.services.open_blob_for_reading(blob)?)
@@ -427,7 +486,7 @@ impl FsCore {
                     let reader = self.store().read()?;
                     let loaded = load_node(&reader, node)?;
                     let content = self.file_content(&reader, &loaded, file)?;
-                    return self.handles.insert(Handle { node, kind: loaded.node.kind, state: HandleState::Snapshot(content) });
+                    return self.handles.insert(Handle { node, kind: loaded.node.kind, state: HandleState::Snapshot(content) }).map(Some);
                 }
                 let content = match self.present(&reader, &loaded, file)? {
                     true => self.file_content(&reader, &loaded, file)?,
@@ -436,7 +495,11 @@ impl FsCore {
                     false => return Err(FsError::NotFound),
                 };
                 if writing {
-                    let pins = self.pin_references(&loaded, file).or_else(|| self.take_cleared_pin(node, file));
+                    let refs = pinned_by_writer(&loaded, file);
+                    if !refs.is_empty() && waiting == Waiting::Refused {
+                        return Ok(None);
+                    }
+                    let pins = self.services.pin(refs).or_else(|| self.take_cleared_pin(node, file));
                     HandleState::Write(Box::new(AttrWriter::new(WriteBuffer::new(file, mode_for(flags), content).appending(flags & libc::O_APPEND != 0), pins)))
                 } else {
                     HandleState::Snapshot(content)
@@ -451,7 +514,7 @@ impl FsCore {
             // The refusals as they are now: one consistent picture across reads.
             Ino::RootFile(RootFile::ErrorLog) => HandleState::Snapshot(self.error_log().contents()),
         };
-        self.handles.insert(Handle { node: loaded.node.id, kind: loaded.node.kind, state })
+        self.handles.insert(Handle { node: loaded.node.id, kind: loaded.node.kind, state }).map(Some)
     }
 
     /// `open`, answered through `answer` (the adapter's reply) with the handle and how the
@@ -847,6 +910,26 @@ impl FsCore {
         self.commit(&mut handle, Commit::Flush)
     }
 
+    /// `flush`, when it commits nothing (every byte written was committed at its `write()`,
+    /// or the handle was refused) and nobody holds the handle: answered on the request
+    /// thread. `None` otherwise: the caller flushes on a worker, which may wait.
+    pub fn flush_without_waiting(&self, fh: u64) -> Option<Result<()>> {
+        let handle = match self.handles.get(fh) {
+            Ok(handle) => handle,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut handle = match handle.try_lock() {
+            Ok(handle) => handle,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        if !handle.state.flush_commits_nothing() {
+            return None;
+        }
+        self.handles.mark_closed(fh);
+        Some(self.commit(&mut handle, Commit::Flush))
+    }
+
     /// `fsync`: commits whatever the handle holds, as a flush does. Every commit is
     /// synced by LMDB before it is acknowledged, so nothing more is needed for durability.
     pub fn fsync(&self, fh: u64) -> Result<()> {
@@ -894,6 +977,7 @@ impl FsCore {
     }
 
     fn commit(&self, handle: &mut Handle, when: Commit) -> Result<()> {
+        // Keep `HandleState::flush_commits_nothing` in step with the early returns here.
         let (node, kind) = (handle.node, handle.kind);
         if let HandleState::BlobWrite(writer) = &mut handle.state {
             let judge = if when == Commit::Release { Judge::Release } else { Judge::Flush };
@@ -981,26 +1065,7 @@ impl FsCore {
 
     /// What `file` of `loaded` references now, pinned while a handle writes it.
     pub(super) fn pin_references(&self, loaded: &Loaded, file: AttrFile) -> Option<HeldRefs> {
-        let mut refs = Vec::new();
-        match (&loaded.object, file) {
-            (Object::Image(Some(image)), AttrFile::Target) => {
-                refs.extend(image.target.iter().map(|t| Reference::Blob(t.digest.clone())))
-            }
-            (Object::Container(c), AttrFile::Snapshot) if !c.snapshot.is_empty() => {
-                refs.push(Reference::Snapshot(c.snapshot.clone()))
-            }
-            (_, AttrFile::Labels) => {
-                refs.extend(loaded.labels().into_iter().flat_map(label_references));
-                // The record itself, which its own `containerd.io/gc.root` label may keep.
-                match &loaded.object {
-                    Object::Snapshot(snapshot) => refs.push(Reference::Snapshot(snapshot.key.clone())),
-                    Object::Blob(blob) => refs.push(Reference::Blob(blob.digest.clone())),
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-        self.services.pin(refs)
+        self.services.pin(pinned_by_writer(loaded, file))
     }
 
     /// Commits one judged edit through the services.

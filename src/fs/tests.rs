@@ -157,6 +157,43 @@ fn truncation_to_huge_sizes_is_refused_with_efbig() {
 }
 
 #[test]
+fn writers_that_need_nothing_to_wait_for_open_and_flush_without_a_worker() {
+    let (_dir, core) = core();
+    core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();
+    let labels = ino_of(&core, "containers/web/labels");
+    // Labels that reference nothing pin nothing: no wait for the pin table.
+    let fh = core.open_without_waiting(labels, APPEND).expect("an open that needs no pin").unwrap();
+    core.write(fh, 0, b"a=1\n").unwrap();
+    // The write committed its line: the flush has nothing to do.
+    assert!(matches!(core.flush_without_waiting(fh), Some(Ok(()))));
+    core.release(fh).unwrap();
+    assert_eq!(core.content(labels).unwrap(), b"a=1\n");
+
+    // A value its writes did not complete is committed by the flush: that waits.
+    let spec = ino_of(&core, "containers/web/spec");
+    let fh = core.open_without_waiting(spec, TRUNC).unwrap().unwrap();
+    core.write(fh, 0, b"{\"process\":").unwrap();
+    assert!(core.flush_without_waiting(fh).is_none(), "a flush that judges a value goes to a worker");
+    assert_eq!(core.flush(fh).unwrap_err().errno(), libc::EINVAL);
+    assert!(core.flush_without_waiting(fh).is_none(), "not final before the release: judged again");
+    let _ = core.release(fh);
+
+    // A handle refused at a write answers its refusal again, and that needs no wait.
+    let fh = core.open_without_waiting(labels, APPEND).unwrap().unwrap();
+    assert_eq!(core.write(fh, 0, b"no-equals-sign\n").unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(core.flush_without_waiting(fh).expect("a refused handle commits nothing").unwrap_err().errno(), libc::EINVAL);
+    let _ = core.release(fh);
+    assert_eq!(core.content(labels).unwrap(), b"a=1\n");
+
+    // Labels that reference content pin it while written: that may wait for a collection.
+    let digest = format!("sha256:{}", "a".repeat(64));
+    write_file(&core, labels, TRUNC, format!("containerd.io/gc.ref.content.x={digest}\n").as_bytes()).unwrap();
+    assert!(core.open_without_waiting(labels, APPEND).is_none(), "a writer that pins goes to a worker");
+    // Readers never pin.
+    assert!(core.open_without_waiting(labels, libc::O_RDONLY).is_some());
+}
+
+#[test]
 fn refused_writes_keep_the_previous_value() {
     let (_dir, core) = core();
     core.mkdir(ino_of(&core, "containers"), OsStr::new("web")).unwrap();

@@ -862,8 +862,11 @@ impl Model {
         if len as usize > shown.len() {
             return errno(libc::EINVAL);
         }
-        if h.field == Field::Target && (len == 0 || matches!(json_state(&shown[..len as usize]), Json::Syntax)) {
-            // Empty is no target, and a prefix no document can continue is refused.
+        // Empty is no target, and a prefix no document can continue is refused; but not
+        // through a handle that writes in place, which is judged only at its close: a
+        // later write at an earlier offset may still make the prefix a document.
+        let hopeless = h.mode != OpenMode::InPlace && matches!(json_state(&shown[..len as usize]), Json::Syntax);
+        if h.field == Field::Target && (len == 0 || hopeless) {
             return errno(libc::EINVAL);
         }
         let h = self.handles.get_mut(&slot).unwrap();
