@@ -13,8 +13,10 @@
 //! - `snapshot`: point a container at a new snapshot and collect (frees the old one);
 //! - `references`: the referrers of a config blob and of a container's snapshot.
 //!
-//! `store_scale DIR N M`: prints `store_scale N OPERATION M us_per_op` lines. Run by
-//! scripts/bench.sh.
+//! `store_scale DIR N1 N2 M`: builds both stores, then times M operations of each kind
+//! on each, in turns of `TURN` operations (so a change in the machine's load while it
+//! runs weighs on both sizes alike, and the ratio is the store's, not the moment's);
+//! prints `store_scale N OPERATION M us_per_op` lines. Run by scripts/bench.sh.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -91,66 +93,91 @@ fn collect(store: &Store) {
     store.write(|w| w.collect_garbage(&HashSet::new(), Timestamp::now())).expect("collect");
 }
 
-fn time(n: u64, what: &str, m: u64, mut op: impl FnMut(u64)) {
-    let start = Instant::now();
-    for i in 0..m {
-        op(i);
+/// Operations timed on one store before the other store's turn.
+const TURN: u64 = 10;
+
+const OPERATIONS: [&str; 5] = ["rmdir-container", "rmdir-image", "target", "snapshot", "references"];
+
+/// Operation `what` number `i` of `m` on a store of `n`: each picks objects spread over the
+/// store rather than its first ones.
+fn operate(store: &Store, n: u64, m: u64, what: &str, i: u64) {
+    let pick = |i: u64| i * (n / m);
+    match what {
+        "rmdir-container" => {
+            let (_, container) = store.write(|w| w.delete_container(&format!("c{}", pick(i)))).expect("delete");
+            assert!(container.references_anything());
+            collect(store);
+        }
+        "rmdir-image" => {
+            store.write(|w| w.delete_image_dir(schema::IMAGES, &format!("img{}", pick(i)))).expect("delete");
+            collect(store);
+        }
+        "target" => {
+            store
+                .write(|w| {
+                    let dir = w.create_image_dir(schema::IMAGES, &format!("new{i}"))?;
+                    w.put_image_target(dir.id, manifest(pick(i) + 1), None)
+                })
+                .expect("target");
+        }
+        "snapshot" => {
+            let key = format!("c{}", pick(i) + 1);
+            store
+                .write(|w| -> ctrfs::store::Result<()> {
+                    let id = w.reserve_node_id()?;
+                    let fresh = format!("{key}-2");
+                    w.create_snapshot(id, &snapshot_record(&fresh, SnapshotKind::Active, Some("base")))?;
+                    let node = w.lookup(schema::CONTAINERS, &key)?.expect("container");
+                    w.update_container(node.id, |c| c.set_field(ContainerField::Snapshot, &fresh))?;
+                    Ok(())
+                })
+                .expect("snapshot");
+            collect(store);
+        }
+        "references" => {
+            let reader = store.read().expect("read");
+            let config = reader.referrers(Target::Blob(&digest(CONFIG, pick(i) + 1))).expect("referrers");
+            let snapshot = reader.referrers(Target::Snapshot(&format!("c{}", pick(i) + 2))).expect("referrers");
+            assert_eq!((config.len(), snapshot.len()), (1, 1));
+        }
+        other => unreachable!("{other}"),
     }
-    let us = start.elapsed().as_secs_f64() * 1e6 / m as f64;
-    println!("store_scale {n} {what} {m} {us:.1}");
 }
 
 fn main() {
     // `cargo test --all-targets` runs benchmarks without arguments: nothing to measure then.
     if std::env::args().nth(1).is_none_or(|a| a.starts_with("--")) {
-        eprintln!("usage: store_scale DIR N M (run by scripts/bench.sh)");
+        eprintln!("usage: store_scale DIR N1 N2 M (run by scripts/bench.sh)");
         return;
     }
     let args: Vec<String> = std::env::args().collect();
-    let (dir, n, m) = match &args[1..] {
-        [dir, n, m, ..] => (std::path::PathBuf::from(dir), n.parse::<u64>().expect("N"), m.parse::<u64>().expect("M")),
-        _ => panic!("usage: store_scale DIR N M"),
+    let parse = |s: &str, what: &str| s.parse::<u64>().unwrap_or_else(|_| panic!("{what}: {s}"));
+    let (dir, sizes, m) = match &args[1..] {
+        [dir, n1, n2, m, ..] => (std::path::PathBuf::from(dir), [parse(n1, "N1"), parse(n2, "N2")], parse(m, "M")),
+        _ => panic!("usage: store_scale DIR N1 N2 M"),
     };
-    assert!(m * 3 <= n, "M operations of each kind need N >= 3M objects");
-    let store = Store::open(&dir).expect("open store");
-    build(&store, n);
-    // Spread the operations over the store rather than its first objects.
-    let pick = |i: u64| i * (n / m);
-    time(n, "rmdir-container", m, |i| {
-        let (_, container) = store.write(|w| w.delete_container(&format!("c{}", pick(i)))).expect("delete");
-        assert!(container.references_anything());
-        collect(&store);
-    });
-    time(n, "rmdir-image", m, |i| {
-        store.write(|w| w.delete_image_dir(schema::IMAGES, &format!("img{}", pick(i)))).expect("delete");
-        collect(&store);
-    });
-    time(n, "target", m, |i| {
-        store
-            .write(|w| {
-                let dir = w.create_image_dir(schema::IMAGES, &format!("new{i}"))?;
-                w.put_image_target(dir.id, manifest(pick(i) + 1), None)
-            })
-            .expect("target");
-    });
-    time(n, "snapshot", m, |i| {
-        let key = format!("c{}", pick(i) + 1);
-        store
-            .write(|w| -> ctrfs::store::Result<()> {
-                let id = w.reserve_node_id()?;
-                let fresh = format!("{key}-2");
-                w.create_snapshot(id, &snapshot_record(&fresh, SnapshotKind::Active, Some("base")))?;
-                let node = w.lookup(schema::CONTAINERS, &key)?.expect("container");
-                w.update_container(node.id, |c| c.set_field(ContainerField::Snapshot, &fresh))?;
-                Ok(())
-            })
-            .expect("snapshot");
-        collect(&store);
-    });
-    time(n, "references", m, |i| {
-        let reader = store.read().expect("read");
-        let config = reader.referrers(Target::Blob(&digest(CONFIG, pick(i) + 1))).expect("referrers");
-        let snapshot = reader.referrers(Target::Snapshot(&format!("c{}", pick(i) + 2))).expect("referrers");
-        assert_eq!((config.len(), snapshot.len()), (1, 1));
-    });
+    assert!(sizes.iter().all(|n| m * 3 <= *n), "M operations of each kind need N >= 3M objects");
+    let stores: Vec<Store> = sizes
+        .iter()
+        .map(|n| {
+            let store = Store::open(&dir.join(n.to_string())).expect("open store");
+            build(&store, *n);
+            store
+        })
+        .collect();
+    for what in OPERATIONS {
+        let mut spent = [std::time::Duration::ZERO; 2];
+        for turn in (0..m).step_by(TURN as usize) {
+            for (k, (store, n)) in stores.iter().zip(sizes).enumerate() {
+                let start = Instant::now();
+                for i in turn..(turn + TURN).min(m) {
+                    operate(store, n, m, what, i);
+                }
+                spent[k] += start.elapsed();
+            }
+        }
+        for (n, spent) in sizes.iter().zip(spent) {
+            println!("store_scale {n} {what} {m} {:.1}", spent.as_secs_f64() * 1e6 / m as f64);
+        }
+    }
 }
