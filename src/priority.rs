@@ -9,10 +9,15 @@
 
 use std::cell::Cell;
 
-/// How much lower than the daemon's priority background work runs (a niceness step).
-pub const BACKGROUND_NICENESS: libc::c_int = 10;
+/// How much lower than the daemon's priority background work runs, in niceness steps.
+pub const BACKGROUND_STEPS: libc::c_int = 10;
+
+/// The lowest priority Linux has.
+const LOWEST: libc::c_int = 19;
 
 thread_local! {
+    /// Set while a guard of this thread has lowered it (nested guards do nothing).
+    static LOWERED: Cell<bool> = const { Cell::new(false) };
     /// Set when this thread could not get its priority back after background work.
     static STUCK_LOW: Cell<bool> = const { Cell::new(false) };
 }
@@ -27,16 +32,23 @@ pub struct Background {
 /// Lowers this thread's priority until the guard drops. Nested guards leave it to the
 /// outermost one to restore.
 pub fn background() -> Background {
-    let Some(before) = niceness() else { return Background { before: None } };
-    if before >= BACKGROUND_NICENESS || set_niceness(BACKGROUND_NICENESS).is_err() {
-        return Background { before: None };
+    let unchanged = Background { before: None };
+    if LOWERED.with(Cell::get) {
+        return unchanged;
     }
+    let Some(before) = niceness() else { return unchanged };
+    let lower = (before + BACKGROUND_STEPS).min(LOWEST);
+    if lower == before || set_niceness(lower).is_err() {
+        return unchanged;
+    }
+    LOWERED.with(|l| l.set(true));
     Background { before: Some(before) }
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
         let Some(before) = self.before else { return };
+        LOWERED.with(|l| l.set(false));
         if let Err(e) = set_niceness(before) {
             // Raising a priority needs CAP_SYS_NICE (or RLIMIT_NICE): a daemon without it
             // keeps this thread low, and its pool retires it (see `is_stuck_low`).
@@ -84,7 +96,7 @@ mod tests {
             {
                 let _outer = background();
                 let low = niceness().unwrap();
-                assert!(low >= BACKGROUND_NICENESS, "lowered to {low}");
+                assert_eq!(low, (start + BACKGROUND_STEPS).min(LOWEST), "lowered by {BACKGROUND_STEPS} steps");
                 {
                     let _inner = background();
                     assert_eq!(niceness().unwrap(), low, "a nested guard changes nothing");
