@@ -492,14 +492,21 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let caller = Caller::of(req);
-        let job = move |core: &FsCore| match core.release(fh.0) {
+        let answer = move |core: &FsCore, reply: ReplyEmpty, released: Result<(), FsError>| match released {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(refuse(core, caller, "release", || core.path_of(ino.0), &e)),
         };
-        if self.core.is_writing(fh.0) {
-            self.offload("release", job);
-        } else {
-            guarded("release", || job(&self.core));
+        if !self.core.is_writing(fh.0) {
+            return guarded("release", || answer(&self.core, reply, self.core.release(fh.0)));
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.core.release_without_waiting(fh.0))) {
+            Ok(Some(released)) => answer(&self.core, reply, released),
+            // It commits, collects or starts a task.
+            Ok(None) => self.offload("release", move |core| answer(core, reply, core.release(fh.0))),
+            Err(_) => {
+                log::error!("release: internal panic; answered EIO");
+                reply.error(Errno::EIO);
+            }
         }
     }
 

@@ -70,6 +70,16 @@ enum HandleState {
 }
 
 impl HandleState {
+    /// Whether a release of this handle commits, judges, collects and starts nothing (see
+    /// `release`).
+    fn release_commits_nothing(&self) -> bool {
+        match self {
+            HandleState::Pending(_) => false,
+            HandleState::Write(writer) => writer.pins.is_none() && self.flush_commits_nothing(),
+            other => other.flush_commits_nothing(),
+        }
+    }
+
     /// Whether a flush of this handle commits nothing and judges nothing (see `commit`).
     fn flush_commits_nothing(&self) -> bool {
         match self {
@@ -936,6 +946,26 @@ impl FsCore {
         let handle = self.handles.get(fh)?;
         let mut handle = lock(&handle);
         self.commit(&mut handle, Commit::Sync)
+    }
+
+    /// `release`, when it needs nothing it could wait for: the handle's bytes were all
+    /// committed, it pins nothing (whose end could make a collection), no field's cleared
+    /// pins wait for their grace to end, and it starts no task. `None` otherwise: the
+    /// caller releases on a worker.
+    pub fn release_without_waiting(&self, fh: u64) -> Option<Result<()>> {
+        let handle = match self.handles.get(fh) {
+            Ok(handle) => handle,
+            Err(e) => return Some(Err(e)),
+        };
+        let quick = match handle.try_lock() {
+            Ok(handle) => handle.state.release_commits_nothing(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().state.release_commits_nothing(),
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        };
+        if !quick || !lock(&self.cleared).is_empty() {
+            return None;
+        }
+        Some(self.release(fh))
     }
 
     /// `release`: the last reference to the handle is gone. Anything still uncommitted

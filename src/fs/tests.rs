@@ -166,7 +166,8 @@ fn writers_that_need_nothing_to_wait_for_open_and_flush_without_a_worker() {
     core.write(fh, 0, b"a=1\n").unwrap();
     // The write committed its line: the flush has nothing to do.
     assert!(matches!(core.flush_without_waiting(fh), Some(Ok(()))));
-    core.release(fh).unwrap();
+    assert!(matches!(core.release_without_waiting(fh), Some(Ok(()))), "nor has the release");
+    assert!(!core.is_open(fh));
     assert_eq!(core.content(labels).unwrap(), b"a=1\n");
 
     // A value its writes did not complete is committed by the flush: that waits.
@@ -176,6 +177,7 @@ fn writers_that_need_nothing_to_wait_for_open_and_flush_without_a_worker() {
     assert!(core.flush_without_waiting(fh).is_none(), "a flush that judges a value goes to a worker");
     assert_eq!(core.flush(fh).unwrap_err().errno(), libc::EINVAL);
     assert!(core.flush_without_waiting(fh).is_none(), "not final before the release: judged again");
+    assert!(core.release_without_waiting(fh).is_none(), "the release judges it finally");
     let _ = core.release(fh);
 
     // A handle refused at a write answers its refusal again, and that needs no wait.
