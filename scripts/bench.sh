@@ -139,6 +139,29 @@ for size in $sizes; do
 done
 echo
 
+# A durable change against its floor, measured in turns: the same 1,000 relabels on ctrfs
+# and on the do-nothing FUSE filesystem, and 1,000 durable commits of a stored record,
+# one after another in each of 7 rounds, so that a slow moment of the machine (its disk
+# is shared) weighs on both sides of the ratio. Issue 12's target: within 1.3x.
+fresh ctrfs "$work/dc.ctrfs"; dc_ctrfs_pid="$served_pid"
+fresh nullfs "$work/dc.null"; dc_null_pid="$served_pid"
+"$client" "$work/dc.ctrfs" 1000 ctrfs create >/dev/null
+"$client" "$work/dc.null" 1000 ctrfs create >/dev/null
+: >"$work/dc.ratios"
+for r in $(seq 1 7); do
+    c="$("$client" "$work/dc.ctrfs" 1000 ctrfs relabel | awk '{ print $4 }')"
+    f="$("$client" "$work/dc.null" 1000 ctrfs relabel | awk '{ print $4 }')"
+    k="$("$lmdb_commit" "$work/dc.lmdb" 1000 | awk '{ print $4 }')"; rm -rf "$work/dc.lmdb"
+    echo "$c" >>"$work/dc.c"; echo "$f" >>"$work/dc.f"; echo "$k" >>"$work/dc.k"
+    echo "$c / ($f + $k)" | bc -l >>"$work/dc.ratios"
+done
+done_with ctrfs "$work/dc.ctrfs" "$dc_ctrfs_pid"; done_with nullfs "$work/dc.null" "$dc_null_pid"
+printf 'a relabel in turns with its floor, 7 rounds of 1,000 (medians, us): ctrfs %.0f, FUSE floor %.0f, durable commit %.0f\n' \
+    "$(median "$work/dc.c")" "$(median "$work/dc.f")" "$(median "$work/dc.k")"
+printf 'relabel against its floor, median of the rounds: %.2fx (rounds from %.2fx to %.2fx)\n' "$(median "$work/dc.ratios")" \
+    "$(sort -n "$work/dc.ratios" | head -1)" "$(sort -n "$work/dc.ratios" | tail -1)"
+echo
+
 # containerd 1.6 (Debian's), started here with its root, state and sockets under the work
 # directory (unix sockets only; the CRI plugin off) and stopped by its pid, against ctrfs at
 # N = CTRFS_BENCH_CTR_N (default 1000) containers, three ways:
