@@ -166,10 +166,16 @@ impl StreamRegistry {
         false
     }
 
-    /// An event was published: the parked-reads thread answers. Only raises a flag.
+    /// An event was published: the parked-reads thread answers. Raises a flag, and wakes
+    /// the thread only when a read or a poll waits: most commits have nobody to tell, and
+    /// a wake-up per commit was a thread switch each. A read parked after this looks at
+    /// the store itself (`park`); one the thread is retrying now finds the flag raised
+    /// when it next waits.
     pub fn publish(&self) {
         *lock(&self.news) = true;
-        self.woken.notify_one();
+        if !lock(&self.reads).is_empty() || !lock(&self.pollers).is_empty() {
+            self.woken.notify_one();
+        }
     }
 
     /// Waits up to `timeout` for news; `true` if there was some (and clears it).
@@ -289,6 +295,16 @@ fn reader_is_dying(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn news_with_nobody_waiting_is_kept_for_the_next_wait() {
+        // A read the thread is retrying when the event lands is back in the list only
+        // after: the flag, not a wake-up, is what brings the thread round again.
+        let streams = StreamRegistry::default();
+        streams.publish();
+        assert!(streams.wait_for_news(Duration::ZERO), "the news is there without a wake-up");
+        assert!(!streams.wait_for_news(Duration::ZERO), "and taken by the one who looked");
+    }
 
     #[test]
     fn a_live_reader_is_not_dying_and_a_missing_one_is() {
