@@ -161,15 +161,6 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     notify_systemd(&format!("READY=1\nSTATUS=serving {}\nMAINPID={}", args.mountpoint.display(), std::process::id()));
 
     spawn_inode_notifier(session.notifier(), Arc::clone(&core), inode_notices)?;
-    let (direct, weak) = (session.notifier(), Arc::downgrade(&core));
-    core.notices().send_inodes_with(Box::new(move |notice| {
-        // Weak: the core owns this sender.
-        if let Some(core) = weak.upgrade() {
-            if let Err(e) = send_inode_notice(&direct, &core, notice) {
-                log::debug!("notify {notice:?}: {e}");
-            }
-        }
-    }));
     spawn_notifier(session.notifier(), Arc::clone(&core), notices)?;
     spawn_exit_recorder(services, exits)?;
     let mountpoint = absolute(&args.mountpoint);

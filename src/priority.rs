@@ -2,12 +2,15 @@
 //! copying or removing a snapshot, measuring its usage) runs at a lower priority than the
 //! rest of the daemon, so that when it competes with requests for the CPU the requests win.
 //!
-//! Only that work is lowered, and only while it runs: a worker thread goes back to the
-//! daemon's priority afterwards, because what it runs next may be a label's commit, whose
-//! writer waits for it, or a task's start, whose processes inherit the thread's priority
-//! (a container must run at the priority its host gave the daemon, not a lowered one).
+//! That work runs on a thread of its own, started for it and lowered for good, which the
+//! caller waits for. The caller's thread keeps its priority: a worker of the pool runs a
+//! label's commit next, whose writer waits for it, or a task's start, whose processes
+//! inherit the thread's priority (a container must run at the priority its host gave the
+//! daemon). Lowering a priority needs no privilege; raising one back would need
+//! `CAP_SYS_NICE`, which is why no thread is ever raised again.
 
 use std::cell::Cell;
+use std::sync::Mutex;
 
 /// How much lower than the daemon's priority background work runs, in niceness steps.
 pub const BACKGROUND_STEPS: libc::c_int = 10;
@@ -16,52 +19,45 @@ pub const BACKGROUND_STEPS: libc::c_int = 10;
 const LOWEST: libc::c_int = 19;
 
 thread_local! {
-    /// Set while a guard of this thread has lowered it (nested guards do nothing).
-    static LOWERED: Cell<bool> = const { Cell::new(false) };
-    /// Set when this thread could not get its priority back after background work.
-    static STUCK_LOW: Cell<bool> = const { Cell::new(false) };
+    /// Set on the threads `in_background` starts (their work may nest more of it).
+    static IN_BACKGROUND: Cell<bool> = const { Cell::new(false) };
 }
 
-/// While alive, this thread runs at the background priority.
-#[must_use = "the priority is restored when the guard drops"]
-pub struct Background {
-    /// The niceness to restore; `None` when the thread was already at least that low.
-    before: Option<libc::c_int>,
-}
-
-/// Lowers this thread's priority until the guard drops. Nested guards leave it to the
-/// outermost one to restore.
-pub fn background() -> Background {
-    let unchanged = Background { before: None };
-    if LOWERED.with(Cell::get) {
-        return unchanged;
+/// Runs `work` at the background priority, on a thread of its own (threads it starts, such
+/// as an unpack's inflating thread, inherit it), and returns what it returns; a panic in it
+/// goes on in the caller. Nested calls run inline. If no thread can be started, `work`
+/// runs on the caller's thread at the caller's priority.
+pub fn in_background<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    if IN_BACKGROUND.with(Cell::get) {
+        return work();
     }
-    let Some(before) = niceness() else { return unchanged };
-    let lower = (before + BACKGROUND_STEPS).min(LOWEST);
-    if lower == before || set_niceness(lower).is_err() {
-        return unchanged;
-    }
-    LOWERED.with(|l| l.set(true));
-    Background { before: Some(before) }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let Some(before) = self.before else { return };
-        LOWERED.with(|l| l.set(false));
-        if let Err(e) = set_niceness(before) {
-            // Raising a priority needs CAP_SYS_NICE (or RLIMIT_NICE): a daemon without it
-            // keeps this thread low, and its pool retires it (see `is_stuck_low`).
-            log::warn!("cannot restore a worker's priority after background work ({e}); the thread retires");
-            STUCK_LOW.with(|s| s.set(true));
+    // Shared with the thread, so the work is still here to run if the thread cannot start.
+    let work = Mutex::new(Some(work));
+    let take = || work.lock().unwrap_or_else(|p| p.into_inner()).take().expect("the work runs once");
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new().name("ctrfs-tree".into()).spawn_scoped(scope, || {
+            IN_BACKGROUND.with(|b| b.set(true));
+            lower_this_thread();
+            take()()
+        });
+        match spawned {
+            Ok(thread) => thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(e) => {
+                log::warn!("cannot start a thread for background work ({e}); running it at the caller's priority");
+                take()()
+            }
         }
-    }
+    })
 }
 
-/// Whether this thread stayed at the background priority after its work: a pool thread
-/// should then exit rather than run anything else.
-pub fn is_stuck_low() -> bool {
-    STUCK_LOW.with(Cell::get)
+fn lower_this_thread() {
+    let Some(now) = niceness() else { return };
+    let lower = (now + BACKGROUND_STEPS).min(LOWEST);
+    // SAFETY: setpriority on this thread's own id; a failure changes nothing.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, lower) };
+    if rc != 0 {
+        log::debug!("background work runs at the daemon's priority: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// This thread's niceness (Linux keeps one per thread).
@@ -75,45 +71,29 @@ pub fn niceness() -> Option<libc::c_int> {
     }
 }
 
-fn set_niceness(value: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: setpriority on this thread's own id; a failure changes nothing.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, value) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn background_work_runs_lower_and_the_thread_gets_its_priority_back() {
-        std::thread::spawn(|| {
-            let start = niceness().expect("this thread's niceness");
-            {
-                let _outer = background();
-                let low = niceness().unwrap();
-                assert_eq!(low, (start + BACKGROUND_STEPS).min(LOWEST), "lowered by {BACKGROUND_STEPS} steps");
-                {
-                    let _inner = background();
-                    assert_eq!(niceness().unwrap(), low, "a nested guard changes nothing");
-                }
-                assert_eq!(niceness().unwrap(), low, "the inner guard leaves the restoring to the outer one");
-                // Threads started meanwhile (the inflating thread of an unpack) inherit it.
-                let child = std::thread::spawn(niceness).join().unwrap().unwrap();
-                assert_eq!(child, low);
-            }
-            let after = niceness().unwrap();
-            if nix::unistd::geteuid().is_root() {
-                assert_eq!(after, start, "root raises the priority again");
-            }
-            // Without the right to raise it, the thread stays low and knows it.
-            assert_eq!(is_stuck_low(), after != start);
-        })
-        .join()
-        .unwrap();
+    fn background_work_runs_lower_on_its_own_thread_and_the_caller_keeps_its_priority() {
+        let start = niceness().expect("this thread's niceness");
+        let (low, nested, child) = in_background(|| {
+            let low = niceness().unwrap();
+            let nested = in_background(|| niceness().unwrap());
+            // Threads started meanwhile (the inflating thread of an unpack) inherit it.
+            let child = std::thread::spawn(niceness).join().unwrap().unwrap();
+            (low, nested, child)
+        });
+        assert_eq!(low, (start + BACKGROUND_STEPS).min(LOWEST), "lowered by {BACKGROUND_STEPS} steps");
+        assert_eq!(nested, low, "a nested call lowers no further");
+        assert_eq!(child, low);
+        assert_eq!(niceness().unwrap(), start, "the caller's thread was never lowered");
+    }
+
+    #[test]
+    fn a_panic_in_background_work_goes_on_in_the_caller() {
+        let caught = std::panic::catch_unwind(|| in_background(|| panic!("in the tree")));
+        assert!(caught.is_err());
     }
 }

@@ -345,32 +345,26 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let caller = Caller::of(req);
-        // Opening for writing may take the pin table's lock, which a collection holds for
-        // its whole transaction, or create a blob's ingest file: only then on a worker.
-        let writing = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
-        if writing {
-            let opened = catch_unwind(AssertUnwindSafe(|| self.core.open_without_waiting(ino.0, flags.0)));
-            match opened {
-                Ok(Some(Ok(fh))) => return reply.opened(FileHandle(fh), OPEN_FLAGS),
-                Ok(Some(Err(e))) => return reply.error(self.refuse(req, "open", || self.core.path_of(ino.0), &e)),
-                Ok(None) => {}
-                Err(_) => {
-                    log::error!("open: internal panic; answered EIO");
-                    return reply.error(Errno::EIO);
-                }
-            }
-        }
-        let job = move |core: &FsCore| {
+        let job = move |core: &FsCore, reply: ReplyOpen| {
             core.open_and_answer(ino.0, flags.0, |opened| match opened {
                 Ok((fh, mode)) => reply.opened(FileHandle(fh), open_flags(mode)),
                 Err(e) => reply.error(refuse(core, caller, "open", || core.path_of(ino.0), &e)),
             })
         };
+        // Opening for writing may take the pin table's lock, which a collection holds for
+        // its whole transaction, or create a blob's ingest file: only then on a worker.
+        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+            return guarded("open", || match self.core.open_without_waiting(ino.0, flags.0) {
+                Some(Ok(fh)) => reply.opened(FileHandle(fh), OPEN_FLAGS),
+                Some(Err(e)) => reply.error(self.refuse(req, "open", || self.core.path_of(ino.0), &e)),
+                None => self.offload("open", move |core| job(core, reply)),
+            });
+        }
         // `usage` measures a tree.
-        if writing || self.core.open_may_block(ino.0) {
-            self.offload("open", job);
+        if self.core.open_may_block(ino.0) {
+            self.offload("open", move |core| job(core, reply));
         } else {
-            guarded("open", || job(&self.core));
+            guarded("open", || job(&self.core, reply));
         }
     }
 
@@ -470,15 +464,11 @@ impl Filesystem for FuseAdapter {
         if !self.core.is_writing(fh.0) {
             return guarded("flush", || answer(&self.core, reply, self.core.flush(fh.0)));
         }
-        match catch_unwind(AssertUnwindSafe(|| self.core.flush_without_waiting(fh.0))) {
-            Ok(Some(flushed)) => answer(&self.core, reply, flushed),
+        guarded("flush", || match self.core.flush_without_waiting(fh.0) {
+            Some(flushed) => answer(&self.core, reply, flushed),
             // It commits what the last write left, or another request holds the handle.
-            Ok(None) => self.offload("flush", move |core| answer(core, reply, core.flush(fh.0))),
-            Err(_) => {
-                log::error!("flush: internal panic; answered EIO");
-                reply.error(Errno::EIO);
-            }
-        }
+            None => self.offload("flush", move |core| answer(core, reply, core.flush(fh.0))),
+        });
     }
 
     fn release(
@@ -499,15 +489,11 @@ impl Filesystem for FuseAdapter {
         if !self.core.is_writing(fh.0) {
             return guarded("release", || answer(&self.core, reply, self.core.release(fh.0)));
         }
-        match catch_unwind(AssertUnwindSafe(|| self.core.release_without_waiting(fh.0))) {
-            Ok(Some(released)) => answer(&self.core, reply, released),
+        guarded("release", || match self.core.release_without_waiting(fh.0) {
+            Some(released) => answer(&self.core, reply, released),
             // It commits, collects or starts a task.
-            Ok(None) => self.offload("release", move |core| answer(core, reply, core.release(fh.0))),
-            Err(_) => {
-                log::error!("release: internal panic; answered EIO");
-                reply.error(Errno::EIO);
-            }
-        }
+            None => self.offload("release", move |core| answer(core, reply, core.release(fh.0))),
+        });
     }
 
     fn fsync(&self, req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {

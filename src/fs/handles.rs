@@ -33,7 +33,8 @@ pub struct Handle {
     state: HandleState,
 }
 
-/// Whether an open may wait for what another request holds (see `open_without_waiting`).
+/// Whether an open or a release may wait for what another request holds (see
+/// `open_without_waiting`, `release_without_waiting`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Waiting {
     Allowed,
@@ -454,6 +455,10 @@ impl FsCore {
                 return self.open_as(alias, flags, waiting);
             }
             if flags & libc::O_TRUNC != 0 {
+                if waiting == Waiting::Refused {
+                    // A blob's temporary file truncates its ingest file: disk work.
+                    return Ok(None);
+                }
                 self.truncate_temp(ino, 0)?;
             }
             let dir = self.temp_dir(ino)?;
@@ -506,7 +511,9 @@ impl FsCore {
                 };
                 if writing {
                     let refs = pinned_by_writer(&loaded, file);
-                    if !refs.is_empty() && waiting == Waiting::Refused {
+                    // A pin (taken now, or the cleared field's, which a failed open would
+                    // drop) may wait for the pin table.
+                    if waiting == Waiting::Refused && (!refs.is_empty() || self.has_cleared_pin(node, file)) {
                         return Ok(None);
                     }
                     let pins = self.services.pin(refs).or_else(|| self.take_cleared_pin(node, file));
@@ -965,13 +972,19 @@ impl FsCore {
         if !quick || !lock(&self.cleared).is_empty() {
             return None;
         }
-        Some(self.release(fh))
+        Some(self.release_as(fh, Waiting::Refused))
     }
 
     /// `release`: the last reference to the handle is gone. Anything still uncommitted
     /// (bytes written through mmap, a refused bare truncation) is committed or refused now,
     /// finally. Then the handle's pins go, and a collection takes what they alone kept.
     pub fn release(&self, fh: u64) -> Result<()> {
+        self.release_as(fh, Waiting::Allowed)
+    }
+
+    /// `release`; with `Waiting::Refused` it leaves the expiry of cleared pins (which may
+    /// collect) to the next release that may wait.
+    fn release_as(&self, fh: u64, waiting: Waiting) -> Result<()> {
         let Some(handle) = self.handles.remove(fh) else { return Err(FsError::BadHandle) };
         let mut handle = lock(&handle);
         if let HandleState::Pending(pending) = &handle.state {
@@ -999,7 +1012,9 @@ impl FsCore {
         if written.is_some() && kind != NodeKind::Snapshot {
             self.forget_vanished(node);
         }
-        self.expire_cleared_pins();
+        if waiting == Waiting::Allowed {
+            self.expire_cleared_pins();
+        }
         if collect {
             self.services.collect_after_delete();
         }

@@ -485,7 +485,12 @@ impl FsCore {
             _ => self.services.delete_image_dir(dir.node.id, name).map(drop),
         };
         if let Err(error) = deleted {
-            handles::lock(&self.cleared).extend(grace);
+            // An entry a writer put back meanwhile is replaced: dropped outside the lock.
+            let replaced: Vec<_> = {
+                let mut cleared = handles::lock(&self.cleared);
+                grace.into_iter().filter_map(|(key, pins)| cleared.insert(key, pins)).collect()
+            };
+            drop(replaced);
             return Err(error.into());
         }
         if !grace.is_empty() {
@@ -587,7 +592,8 @@ impl FsCore {
         // create it again (tar, install, mv) must not lose a container's root filesystem
         // or an image's content in between.
         if let Some(pins) = self.pin_references(dir, file) {
-            handles::lock(&self.cleared).insert((dir.node.id, file), (std::time::Instant::now(), pins));
+            let replaced = handles::lock(&self.cleared).insert((dir.node.id, file), (std::time::Instant::now(), pins));
+            drop(replaced);
         }
         self.expire_cleared_pins();
         let last = dir.clone();
@@ -602,13 +608,15 @@ impl FsCore {
     /// Drops the pins of fields cleared longer ago than the grace period, and collects
     /// what only they kept.
     pub(super) fn expire_cleared_pins(&self) {
-        let expired = {
+        // Pins are dropped outside the lock: a drop waits for the pin table, which a
+        // collection holds for its whole transaction, and request threads take this lock.
+        let expired: Vec<_> = {
             let mut cleared = handles::lock(&self.cleared);
-            let before = cleared.len();
-            cleared.retain(|_, (at, _)| at.elapsed() < CLEARED_GRACE);
-            before != cleared.len()
+            let gone: Vec<_> = cleared.iter().filter(|(_, (at, _))| at.elapsed() >= CLEARED_GRACE).map(|(key, _)| *key).collect();
+            gone.into_iter().filter_map(|key| cleared.remove(&key)).collect()
         };
-        if expired {
+        if !expired.is_empty() {
+            drop(expired);
             self.services.collect_after_delete();
         }
     }
@@ -621,6 +629,11 @@ impl FsCore {
         let mut cleared = handles::lock(&self.cleared);
         let keys: Vec<_> = cleared.keys().filter(|(owner, _)| *owner == node).copied().collect();
         keys.into_iter().filter_map(|key| cleared.remove(&key).map(|pins| (key, pins))).collect()
+    }
+
+    /// Whether a field cleared by `rm` a moment ago still has its pin.
+    pub(super) fn has_cleared_pin(&self, node: NodeId, file: AttrFile) -> bool {
+        handles::lock(&self.cleared).contains_key(&(node, file))
     }
 
     /// The pin of a field cleared by `rm` a moment ago, for the writer creating it again.

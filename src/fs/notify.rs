@@ -5,8 +5,7 @@
 //! Requests and background work only queue notices here, after their commit; threads
 //! started by the daemon with fuser's notifier send them. A notification sent from a
 //! request handler can deadlock the session (libfuse's documentation), and the queues are
-//! unbounded so that queueing never waits on those threads. A worker of the pool sends its
-//! own inode invalidations instead (see `invalidate_and_wait`).
+//! unbounded so that queueing never waits on those threads.
 //!
 //! Two queues, two threads: names (`inval_entry`, `delete`) need the directory's lock,
 //! which a request may hold while it waits; inode invalidations (`inval_inode`) need no
@@ -77,23 +76,11 @@ impl Queued {
     }
 }
 
-/// Tells the kernel of one inode notice on the calling thread (the daemon's, over its
-/// notifier).
-pub type InodeSender = dyn Fn(&Notice) + Send + Sync;
-
 /// The queue of notices.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Notices {
     sender: Mutex<Option<Sender<Queued>>>,
     inodes: Mutex<Option<Sender<Queued>>>,
-    /// Sends inode notices on the caller's thread, for callers on the worker pool.
-    direct: std::sync::OnceLock<Box<InodeSender>>,
-}
-
-impl std::fmt::Debug for Notices {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Notices").field("direct", &self.direct.get().is_some()).finish_non_exhaustive()
-    }
 }
 
 impl Notices {
@@ -113,29 +100,16 @@ impl Notices {
         rx
     }
 
-    /// Lets workers send inode notices themselves (see `invalidate_and_wait`).
-    pub fn send_inodes_with(&self, send: Box<InodeSender>) {
-        let _ = self.direct.set(send);
-    }
-
-    /// Tells the kernel of changed inodes and returns once it was told of all of them, so
-    /// the request that made the change answers only once nothing stale can be read or
-    /// stat'ed. Never for names (see `send_and_wait`).
+    /// Queues inode invalidations and waits (a little) until the kernel was told of all of
+    /// them, so the request that made the change answers only once nothing stale can be
+    /// read or stat'ed. Never for names (see `send_and_wait`).
     ///
-    /// A worker sends them itself: an inode invalidation waits only for pages a read is
-    /// filling, which the request threads answer without waiting for any worker, so it
-    /// cannot deadlock there, and the two thread hand-offs of the queue are the larger part
-    /// of a small change's cost. A request thread must not (it may be the one the read
-    /// needs): it queues them for the inode notifier and waits, a little.
+    /// Always through the inode notifier, never sent by the caller itself, though that
+    /// would save two thread hand-offs: the caller may hold a writer's handle lock, and the
+    /// kernel's invalidation waits, without a timeout, for a page a read through that very
+    /// handle is filling (a private `mmap` of the file), whose read waits for the lock. Here
+    /// the wait ends after `ACK_WAIT` instead.
     pub fn invalidate_and_wait(&self, inodes: Vec<u64>) {
-        if super::workers::on_worker_thread() {
-            if let Some(send) = self.direct.get() {
-                for ino in inodes {
-                    send(&Notice::Content(ino));
-                }
-                return;
-            }
-        }
         let Some(last) = inodes.len().checked_sub(1) else { return };
         let (tx, rx) = channel();
         let mut queued = true;
@@ -178,41 +152,5 @@ impl Notices {
             Some(tx) => tx.send(queued).is_ok(),
             None => false,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    #[test]
-    fn a_worker_tells_the_kernel_itself_and_other_threads_queue_and_wait() {
-        let notices = Arc::new(Notices::default());
-        let queued = notices.subscribe_inodes();
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&sent);
-        notices.send_inodes_with(Box::new(move |notice| record.lock().unwrap().push(notice.clone())));
-
-        let workers = super::super::workers::Workers::new(1, 4);
-        let (done, finished) = channel();
-        let on_worker = Arc::clone(&notices);
-        workers.run("test", move || {
-            on_worker.invalidate_and_wait(vec![7, 8]);
-            done.send(()).unwrap();
-        });
-        finished.recv_timeout(Duration::from_secs(10)).expect("the worker returns without waiting for anyone");
-        assert_eq!(*sent.lock().unwrap(), [Notice::Content(7), Notice::Content(8)]);
-        assert!(queued.try_recv().is_err(), "nothing queued by the worker");
-
-        // Any other thread (a FUSE request thread) queues for the inode notifier and waits.
-        let elsewhere = Arc::clone(&notices);
-        let waiter = std::thread::spawn(move || elsewhere.invalidate_and_wait(vec![9]));
-        let notice = queued.recv_timeout(Duration::from_secs(10)).expect("queued");
-        assert_eq!(notice.notice, Notice::Content(9));
-        assert!(!waiter.is_finished(), "it waits until the notice was sent");
-        notice.sent();
-        waiter.join().unwrap();
-        assert_eq!(sent.lock().unwrap().len(), 2, "not sent by the request thread itself");
     }
 }

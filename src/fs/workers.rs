@@ -104,29 +104,13 @@ fn run_guarded(op: &str, job: Job) {
     }
 }
 
-thread_local! {
-    static ON_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether the calling thread is one of the pool's (not a FUSE request thread): such a
-/// thread may tell the kernel of changed inodes itself (see `notify.rs`).
-pub fn on_worker_thread() -> bool {
-    ON_WORKER.with(std::cell::Cell::get)
-}
-
 fn work(shared: &Shared) {
-    ON_WORKER.with(|w| w.set(true));
     let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         if let Some((op, job)) = queue.jobs.pop_front() {
             drop(queue);
             run_guarded(op, job);
             queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-            if crate::priority::is_stuck_low() {
-                // What it runs next must not inherit the lower priority (a task's start).
-                queue.threads -= 1;
-                return;
-            }
             continue;
         }
         queue.idle += 1;

@@ -113,40 +113,42 @@ impl Snapshotter {
     /// Unpacks one layer as snapshot `id` on top of `parents` (ids, the parent first).
     /// Returns the layer's diff ID, which the caller checks against the image config.
     pub fn unpack_layer(&self, id: u64, parents: &[u64], layer: impl Read + Send, compression: Compression) -> Result<Applied> {
-        let _background = crate::priority::background();
-        let files = self.fresh_dir(id)?;
-        let applied = match self.driver {
-            Driver::Overlay => {
-                let lowers: Vec<PathBuf> = parents.iter().map(|p| self.files(*p)).collect();
-                apply_layer(layer, compression, &files, &ApplyOptions { whiteouts: Whiteouts::Overlay, lowers: &lowers })
-            }
-            Driver::Native => {
-                if let Some(parent) = parents.first() {
-                    copy_tree(&self.files(*parent), &files)?;
+        crate::priority::in_background(|| {
+            let files = self.fresh_dir(id)?;
+            let applied = match self.driver {
+                Driver::Overlay => {
+                    let lowers: Vec<PathBuf> = parents.iter().map(|p| self.files(*p)).collect();
+                    apply_layer(layer, compression, &files, &ApplyOptions { whiteouts: Whiteouts::Overlay, lowers: &lowers })
                 }
-                apply_layer(layer, compression, &files, &ApplyOptions { whiteouts: Whiteouts::Delete, lowers: &[] })
-            }
-        }?;
-        sync_filesystem(&files)?;
-        Ok(applied)
+                Driver::Native => {
+                    if let Some(parent) = parents.first() {
+                        copy_tree(&self.files(*parent), &files)?;
+                    }
+                    apply_layer(layer, compression, &files, &ApplyOptions { whiteouts: Whiteouts::Delete, lowers: &[] })
+                }
+            }?;
+            sync_filesystem(&files)?;
+            Ok(applied)
+        })
     }
 
     /// Makes the writable directory of active snapshot `id` on top of `parents`.
     pub fn prepare_active(&self, id: u64, parents: &[u64]) -> Result<()> {
-        let _background = crate::priority::background();
-        let files = self.fresh_dir(id)?;
-        match self.driver {
-            Driver::Overlay => {
-                let work = self.dir(id).join("work");
-                private_dir(&work)?;
-            }
-            Driver::Native => {
-                if let Some(parent) = parents.first() {
-                    copy_tree(&self.files(*parent), &files)?;
+        crate::priority::in_background(|| {
+            let files = self.fresh_dir(id)?;
+            match self.driver {
+                Driver::Overlay => {
+                    let work = self.dir(id).join("work");
+                    private_dir(&work)?;
+                }
+                Driver::Native => {
+                    if let Some(parent) = parents.first() {
+                        copy_tree(&self.files(*parent), &files)?;
+                    }
                 }
             }
-        }
-        sync_filesystem(&files)
+            sync_filesystem(&files)
+        })
     }
 
     /// The mounts that show snapshot `id` (with `parents`, the parent first): writable
@@ -182,15 +184,13 @@ impl Snapshotter {
 
     /// What snapshot `id`'s own directory uses.
     pub fn usage(&self, id: u64) -> Result<Usage> {
-        let _background = crate::priority::background();
-        let usage = tree_usage(&self.files(id))?;
+        let usage = crate::priority::in_background(|| tree_usage(&self.files(id)))?;
         Ok(Usage { size: usage.size, inodes: usage.inodes })
     }
 
     /// Removes snapshot `id`'s directory; one already gone is not an error.
     pub fn remove(&self, id: u64) -> Result<()> {
-        let _background = crate::priority::background();
-        remove_tree(&self.dir(id))
+        crate::priority::in_background(|| remove_tree(&self.dir(id)))
     }
 
     /// The ids of every snapshot directory on disk, for the start-up sweep. Anything else

@@ -176,9 +176,11 @@ fn niceness(pid: i32) -> i64 {
 
 #[test]
 fn a_task_and_its_supervisor_run_at_the_daemons_priority_not_its_workers() {
-    // Workers that unpack run at a lower priority; what they start must not inherit it.
+    // Tree work (the unpack of the image below, on a worker) runs at a lower priority;
+    // the worker that runs the start next, and so what it starts, must not.
     let t = Tasks::new();
-    t.container("nice", "exec sleep 1000");
+    crate::oci::import_by_copying(&t, crate::oci_fixture::two_layer_layout(), "latest", "nice/busybox");
+    crate::oci::image_container(&t, "nice", "nice/busybox", "exec sleep 1000");
     t.start("nice");
     let pid = t.status("nice")["pid"].as_u64().unwrap() as i32;
     let daemon = niceness(t.daemon_pid() as i32);
