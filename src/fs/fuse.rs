@@ -196,7 +196,7 @@ const CACHED_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFl
 
 fn open_flags(mode: OpenMode) -> FopenFlags {
     match mode {
-        OpenMode::Direct => OPEN_FLAGS,
+        OpenMode::Direct | OpenMode::Live => OPEN_FLAGS,
         OpenMode::Cached => CACHED_OPEN_FLAGS,
     }
 }

@@ -570,7 +570,10 @@ impl FsCore {
                 CacheSource::Rendered(self.file_content(&reader, &loaded, file)?)
             }
             Ino::Node(_) if loaded.task().is_some() => {
-                CacheSource::Rendered(loaded.task().expect("checked").status_json().into_bytes())
+                let at_open = loaded.task().expect("checked").status_json().into_bytes();
+                let state = HandleState::Cached(Box::new(CachedRead::Rendered { ino, at_open }));
+                let fh = self.handles.insert(Handle { node: loaded.node.id, kind: loaded.node.kind, state })?;
+                return Ok((fh, OpenMode::Live, false));
             }
             Ino::Node(_) if loaded.blob().is_some_and(|b| b.state == crate::model::BlobState::Committed) => {
                 let blob = loaded.blob().expect("checked");
@@ -591,8 +594,8 @@ impl FsCore {
             (OpenMode::Cached, CacheSource::Blob(file, fingerprint)) => {
                 HandleState::Cached(Box::new(CachedRead::Blob { ino, file, fingerprint }))
             }
-            (OpenMode::Direct, CacheSource::Rendered(content)) => HandleState::Snapshot(content),
-            (OpenMode::Direct, CacheSource::Blob(file, _)) => HandleState::BlobRead(file),
+            (OpenMode::Direct | OpenMode::Live, CacheSource::Rendered(content)) => HandleState::Snapshot(content),
+            (OpenMode::Direct | OpenMode::Live, CacheSource::Blob(file, _)) => HandleState::BlobRead(file),
         };
         let fh = self.handles.insert(Handle { node: loaded.node.id, kind: loaded.node.kind, state })?;
         Ok((fh, mode, mode == OpenMode::Direct && !too_big))

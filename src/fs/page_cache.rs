@@ -1,7 +1,7 @@
 //! What the kernel may keep in its page cache, and when it may trust it.
 //!
 //! Files whose bytes are a pure function of committed state (an image's or a container's
-//! attribute files, a task's status, a committed blob) are opened without direct I/O, so a
+//! attribute files, a committed blob) are opened without direct I/O, so a
 //! re-read of an unchanged file never reaches the daemon. Two mechanisms keep that honest:
 //!
 //! - every change the daemon knows of invalidates the inodes it touched (`notify.rs`,
@@ -55,6 +55,11 @@ pub enum OpenMode {
     Direct,
     /// Reads go through the page cache, and the pages already there are kept.
     Cached,
+    /// Reads reach the daemon (direct I/O) and each shows the content as of that read: a
+    /// task's status, which the daemon changes on its own (at its exit). Through the page
+    /// cache, a poller's read could be cut at the size the kernel learnt just before the
+    /// change, and show half a document.
+    Live,
 }
 
 /// The table of what each inode's pages may hold; an inode absent holds no pages (never

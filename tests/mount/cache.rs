@@ -276,6 +276,33 @@ fn a_tasks_status_shows_its_exit_through_a_descriptor_opened_before() {
     assert_eq!(buf, stopped.as_bytes()[..running.len()]);
 }
 
+/// A task's status changes on its own, at the exit. Read through the page cache, a poller's
+/// read could be cut at the size the kernel learnt just before the exit, and half a
+/// document came back (found by the crash suite's `wait_status` loop: "EOF while parsing").
+/// Every read while tasks exit must be a whole document.
+#[test]
+fn polling_a_task_while_it_exits_always_reads_a_whole_document() {
+    let t = Tasks::new();
+    let mut reads = 0;
+    for i in 0..8 {
+        let id = format!("poll-{i}");
+        t.container(&id, "sleep 0.1; exit 3");
+        t.start(&id);
+        let path = t.path(&format!("tasks/{id}"));
+        let mut running = 0;
+        wait_until(DAEMON_DEADLINE, "the task to stop", || {
+            reads += 1;
+            let text = read(&path);
+            let status: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("read {reads} of {id} is not a whole document ({e}):\n{text}"));
+            running += usize::from(status["status"] == "running");
+            status["status"] == "stopped"
+        });
+        assert!(running > 0, "{id} was polled while it ran");
+    }
+    assert!(reads > 8, "{reads} reads");
+}
+
 /// A descriptor that reads direct (a writer, here) can still fill the page cache: the
 /// kernel serves `sendfile`, `splice` and `mmap` through pages even then. What such a read
 /// put there must not be what the next `cat` gets (found by review: an uncommitted,
