@@ -60,6 +60,10 @@ enum HandleState {
     Wait,
     /// `events`: this handle's place in the stream.
     Events(super::events::Cursor),
+    /// A task's status, read direct: the document as of the last read at offset 0, so each
+    /// pass from the start shows the status as of then (a descriptor held across the exit
+    /// reads the exit) and the reads of one pass are of one document.
+    Status(Vec<u8>),
     /// A stored blob, read straight from its file.
     BlobRead(std::fs::File),
     /// A blob being written.
@@ -209,7 +213,9 @@ impl Handle {
     /// The document bytes this handle may come to hold.
     fn charge(&self) -> usize {
         match &self.state {
-            HandleState::Snapshot(content) | HandleState::Control { snapshot: content, .. } => content.len(),
+            HandleState::Snapshot(content) | HandleState::Status(content) | HandleState::Control { snapshot: content, .. } => {
+                content.len()
+            }
             HandleState::Cached(cached) => match cached.as_ref() {
                 CachedRead::Rendered { at_open, .. } => at_open.len(),
                 CachedRead::Blob { .. } => 0,
@@ -571,8 +577,7 @@ impl FsCore {
             }
             Ino::Node(_) if loaded.task().is_some() => {
                 let at_open = loaded.task().expect("checked").status_json().into_bytes();
-                let state = HandleState::Cached(Box::new(CachedRead::Rendered { ino, at_open }));
-                let fh = self.handles.insert(Handle { node: loaded.node.id, kind: loaded.node.kind, state })?;
+                let fh = self.handles.insert(Handle { node: loaded.node.id, kind: loaded.node.kind, state: HandleState::Status(at_open) })?;
                 return Ok((fh, OpenMode::Live, false));
             }
             Ino::Node(_) if loaded.blob().is_some_and(|b| b.state == crate::model::BlobState::Committed) => {
@@ -801,6 +806,16 @@ impl FsCore {
             let bytes = cursor.read(self.store(), size as usize)?;
             return Ok(if bytes.is_empty() { ReadOutcome::WaitForEvent } else { ReadOutcome::Data(bytes) });
         }
+        let node = handle.node;
+        if let HandleState::Status(shown) = &mut handle.state {
+            if offset == 0 {
+                let reader = self.store().read()?;
+                if let Some(task) = load_node(&reader, node)?.task() {
+                    *shown = task.status_json().into_bytes();
+                }
+            }
+            return Ok(ReadOutcome::Data(slice(shown, offset, size)));
+        }
         // Borrowed where possible: a large document is read in many calls, and copying the
         // whole of it for each would make reading it quadratic.
         let bytes: std::borrow::Cow<'_, [u8]> = match &handle.state {
@@ -822,8 +837,8 @@ impl FsCore {
                 self.read_through_cache(cached, offset, size, |r| read = r);
                 return read.map(ReadOutcome::Data);
             }
-            // Read from its cursor above.
-            HandleState::Events(_) => Vec::new().into(),
+            // Read from its cursor, or its document, above.
+            HandleState::Events(_) | HandleState::Status(_) => Vec::new().into(),
             HandleState::Wait => match self.services.wait_text(handle.node)? {
                 Some(text) => text.into_bytes().into(),
                 None => return Ok(ReadOutcome::WaitForExit(handle.node)),
@@ -903,6 +918,7 @@ impl FsCore {
             HandleState::BlobWrite(writer) => Ok(self.services.write_blob(writer, offset, data)?),
             HandleState::Temp(ino) => self.write_temp(*ino, offset, data),
             HandleState::Snapshot(_)
+            | HandleState::Status(_)
             | HandleState::Log(_)
             | HandleState::Wait
             | HandleState::Events(_)

@@ -55,10 +55,10 @@ pub enum OpenMode {
     Direct,
     /// Reads go through the page cache, and the pages already there are kept.
     Cached,
-    /// Reads reach the daemon (direct I/O) and each shows the content as of that read: a
-    /// task's status, which the daemon changes on its own (at its exit). Through the page
-    /// cache, a poller's read could be cut at the size the kernel learnt just before the
-    /// change, and show half a document.
+    /// Reads reach the daemon (direct I/O), and each pass from offset 0 shows the content
+    /// as of then: a task's status, which the daemon changes on its own (at its exit).
+    /// Through the page cache, a poller's read could be cut at the size the kernel learnt
+    /// just before the change, and show half a document.
     Live,
 }
 
