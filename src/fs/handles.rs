@@ -810,7 +810,8 @@ impl FsCore {
         if let HandleState::Status(shown) = &mut handle.state {
             if offset == 0 {
                 let reader = self.store().read()?;
-                if let Some(task) = load_node(&reader, node)?.task() {
+                // Once the task is removed, the last status shown (as for other documents).
+                if let Some(task) = load_node(&reader, node).ok().as_ref().and_then(Loaded::task) {
                     *shown = task.status_json().into_bytes();
                 }
             }

@@ -274,6 +274,10 @@ fn a_tasks_status_shows_its_exit_through_a_descriptor_opened_before() {
     let stopped = read(&path);
     assert!(stopped.contains("\"stopped\""), "{stopped}");
     assert_eq!(buf, stopped.as_bytes()[..running.len()]);
+    // Removed, the task's last status is what the held descriptor still reads.
+    fs::remove_file(&path).unwrap();
+    let n = held.read_at(&mut buf, 0).expect("a held descriptor reads after the removal");
+    assert_eq!(buf[..n], stopped.as_bytes()[..n]);
 }
 
 /// A task's status changes on its own, at the exit. Read through the page cache, a poller's
