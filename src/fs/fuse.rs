@@ -81,6 +81,31 @@ impl FuseAdapter {
         refuse(&self.core, Caller::of(req), op, path, err)
     }
 
+    /// A close step (`flush`, `release`; `op` names it, and the refusal's log line): answered
+    /// on this thread when `now` can do it without waiting for anything, else by `waiting`
+    /// on a worker.
+    #[allow(clippy::too_many_arguments)]
+    fn close_step(
+        &self,
+        req: &Request,
+        (op, logged): (&'static str, &'static str),
+        ino: INodeNo,
+        fh: FileHandle,
+        reply: ReplyEmpty,
+        now: fn(&FsCore, u64) -> Option<Result<(), FsError>>,
+        waiting: fn(&FsCore, u64) -> Result<(), FsError>,
+    ) {
+        let caller = Caller::of(req);
+        let answer = move |core: &FsCore, reply: ReplyEmpty, done: Result<(), FsError>| match done {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(refuse(core, caller, logged, || core.path_of(ino.0), &e)),
+        };
+        guarded(op, || match now(&self.core, fh.0) {
+            Some(done) => answer(&self.core, reply, done),
+            None => self.offload(op, move |core| answer(core, reply, waiting(core, fh.0))),
+        });
+    }
+
     /// Serves a request that may take long on a worker, with its own panic guard.
     fn offload(&self, op: &'static str, job: impl FnOnce(&FsCore) + Send + 'static) {
         let core = Arc::clone(&self.core);
@@ -456,19 +481,9 @@ impl Filesystem for FuseAdapter {
     }
 
     fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        let caller = Caller::of(req);
-        let answer = move |core: &FsCore, reply: ReplyEmpty, flushed: Result<(), FsError>| match flushed {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(refuse(core, caller, "close", || core.path_of(ino.0), &e)),
-        };
-        if !self.core.is_writing(fh.0) {
-            return guarded("flush", || answer(&self.core, reply, self.core.flush(fh.0)));
-        }
-        guarded("flush", || match self.core.flush_without_waiting(fh.0) {
-            Some(flushed) => answer(&self.core, reply, flushed),
-            // It commits what the last write left, or another request holds the handle.
-            None => self.offload("flush", move |core| answer(core, reply, core.flush(fh.0))),
-        });
+        // A flush that commits what the last write left, or finds another request holding
+        // the handle, goes to a worker.
+        self.close_step(req, ("flush", "close"), ino, fh, reply, FsCore::flush_without_waiting, FsCore::flush);
     }
 
     fn release(
@@ -481,19 +496,9 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let caller = Caller::of(req);
-        let answer = move |core: &FsCore, reply: ReplyEmpty, released: Result<(), FsError>| match released {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(refuse(core, caller, "release", || core.path_of(ino.0), &e)),
-        };
-        if !self.core.is_writing(fh.0) {
-            return guarded("release", || answer(&self.core, reply, self.core.release(fh.0)));
-        }
-        guarded("release", || match self.core.release_without_waiting(fh.0) {
-            Some(released) => answer(&self.core, reply, released),
-            // It commits, collects or starts a task.
-            None => self.offload("release", move |core| answer(core, reply, core.release(fh.0))),
-        });
+        // A release that commits, ends pins (a collection may follow) or starts a task goes
+        // to a worker.
+        self.close_step(req, ("release", "release"), ino, fh, reply, FsCore::release_without_waiting, FsCore::release);
     }
 
     fn fsync(&self, req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {

@@ -89,7 +89,7 @@ impl HandleState {
     fn flush_commits_nothing(&self) -> bool {
         match self {
             HandleState::BlobWrite(_) => false,
-            HandleState::Write(writer) => writer.refused.is_some() || !writer.buffer.is_dirty() || writer.buffer.failed(),
+            HandleState::Write(writer) => !writer.has_pending(),
             _ => true,
         }
     }
@@ -134,6 +134,12 @@ pub(super) struct AttrWriter {
 impl AttrWriter {
     fn new(buffer: WriteBuffer, pins: Option<HeldRefs>) -> Self {
         AttrWriter { buffer, refused: None, pins }
+    }
+
+    /// Whether a flush has something to commit or judge: bytes not yet committed, on a
+    /// handle not refused.
+    fn has_pending(&self) -> bool {
+        self.refused.is_none() && self.buffer.is_dirty() && !self.buffer.failed()
     }
 
     fn file(&self) -> AttrFile {
@@ -1042,7 +1048,6 @@ impl FsCore {
     }
 
     fn commit(&self, handle: &mut Handle, when: Commit) -> Result<()> {
-        // Keep `HandleState::flush_commits_nothing` in step with the early returns here.
         let (node, kind) = (handle.node, handle.kind);
         if let HandleState::BlobWrite(writer) = &mut handle.state {
             let judge = if when == Commit::Release { Judge::Release } else { Judge::Flush };
@@ -1056,7 +1061,7 @@ impl FsCore {
                 Commit::Flush | Commit::Sync => Err(FsError::Refused { errno: *errno, reason: reason.clone() }),
             };
         }
-        if !writer.buffer.is_dirty() || writer.buffer.failed() {
+        if !writer.has_pending() {
             return Ok(());
         }
         let bare_truncation = writer.buffer.is_bare_truncation();

@@ -78,6 +78,9 @@ pub struct FsCore {
 /// again meanwhile (then the new writer holds it until it closes).
 const CLEARED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A cleared field's pin: the field, and when it was cleared with what it referenced.
+type ClearedPin = ((NodeId, AttrFile), (std::time::Instant, crate::service::HeldRefs));
+
 /// How a child node is shown in a listing: its inode and kind.
 type ChildView = fn(NodeId, NodeKind) -> (Ino, Kind);
 
@@ -610,11 +613,7 @@ impl FsCore {
     pub(super) fn expire_cleared_pins(&self) {
         // Pins are dropped outside the lock: a drop waits for the pin table, which a
         // collection holds for its whole transaction, and request threads take this lock.
-        let expired: Vec<_> = {
-            let mut cleared = handles::lock(&self.cleared);
-            let gone: Vec<_> = cleared.iter().filter(|(_, (at, _))| at.elapsed() >= CLEARED_GRACE).map(|(key, _)| *key).collect();
-            gone.into_iter().filter_map(|key| cleared.remove(&key)).collect()
-        };
+        let expired = self.take_cleared(|_, (at, _)| at.elapsed() >= CLEARED_GRACE);
         if !expired.is_empty() {
             drop(expired);
             self.services.collect_after_delete();
@@ -622,13 +621,16 @@ impl FsCore {
     }
 
     /// The pins of every cleared field of `node`, taken out of their grace.
-    fn take_cleared_pins_of(
-        &self,
-        node: NodeId,
-    ) -> Vec<((NodeId, AttrFile), (std::time::Instant, crate::service::HeldRefs))> {
+    fn take_cleared_pins_of(&self, node: NodeId) -> Vec<ClearedPin> {
+        self.take_cleared(|(owner, _), _| *owner == node)
+    }
+
+    /// Takes the cleared fields' pins that `pick` chooses out of their table, for the caller
+    /// to drop or keep outside its lock.
+    fn take_cleared(&self, pick: impl Fn(&(NodeId, AttrFile), &(std::time::Instant, crate::service::HeldRefs)) -> bool) -> Vec<ClearedPin> {
         let mut cleared = handles::lock(&self.cleared);
-        let keys: Vec<_> = cleared.keys().filter(|(owner, _)| *owner == node).copied().collect();
-        keys.into_iter().filter_map(|key| cleared.remove(&key).map(|pins| (key, pins))).collect()
+        let keys: Vec<_> = cleared.iter().filter(|(key, entry)| pick(key, entry)).map(|(key, _)| *key).collect();
+        keys.into_iter().filter_map(|key| cleared.remove_entry(&key)).collect()
     }
 
     /// Whether a field cleared by `rm` a moment ago still has its pin.
