@@ -106,9 +106,13 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
         ),
         Err(e) => return Err(format!("cannot make {} private: {e}", args.root.display()).into()),
     }
+    // Absolute from here on: snapshots' mounts and tasks' root filesystems name paths in
+    // it, and runc refuses a relative root (`--root state` gave every task on an image's
+    // snapshot `EINVAL`, its spec's root.path being `state/.../rootfs/<id>`).
+    let state_root = std::fs::canonicalize(&args.root).map_err(|e| format!("cannot resolve {}: {e}", args.root.display()))?;
     // Each namespace has its own store, content, snapshots, tasks and lock: a daemon
     // serves one, and several share a state directory (see docs/design.md, Namespaces).
-    let home = state_dir::namespace_dir(&args.root, &args.namespace);
+    let home = state_dir::namespace_dir(&state_root, &args.namespace);
     let _lock = lock_state_dir(&home)?;
     refuse_live_mount(&args.mountpoint)?;
     let store = Store::open_with(&home.join("db"), store_options(&args.namespace)?)
@@ -128,7 +132,7 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     // Watch before reconciling, so an exit between the two is not missed.
     let exits = runtime.watch_exits().map_err(|e| format!("cannot watch task exits: {e}"))?;
     let driver = args.snapshotter.as_deref().and_then(Driver::from_name);
-    let resources = Resources::open(&ResourceConfig::under(&home, driver, args.content_lease).sharing_content_of(&args.root))
+    let resources = Resources::open(&ResourceConfig::under(&home, driver, args.content_lease).sharing_content_of(&state_root))
         .map_err(|e| format!("cannot open the content store and snapshots: {e}"))?;
     log::info!("snapshotter {}", resources.snapshotter_name());
     let services = Arc::new(Services::new(Arc::new(store)).with_runtime(runtime).with_resources(resources));
@@ -147,7 +151,7 @@ pub fn run_foreground(args: &MountArgs) -> Result<(), DaemonError> {
     let inode_notices = core.notices().subscribe_inodes();
 
     detach_stale_mount(&args.mountpoint);
-    let adapter = FuseAdapter::new(Arc::clone(&core))?.with_statfs_of(&args.root);
+    let adapter = FuseAdapter::new(Arc::clone(&core))?.with_statfs_of(&state_root);
     let session = Session::new(adapter, &args.mountpoint, &mount_config(args))
         .map_err(|e| format!("cannot mount {}: {e}", args.mountpoint.display()))?;
     log::info!(

@@ -246,6 +246,9 @@ pub struct MountFixture {
     env: Vec<(String, String)>,
     /// Another fixture's state directory, shared (a second namespace's mount).
     shared_state: Option<PathBuf>,
+    /// The daemon is started in the temp dir with `mnt` and `--root state`, as a user in
+    /// that directory would type them.
+    relative_paths: bool,
 }
 
 impl MountFixture {
@@ -269,6 +272,14 @@ impl MountFixture {
     /// its own mount point and log. Drop it before `other`.
     pub fn sharing_state_of(other: &MountFixture, args: &[&str]) -> Self {
         Self::build_with(args, None, Some(other.state()))
+    }
+
+    /// A mount started from the temp dir as `ctrfs mount mnt --root state`.
+    pub fn with_relative_paths() -> Self {
+        let mut fx = Self::build_with(&[], None, None);
+        fx.relative_paths = true;
+        fx.remount();
+        fx
     }
 
     fn build(args: &[&str], tmpfs: Option<&str>) -> Self {
@@ -295,6 +306,7 @@ impl MountFixture {
             state_tmpfs: false,
             env: Vec::new(),
             shared_state,
+            relative_paths: false,
         };
         if let Some(size) = tmpfs {
             let out = Command::new("mount")
@@ -467,11 +479,16 @@ impl MountFixture {
             .expect("open daemon.log");
         let log2 = log.try_clone().expect("dup daemon.log");
         let mnt = self.mnt();
+        let (mnt_arg, state_arg) = match self.relative_paths {
+            true => (PathBuf::from("mnt"), PathBuf::from("state")),
+            false => (mnt.clone(), self.state()),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_ctrfs"))
+            .current_dir(&self.root)
             .arg("mount")
-            .arg(&mnt)
+            .arg(&mnt_arg)
             .arg("--root")
-            .arg(self.state())
+            .arg(&state_arg)
             .arg("--foreground")
             .args(&self.args)
             .env("RUST_LOG", "info")

@@ -191,6 +191,21 @@ fn a_task_and_its_supervisor_run_at_the_daemons_priority_not_its_workers() {
 }
 
 #[test]
+fn a_task_runs_on_its_image_when_the_state_directory_was_given_as_a_relative_path() {
+    // `ctrfs mount mnt --root state`, typed in the directory holding both: the snapshot's
+    // mounts and the task's root filesystem must still be absolute paths, as runc needs.
+    let t = Tasks::with(MountFixture::with_relative_paths());
+    crate::oci::import_by_copying(&t, crate::oci_fixture::two_layer_layout(), "latest", "rel/busybox");
+    crate::oci::image_container(&t, "rel", "rel/busybox", "echo hi");
+    let (code, _, err) = t.sh("touch tasks/rel");
+    assert_eq!(code, 0, "the start: {err}");
+    assert_eq!(t.wait("rel"), "0\n");
+    assert_eq!(read(&t.path("logs/rel/stdout")), "hi\n");
+    let mounts = read(&t.path("snapshots/rel-root/mounts"));
+    assert!(!mounts.contains("=state/") && mounts.contains(&format!("={}", t.state().display())), "{mounts}");
+}
+
+#[test]
 fn signals_pause_resume_and_start_again() {
     let t = Tasks::new();
     // The first process of a pid namespace ignores signals it installed no handler for.
