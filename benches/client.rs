@@ -5,7 +5,10 @@
 //! `plain` (a directory of the host: read the spec file), and PHASES a comma-separated
 //! subset of create,read,reread,stat,readdir,relabel,relabel8,delete (default: all, in that
 //! order); create8 and delete8 are create and delete from 8 threads, each on its own
-//! containers (not in the default list: name them, create8 first). Prints one line per
+//! containers (not in the default list: name them, create8 first); rmdir and rmdir8 delete
+//! with one `rmdir` of the container, its fields still set (ctrfs only: what stands for
+//! containerd's one Delete call; a plain directory must be emptied first, as delete does).
+//! Prints one line per
 //! phase: `phase N seconds us_per_op`. Run by scripts/bench.sh; not a test.
 
 use std::fs::{self, OpenOptions};
@@ -113,4 +116,7 @@ fn main() {
     phase("relabel8", n, &mut || spread(n, 8, &|i| write_file(&id(i).join("labels"), eight.as_bytes(), true)));
     phase("delete", n, &mut || (0..n).for_each(delete));
     phase("delete8", n, &mut || spread(n, 8, &delete));
+    let rmdir = |i: usize| fs::remove_dir(id(i)).expect("rmdir of a container with its fields");
+    phase("rmdir", n, &mut || (0..n).for_each(rmdir));
+    phase("rmdir8", n, &mut || spread(n, 8, &rmdir));
 }

@@ -5,6 +5,8 @@ holding grpcio and the `containerd` package of PyPI (its generated stubs); not a
 
   containerd_api.py grpc SOCKET N [THREADS]   containerd on a unix socket, namespace "bench"
   containerd_api.py fs MOUNT N [THREADS]      the same operations on a ctrfs mount, os.* calls
+  containerd_api.py fs MOUNT N THREADS rmdir  create, then delete with one rmdir each (phase
+                                              rmdir): what stands for the one Delete call
   containerd_api.py encode N                  the client's own cost: encoding the requests and
                                               decoding a reply, no call made
   containerd_api.py task MOUNT ID N           N runs of container ID's task on a ctrfs mount,
@@ -149,7 +151,7 @@ def grpc_phases(socket, n, threads):
     channel.close()
 
 
-def fs_phases(mount, n, threads):
+def fs_phases(mount, n, threads, delete_by="files"):
     containers = os.path.join(mount, "containers")
 
     def write(path, data, flags):
@@ -174,6 +176,12 @@ def fs_phases(mount, n, threads):
         os.unlink(os.path.join(d, "labels"))
         os.rmdir(d)
 
+    if delete_by == "rmdir":
+        # One rmdir of a container whose fields are still set: ctrfs's counterpart of the
+        # one Delete call (the phase is named rmdir, rmdir8 with 8 threads).
+        timed("create", n, threads, create)
+        timed("rmdir", n, threads, lambda i: os.rmdir(os.path.join(containers, f"c{i}")))
+        return
     timed("create", n, threads, create)
     timed("relabel", n, threads, relabel)
     timed("delete", n, threads, delete)
@@ -224,6 +232,8 @@ def main():
     elif args[:1] in (["grpc"], ["fs"]) and len(args) in (3, 4):
         threads = int(args[3]) if len(args) == 4 else 1
         (grpc_phases if args[0] == "grpc" else fs_phases)(args[1], int(args[2]), threads)
+    elif args[:1] == ["fs"] and len(args) == 5 and args[4] == "rmdir":
+        fs_phases(args[1], int(args[2]), int(args[3]), delete_by="rmdir")
     else:
         sys.exit(__doc__)
 
