@@ -27,6 +27,10 @@ pub enum Notice {
     /// The content of an inode may have changed, and its attributes: the kernel drops its
     /// pages and attributes (`page_cache.rs`).
     Content(u64),
+    /// `Content` of each of these inodes, in order: what one change made stale, sent as one
+    /// message, so the notifier thread wakes once for them rather than once each (a thread
+    /// hand-off costs more here than the invalidation itself).
+    Contents(Vec<u64>),
     /// The name `name` of directory `parent` is gone, and the kernel must drop its entry
     /// without touching the inode behind it (whose lock the request that caused this may
     /// hold, as a write does).
@@ -50,7 +54,7 @@ pub enum Notice {
 impl Notice {
     /// Whether it goes to the queue of inode invalidations.
     pub fn is_inode(&self) -> bool {
-        matches!(self, Notice::Attributes(_) | Notice::Content(_))
+        matches!(self, Notice::Attributes(_) | Notice::Content(_) | Notice::Contents(_))
     }
 
     /// The daemon removed `name` (whose inode is `child`) from directory node `parent`.
@@ -110,15 +114,11 @@ impl Notices {
     /// handle is filling (a private `mmap` of the file), whose read waits for the lock. Here
     /// the wait ends after `ACK_WAIT` instead.
     pub fn invalidate_and_wait(&self, inodes: Vec<u64>) {
-        let Some(last) = inodes.len().checked_sub(1) else { return };
-        let (tx, rx) = channel();
-        let mut queued = true;
-        for (i, ino) in inodes.into_iter().enumerate() {
-            // One thread sends them in order: the last one's acknowledgement covers all.
-            let ack = (i == last).then(|| tx.clone());
-            queued &= self.queue(Queued { notice: Notice::Content(ino), ack });
+        if inodes.is_empty() {
+            return;
         }
-        if queued && rx.recv_timeout(ACK_WAIT).is_err() {
+        let (tx, rx) = channel();
+        if self.queue(Queued { notice: Notice::Contents(inodes), ack: Some(tx) }) && rx.recv_timeout(ACK_WAIT).is_err() {
             log::warn!("the kernel was not told of changed inodes within {ACK_WAIT:?}; answering anyway");
         }
     }
@@ -152,5 +152,33 @@ impl Notices {
             Some(tx) => tx.send(queued).is_ok(),
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_change_s_invalidations_are_one_message_and_the_request_waits_for_it() {
+        let notices = std::sync::Arc::new(Notices::default());
+        let inodes = notices.subscribe_inodes();
+        let waiter = {
+            let notices = std::sync::Arc::clone(&notices);
+            std::thread::spawn(move || {
+                let began = std::time::Instant::now();
+                notices.invalidate_and_wait(vec![7, 8, 9]);
+                began.elapsed()
+            })
+        };
+        let queued = inodes.recv_timeout(Duration::from_secs(5)).expect("a message");
+        assert_eq!(queued.notice, Notice::Contents(vec![7, 8, 9]), "all three, in order, in one message");
+        assert!(inodes.try_recv().is_err(), "and nothing else");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "the request answers only once the kernel was told");
+        queued.sent();
+        assert!(waiter.join().unwrap() < ACK_WAIT, "the acknowledgement ends the wait");
+        notices.invalidate_and_wait(Vec::new());
+        assert!(inodes.try_recv().is_err(), "nothing changed, nothing sent");
     }
 }
