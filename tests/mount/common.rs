@@ -251,6 +251,19 @@ pub struct MountFixture {
     relative_paths: bool,
 }
 
+/// How a fixture is made (the constructors below set one or two of these).
+#[derive(Default)]
+struct Build<'a> {
+    /// Extra `ctrfs mount` options.
+    args: &'a [&'a str],
+    /// The size of a tmpfs mounted on the state directory first.
+    tmpfs: Option<&'a str>,
+    /// Another fixture's state directory, to share.
+    shared_state: Option<PathBuf>,
+    /// Start the daemon with relative paths (see `MountFixture::relative_paths`).
+    relative_paths: bool,
+}
+
 impl MountFixture {
     /// A mount with the default options.
     pub fn new() -> Self {
@@ -259,34 +272,27 @@ impl MountFixture {
 
     /// A mount with extra `ctrfs mount` options (e.g. `--allow-other`).
     pub fn with_args(args: &[&str]) -> Self {
-        Self::build(args, None)
+        Self::build(Build { args, ..Build::default() })
     }
 
     /// A mount whose state directory is a tmpfs of `size` (`64m`...), mounted before the
     /// daemon starts: a small filesystem to fill.
     pub fn with_small_state(size: &str) -> Self {
-        Self::build(&[], Some(size))
+        Self::build(Build { tmpfs: Some(size), ..Build::default() })
     }
 
     /// A second mount of `other`'s state directory with `args` (e.g. `--namespace b`):
     /// its own mount point and log. Drop it before `other`.
     pub fn sharing_state_of(other: &MountFixture, args: &[&str]) -> Self {
-        Self::build_with(args, None, Some(other.state()))
+        Self::build(Build { args, shared_state: Some(other.state()), ..Build::default() })
     }
 
     /// A mount started from the temp dir as `ctrfs mount mnt --root state`.
     pub fn with_relative_paths() -> Self {
-        let mut fx = Self::build_with(&[], None, None);
-        fx.relative_paths = true;
-        fx.remount();
-        fx
+        Self::build(Build { relative_paths: true, ..Build::default() })
     }
 
-    fn build(args: &[&str], tmpfs: Option<&str>) -> Self {
-        Self::build_with(args, tmpfs, None)
-    }
-
-    fn build_with(args: &[&str], tmpfs: Option<&str>, shared_state: Option<PathBuf>) -> Self {
+    fn build(Build { args, tmpfs, shared_state, relative_paths }: Build<'_>) -> Self {
         require_root();
         let dir = tempfile::Builder::new()
             .prefix("ctrfs-mount-")
@@ -306,7 +312,7 @@ impl MountFixture {
             state_tmpfs: false,
             env: Vec::new(),
             shared_state,
-            relative_paths: false,
+            relative_paths,
         };
         if let Some(size) = tmpfs {
             let out = Command::new("mount")
