@@ -204,7 +204,7 @@ fn spawn_notifier(notifier: Notifier, core: Arc<FsCore>, notices: Receiver<Queue
             let notice = &queued.notice;
             let sent = match notice {
                 // Sent by the inode notifier once it runs; before, here.
-                Notice::Attributes(_) | Notice::Content(_) | Notice::Contents(_) => send_inode_notice(&notifier, &core, notice),
+                Notice::Attributes(_) | Notice::Content(_) => send_inode_notice(&notifier, &core, notice),
                 // `delete` also tells watchers (inotify) the name is gone; it needs the
                 // child's inode, which the kernel may never have looked up.
                 Notice::Removed { parent, child, name } if core.inodes().is_known(*child) => {
@@ -244,9 +244,8 @@ fn send_inode_notice(notifier: &Notifier, core: &FsCore, notice: &Notice) -> std
     match notice {
         // Offset -1: attributes only (a direct-I/O file has no pages).
         Notice::Attributes(ino) if core.inodes().is_known(*ino) => notifier.inval_inode(INodeNo(*ino), -1, 0),
-        Notice::Content(ino) => send_content_notice(notifier, core, *ino),
         // Each one sent, whatever became of the others (ENOENT: the kernel dropped one).
-        Notice::Contents(inodes) => inodes.iter().map(|ino| send_content_notice(notifier, core, *ino)).fold(Ok(()), Result::and),
+        Notice::Content(inodes) => inodes.iter().map(|ino| send_content_notice(notifier, core, *ino)).fold(Ok(()), Result::and),
         _ => Ok(()),
     }
 }

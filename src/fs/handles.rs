@@ -564,7 +564,7 @@ impl FsCore {
             // Some change was not announced: this open reads direct, and the pages go so the
             // next one can use the cache again.
             log::debug!("{}: cached pages differ from the content; invalidating", self.path_of(ino));
-            self.notices.send(super::notify::Notice::Content(ino));
+            self.notices.send(super::notify::Notice::Content(vec![ino]));
         }
     }
 
@@ -619,7 +619,7 @@ impl FsCore {
     pub fn direct_read_of(&self, ino: u64) {
         // A large document is read in many requests: one invalidation covers them all.
         if may_be_cached(ino, libc::O_RDONLY) && self.page_cache.serve(ino, |slot| slot.distrust()) {
-            self.notices.send(super::notify::Notice::Content(ino));
+            self.notices.send(super::notify::Notice::Content(vec![ino]));
         }
     }
 
@@ -663,7 +663,7 @@ impl FsCore {
             consistent
         });
         if !consistent {
-            self.notices.send(super::notify::Notice::Content(ino));
+            self.notices.send(super::notify::Notice::Content(vec![ino]));
         }
     }
 

@@ -131,7 +131,7 @@ impl FsCore {
                 sink.send(notify::Notice::Attributes(Ino::Wait(*node).number()));
             }
             Event::TaskChanged { node } => {
-                sink.send(notify::Notice::Content(Ino::Node(*node).number()));
+                sink.send(notify::Notice::Content(vec![Ino::Node(*node).number()]));
                 sink.send(notify::Notice::Attributes(Ino::LogDir(*node).number()));
             }
             Event::Collected(collected) => {

@@ -24,13 +24,11 @@ const ACK_WAIT: Duration = Duration::from_secs(1);
 pub enum Notice {
     /// The attributes of an inode changed.
     Attributes(u64),
-    /// The content of an inode may have changed, and its attributes: the kernel drops its
-    /// pages and attributes (`page_cache.rs`).
-    Content(u64),
-    /// `Content` of each of these inodes, in order: what one change made stale, sent as one
-    /// message, so the notifier thread wakes once for them rather than once each (a thread
-    /// hand-off costs more here than the invalidation itself).
-    Contents(Vec<u64>),
+    /// The content of these inodes may have changed, and their attributes: the kernel drops
+    /// their pages and attributes (`page_cache.rs`), in order. All that one change made
+    /// stale goes in one message, so the notifier thread wakes once for them rather than
+    /// once each (a thread hand-off costs more here than the invalidation itself).
+    Content(Vec<u64>),
     /// The name `name` of directory `parent` is gone, and the kernel must drop its entry
     /// without touching the inode behind it (whose lock the request that caused this may
     /// hold, as a write does).
@@ -54,7 +52,7 @@ pub enum Notice {
 impl Notice {
     /// Whether it goes to the queue of inode invalidations.
     pub fn is_inode(&self) -> bool {
-        matches!(self, Notice::Attributes(_) | Notice::Content(_) | Notice::Contents(_))
+        matches!(self, Notice::Attributes(_) | Notice::Content(_))
     }
 
     /// The daemon removed `name` (whose inode is `child`) from directory node `parent`.
@@ -118,7 +116,7 @@ impl Notices {
             return;
         }
         let (tx, rx) = channel();
-        if self.queue(Queued { notice: Notice::Contents(inodes), ack: Some(tx) }) && rx.recv_timeout(ACK_WAIT).is_err() {
+        if self.queue(Queued { notice: Notice::Content(inodes), ack: Some(tx) }) && rx.recv_timeout(ACK_WAIT).is_err() {
             log::warn!("the kernel was not told of changed inodes within {ACK_WAIT:?}; answering anyway");
         }
     }
@@ -172,7 +170,7 @@ mod tests {
             })
         };
         let queued = inodes.recv_timeout(Duration::from_secs(5)).expect("a message");
-        assert_eq!(queued.notice, Notice::Contents(vec![7, 8, 9]), "all three, in order, in one message");
+        assert_eq!(queued.notice, Notice::Content(vec![7, 8, 9]), "all three, in order, in one message");
         assert!(inodes.try_recv().is_err(), "and nothing else");
         std::thread::sleep(Duration::from_millis(50));
         assert!(!waiter.is_finished(), "the request answers only once the kernel was told");
